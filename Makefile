@@ -1,0 +1,58 @@
+# The two commands a new engineer needs:
+#   make demo   set up, generate a demo landing zone, build the warehouse
+#   make test   set up, lint, type-check and run every test (incl. a dbt build)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# No telemetry, ever; profiles.yml lives in the repository.
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DBT_PROFILES_DIR := $(CURDIR)
+export DBT_PROJECT_DIR := $(CURDIR)
+
+DEMO_CUSTOMERS ?= 2000
+DEMO_SEED ?= 42
+
+.PHONY: help venv demo test lint typecheck sqllint pytest build generate clean lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(STAMP)  ## create the local virtual environment from the pinned requirements
+
+demo: $(STAMP)  ## generate a demo landing zone and build the warehouse on it
+	$(BIN)/python -m cdp.cli demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
+
+test: $(STAMP) lint typecheck sqllint pytest  ## every check CI runs
+
+lint: $(STAMP)  ## ruff on Python
+	$(BIN)/ruff check src scripts pytests
+	$(BIN)/ruff format --check src scripts pytests
+
+typecheck: $(STAMP)  ## mypy --strict on the package, scripts and tests
+	$(BIN)/mypy
+
+sqllint: $(STAMP)  ## sqlfluff (dbt templater, lint target: no key, no database file)
+	CDP_TARGET=lint $(BIN)/sqlfluff lint models macros tests analyses
+
+pytest: $(STAMP)  ## Python and dbt tests (builds a small generated landing zone)
+	$(BIN)/python -m pytest
+
+clean:  ## remove generated files (keeps the demo key)
+	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache
+
+lock:  ## re-pin requirements.txt from the current environment
+	(echo "# Pinned, complete environment (pip freeze). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v '^-e') > requirements.txt

@@ -1,0 +1,34 @@
+{#-
+    Keyed pseudonym of an already normalised identifier.
+    The key never reaches Jinja: the DuckDB plugin (cdp.plugin) registers one
+    function per pseudonymisation domain on every connection, built from keys it
+    derives in Python from the master secret.
+-#}
+{% macro pseudonymise(id_type, value, domain='identity') -%}
+    {%- if domain not in ['identity', 'person', 'partner'] -%}
+        {{ exceptions.raise_compiler_error("pseudonymise: unknown domain '" ~ domain ~ "' (identity, person, partner)") }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('pseudonymise', 'cdp')(id_type, value, domain)) }}
+{%- endmacro %}
+
+{% macro default__pseudonymise(id_type, value, domain) -%}
+    cdp_pseudonym_{{ domain }}({{ id_type }}, {{ value }})
+{%- endmacro %}
+
+{#- The version of the key in force, e.g. 'v1'. -#}
+{% macro key_version() -%}
+    {{ return(adapter.dispatch('key_version', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__key_version() -%}
+    cdp_key_version()
+{%- endmacro %}
+
+{#- Seal a plaintext identifier for the vault (AES-GCM, key derived in Python). -#}
+{% macro vault_seal(id_type, value) -%}
+    {{ return(adapter.dispatch('vault_seal', 'cdp')(id_type, value)) }}
+{%- endmacro %}
+
+{% macro default__vault_seal(id_type, value) -%}
+    cdp_vault_seal({{ id_type }}, {{ value }})
+{%- endmacro %}

@@ -1,0 +1,33 @@
+{#-
+    The code lists of the landing-zone contract, in one place. A value outside
+    its list is an unknown code: staging quarantines the row, or keeps it as
+    'other' with a data issue where the row is still meaningful (see each model).
+-#}
+{% macro accepted_values(name) -%}
+    {%- set lists = {
+        'web_event_types': ['page_view', 'product_view', 'add_to_cart', 'remove_from_cart',
+                            'checkout_started', 'search', 'login', 'signup', 'form_submit'],
+        'order_statuses': ['placed', 'paid', 'shipped', 'delivered', 'cancelled', 'returned'],
+        'order_channels': ['web', 'app', 'store', 'call_centre'],
+        'payment_methods': ['card', 'cash', 'sbp', 'invoice', 'gift_card', 'installments'],
+        'currencies': ['RUB', 'EUR', 'USD', 'KZT', 'BYN', 'CNY', 'GBP'],
+        'message_channels': ['email', 'sms', 'push', 'messenger'],
+        'message_event_types': ['sent', 'delivered', 'opened', 'clicked', 'bounced', 'unsubscribed', 'complained'],
+        'consent_actions': ['grant', 'withdraw'],
+        'consent_channels': ['web_form', 'mobile_app', 'store', 'call_centre', 'email_link', 'sms_reply'],
+        'subject_id_types': ['customer_id', 'email', 'phone', 'anonymous_id'],
+        'request_types': ['access', 'rectification', 'erasure', 'restriction', 'objection', 'portability'],
+        'jurisdictions': ['RU', 'EU'],
+    } -%}
+    {%- if name not in lists -%}
+        {{ exceptions.raise_compiler_error("accepted_values: no code list named '" ~ name ~ "'") }}
+    {%- endif -%}
+    {{ return(lists[name]) }}
+{%- endmacro %}
+
+{#- The same list as a SQL literal list body: 'a', 'b', ... -#}
+{% macro accepted_values_sql(name) -%}
+    {%- for value in accepted_values(name) -%}
+        '{{ value }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}

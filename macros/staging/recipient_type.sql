@@ -1,0 +1,9 @@
+{#- The identifier type of a messaging recipient, by channel. -#}
+{% macro recipient_type(channel) -%}
+    case lower(trim({{ channel }}))
+        when 'email' then 'email'
+        when 'sms' then 'phone'
+        when 'messenger' then 'phone'
+        when 'push' then 'push_token'
+    end
+{%- endmacro %}

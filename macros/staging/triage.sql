@@ -1,0 +1,73 @@
+{#-
+    Give every raw row exactly one status, so that no row silently vanishes:
+
+      quarantined  reject_reason is not null (unusable row; the reason says why)
+      duplicate    a re-delivery: same values in `copy_columns` as an earlier row
+      superseded   an older version of a record (`key_columns`) whose newest
+                   version, by `version_order`, is kept
+      kept         everything else: exactly one row per key
+
+    from_cte       the CTE with the candidate rows (must carry _loaded_at, _batch_id)
+    reject_reason  SQL expression giving a reason code, or null for a usable row
+    copy_columns   columns whose equality makes two rows copies of each other
+    key_columns    the record's key; one kept row per key
+    version_order  ORDER BY of versions, newest first (ties broken by load order and content)
+-#}
+{% macro triage(from_cte, reject_reason, copy_columns, key_columns, version_order) -%}
+    {{ return(adapter.dispatch('triage', 'cdp')(from_cte, reject_reason, copy_columns, key_columns, version_order)) }}
+{%- endmacro %}
+
+{% macro default__triage(from_cte, reject_reason, copy_columns, key_columns, version_order) -%}
+select
+    *,
+    case
+        when reject_reason is not null then 'quarantined'
+        when copy_number > 1 then 'duplicate'
+        when version_number > 1 then 'superseded'
+        else 'kept'
+    end as row_status
+from (
+    select
+        *,
+        case
+            when reject_reason is null and copy_number = 1
+                then row_number() over (
+                    partition by
+                        reject_reason is null and copy_number = 1,
+                        {{ key_columns | join(', ') }}
+                    order by {{ version_order }}, _loaded_at desc, _batch_id desc, _row_fingerprint
+                )
+        end as version_number
+    from (
+        select
+            *,
+            row_number() over (
+                partition by reject_reason is null, {{ copy_columns | join(', ') }}
+                order by _loaded_at, _batch_id, _row_fingerprint
+            ) as copy_number
+        from (
+            select
+                *,
+                {{ reject_reason }} as reject_reason
+            from {{ from_cte }}
+        ) as checked
+    ) as copies
+) as versions
+{%- endmacro %}
+
+{#-
+    A content fingerprint used only to order ties deterministically inside one
+    query; it is never selected into a model.
+-#}
+{% macro row_fingerprint(columns) -%}
+    md5(concat_ws(chr(31), {% for column in columns %}coalesce(cast({{ column }} as varchar), chr(0)){{ ", " if not loop.last }}{% endfor %}))
+{%- endmacro %}
+
+{#- Collect field-level issue codes into a list, dropping the ones that did not fire. -#}
+{% macro issue_list(issues) -%}
+    list_filter([
+        {%- for code, condition in issues.items() %}
+        case when {{ condition }} then '{{ code }}' end{{ "," if not loop.last }}
+        {%- endfor %}
+    ], lambda issue: issue is not null)
+{%- endmacro %}

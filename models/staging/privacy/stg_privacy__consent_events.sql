@@ -1,0 +1,31 @@
+{{ config(materialized='view') }}
+
+{#- The consent log, one row per consent_event_id, subjects pseudonymised. -#}
+with triaged as (
+
+    select * from {{ ref('stg_privacy__consent_events_triaged') }}
+
+),
+
+final as (
+
+    select
+        consent_event_id,
+        subject_id_type,
+        subject_key,
+        purpose_code,
+        action,
+        channel,
+        policy_version,
+        evidence_ref,
+        captured_at,
+        data_issues,
+        key_version,
+        _batch_id,
+        _loaded_at
+    from triaged
+    where row_status = 'kept'
+
+)
+
+select * from final

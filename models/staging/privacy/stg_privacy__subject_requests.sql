@@ -1,0 +1,33 @@
+{{ config(materialized='view') }}
+
+{#- Data-subject requests, one row per request_id, subjects pseudonymised. -#}
+with triaged as (
+
+    select * from {{ ref('stg_privacy__subject_requests_triaged') }}
+
+),
+
+final as (
+
+    select
+        request_id,
+        subject_id_type,
+        subject_key,
+        request_type,
+        jurisdiction,
+        received_at,
+        is_verified,
+        is_details_valid,
+        rectification_field,
+        rectification_value_key,
+        objection_purpose_code,
+        data_issues,
+        key_version,
+        _batch_id,
+        _loaded_at
+    from triaged
+    where row_status = 'kept'
+
+)
+
+select * from final

@@ -1,0 +1,70 @@
+{#-
+    Every raw order line with its triage status. Order lines carry no personal
+    data, so there is no in-flight base model: this reads the source directly.
+    A line re-delivered (same order_id and line_number) keeps the latest load.
+-#}
+with source as (
+
+    select * from {{ source('shop', 'order_items') }}
+
+),
+
+typed as (
+
+    select
+        {{ normalise_key('order_id') }} as order_id,
+        line_number,
+        nullif(trim(product_sku), '') as product_sku,
+        nullif(trim(product_name), '') as product_name,
+        nullif(lower(trim(category)), '') as category,
+        quantity,
+        unit_price,
+        _loaded_at,
+        _batch_id,
+        {{ row_fingerprint(['order_id', 'line_number', 'product_sku', 'product_name', 'category',
+            'quantity', 'unit_price']) }} as _row_fingerprint
+    from source
+
+),
+
+triaged as (
+
+    {{ triage(
+        from_cte='typed',
+        reject_reason="case
+            when order_id is null or line_number is null then 'missing_key'
+            when quantity is null or quantity = 0 then 'invalid_quantity'
+        end",
+        copy_columns=['_row_fingerprint'],
+        key_columns=['order_id', 'line_number'],
+        version_order='_loaded_at desc'
+    ) }}
+
+),
+
+final as (
+
+    select
+        _batch_id,
+        _loaded_at,
+        row_status,
+        reject_reason,
+        order_id,
+        line_number,
+        product_sku,
+        product_name,
+        category,
+        quantity,
+        unit_price,
+        quantity * unit_price as line_amount,
+        {{ issue_list({
+            'missing_price': 'unit_price is null',
+            'negative_price': 'unit_price < 0',
+            'negative_quantity': 'quantity < 0',
+            'missing_sku': 'product_sku is null',
+        }) }} as data_issues
+    from triaged
+
+)
+
+select * from final

@@ -1,0 +1,158 @@
+{#-
+    The re-identification map: every identifier pseudonym the warehouse holds,
+    with the identifier sealed (AES-256-GCM, key derived from the master secret
+    in Python). Written into the vault database file, apart from the
+    pseudonymised data; read only by the privacy officer's tool (python -m
+    cdp.vault), which logs every lookup. Identifiers are read straight from the
+    raw zone and normalised with the same macros as staging, so every pseudonym
+    staging produces resolves here.
+-#}
+with customers as (
+
+    select * from {{ source('crm', 'customers') }}
+
+),
+
+web_events as (
+
+    select * from {{ source('web', 'events') }}
+
+),
+
+orders as (
+
+    select * from {{ source('shop', 'orders') }}
+
+),
+
+message_events as (
+
+    select * from {{ source('messaging', 'message_events') }}
+
+),
+
+consent_events as (
+
+    select * from {{ source('privacy', 'consent_events') }}
+
+),
+
+subject_requests as (
+
+    select * from {{ source('privacy', 'subject_requests') }}
+
+),
+
+raw_identifiers as (
+
+    select distinct
+        'customer_id' as id_type,
+        {{ normalise_key('customer_id') }} as id_value
+    from customers
+    union
+    select distinct
+        'email' as id_type,
+        {{ normalise_email('email') }} as id_value
+    from customers
+    union
+    select distinct
+        'phone' as id_type,
+        {{ normalise_phone('phone') }} as id_value
+    from customers
+    union
+    select distinct
+        'loyalty_card' as id_type,
+        {{ normalise_card('loyalty_card_number') }} as id_value
+    from customers
+    union
+    select distinct
+        'anonymous_id' as id_type,
+        {{ normalise_token('anonymous_id') }} as id_value
+    from web_events
+    union
+    select distinct
+        'customer_id' as id_type,
+        {{ normalise_key('customer_id') }} as id_value
+    from web_events
+    union
+    select distinct
+        'customer_id' as id_type,
+        {{ normalise_key('customer_id') }} as id_value
+    from orders
+    union
+    select distinct
+        'email' as id_type,
+        {{ normalise_email('email') }} as id_value
+    from orders
+    union
+    select distinct
+        'phone' as id_type,
+        {{ normalise_phone('phone') }} as id_value
+    from orders
+    union
+    select distinct
+        'customer_id' as id_type,
+        {{ normalise_key('customer_id') }} as id_value
+    from message_events
+
+),
+
+recipients as (
+
+    select distinct
+        {{ recipient_type('channel') }} as id_type,
+        recipient
+    from message_events
+
+),
+
+subjects as (
+
+    select distinct
+        {{ clean_id_type('subject_id_type') }} as id_type,
+        subject_id
+    from consent_events
+    union
+    select distinct
+        {{ clean_id_type('subject_id_type') }} as id_type,
+        subject_id
+    from subject_requests
+
+),
+
+all_identifiers as (
+
+    select
+        id_type,
+        id_value
+    from raw_identifiers
+    union
+    select
+        id_type,
+        case id_type
+            when 'email' then {{ normalise_email('recipient') }}
+            when 'phone' then {{ normalise_phone('recipient') }}
+            when 'push_token' then {{ normalise_token('recipient') }}
+        end
+    from recipients
+    union
+    select
+        id_type,
+        {{ normalise_identifier('id_type', 'subject_id') }}
+    from subjects
+
+),
+
+final as (
+
+    select
+        {{ pseudonymise('id_type', 'id_value') }} as pseudonym,
+        id_type,
+        {{ vault_seal('id_type', 'id_value') }} as sealed_value,
+        {{ key_version() }} as key_version
+    from all_identifiers
+    where id_type is not null and id_value is not null
+
+)
+
+select * from final
