@@ -120,6 +120,18 @@ subjects as (
 
 ),
 
+rectified_values as (
+
+    select distinct
+        lower(trim(json_extract_string(details, '$.field'))) as id_type,
+        json_extract_string(details, '$.value') as new_value
+    from subject_requests
+    where
+        lower(trim(request_type)) = 'rectification'
+        and coalesce(try(json_valid(details)), false)
+
+),
+
 all_identifiers as (
 
     select
@@ -140,6 +152,12 @@ all_identifiers as (
         id_type,
         {{ normalise_identifier('id_type', 'subject_id') }}
     from subjects
+    union
+    select
+        id_type,
+        {{ normalise_identifier('id_type', 'new_value') }}
+    from rectified_values
+    where id_type in ('email', 'phone')
 
 ),
 

@@ -1,0 +1,187 @@
+"""``cdp``: the project's command line (``python -m cdp.cli`` or ``cdp``).
+
+    cdp demo    generate a demo landing zone and build the warehouse on it
+    cdp check   check configuration (key, landing zone) without writing anything
+    cdp build   check, then ``dbt build`` (extra arguments go to dbt)
+
+dbt runs in-process (dbtRunner). Every check happens before dbt opens a
+database file, so a configuration error writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from cdp import contract, keys, paths
+
+# Telemetry off whatever the caller's environment says; profiles.yml is in the repo.
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one clear line before anything is written."""
+
+
+def _say(message: str) -> None:
+    print(f"cdp: {message}", file=sys.stderr, flush=True)
+
+
+def check_raw_zone(raw: Path) -> None:
+    """The landing zone exists and matches the contract exactly."""
+    if not raw.exists():
+        raise ConfigError(
+            f"no landing zone at {raw}: set CDP_RAW_DB to your raw DuckDB file, "
+            "or run `make demo` to generate one"
+        )
+    try:
+        con = duckdb.connect(str(raw), read_only=True)
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open the landing zone {raw}: {exc}") from None
+    try:
+        problems = contract.check_database(con)
+    finally:
+        con.close()
+    if problems:
+        listed = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise ConfigError(
+            f"the landing zone {raw} does not match the contract "
+            f"(shared/contracts/raw_landing.md): {listed}"
+        )
+
+
+def preflight() -> keys.MasterKey:
+    """Every configuration check, in the order a user would fix them."""
+    try:
+        master = keys.load_master_key()
+    except keys.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    check_raw_zone(paths.raw_db())
+    return master
+
+
+def run_dbt(args: Sequence[str]) -> bool:
+    """Run one dbt command in-process from the project root; True on success."""
+    from dbt.cli.main import dbtRunner
+
+    root = str(paths.PROJECT_ROOT)
+    full = [*args, "--project-dir", root, "--profiles-dir", root]
+    started = time.monotonic()
+    result = dbtRunner().invoke(full)
+    _say(
+        f"dbt {' '.join(args)}: {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f} s"
+    )
+    return bool(result.success)
+
+
+def print_accounting(warehouse: Path) -> None:
+    """How every raw row was accounted for, from the built warehouse."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            "select source_table, sum(raw_rows), sum(kept_rows), sum(duplicate_rows), "
+            "sum(superseded_rows), sum(quarantined_rows) "
+            "from audit.audit_row_accounting group by source_table order by source_table"
+        ).fetchall()
+    finally:
+        con.close()
+    print(
+        f"{'raw table':<28}{'raw':>10}{'kept':>10}{'duplicate':>11}{'superseded':>12}{'quarantined':>13}"
+    )
+    for table, raw, kept, dup, sup, quar in rows:
+        print(f"{table:<28}{raw:>10}{kept:>10}{dup:>11}{sup:>12}{quar:>13}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not os.environ.get(keys.ENV_KEY) and not os.environ.get(keys.ENV_KEY_FILE):
+        key_file = keys.create_demo_key()
+        os.environ[keys.ENV_KEY_FILE] = str(key_file)
+    keys.load_master_key()  # a bad key configured by the user stops the demo here
+
+    data = paths.PROJECT_ROOT / "data"
+    for var in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
+        if os.environ.get(var):
+            _say(
+                f"demo ignores {var}; it uses its own files under {data} (use `cdp build` for yours)"
+            )
+        os.environ.pop(var, None)
+    os.environ["CDP_TARGET"] = "local"
+    for path in (paths.raw_db(), paths.truth_file(), paths.warehouse_db(), paths.vault_db()):
+        if path.exists():
+            path.unlink()
+    data.mkdir(mode=0o700, exist_ok=True)
+
+    _say(f"generating a demo landing zone: {args.customers} customers, seed {args.seed}")
+    generate = [
+        sys.executable,
+        str(paths.PROJECT_ROOT / "scripts" / "generate_landing.py"),
+        "--customers",
+        str(args.customers),
+        "--seed",
+        str(args.seed),
+    ]
+    if args.reference_date:
+        generate += ["--reference-date", args.reference_date]
+    if subprocess.run(generate, check=False).returncode != 0:
+        _say("generating the landing zone failed (see above)")
+        return 1
+    preflight()
+    if not run_dbt(["build"]):
+        return 1
+    print_accounting(paths.warehouse_db())
+    _say(f"warehouse built: {paths.warehouse_db()} (vault: {paths.vault_db()})")
+    return 0
+
+
+def cmd_check(_: argparse.Namespace) -> int:
+    master = preflight()
+    _say(
+        f"configuration OK: key {master.version_label} from {master.source}; landing zone {paths.raw_db()}"
+    )
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    preflight()
+    return 0 if run_dbt(["build", *args.dbt_args]) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cdp", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="generate a demo landing zone and build the warehouse on it")
+    demo.add_argument(
+        "--customers", type=int, default=2000, help="synthetic customers (default 2000)"
+    )
+    demo.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    demo.add_argument(
+        "--reference-date", help="YYYY-MM-DD the demo data is generated around (default today)"
+    )
+    demo.set_defaults(func=cmd_demo)
+    check = sub.add_parser("check", help="check key and landing zone; writes nothing")
+    check.set_defaults(func=cmd_check)
+    build = sub.add_parser("build", help="check, then dbt build; extra arguments go to dbt")
+    build.add_argument("dbt_args", nargs=argparse.REMAINDER, help="passed to dbt build")
+    build.set_defaults(func=cmd_build)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, keys.KeyConfigError) as exc:
+        _say(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
