@@ -122,13 +122,19 @@ subjects as (
 
 rectified_values as (
 
+    -- CASE, not WHERE: DuckDB may evaluate a projection before a filter, and
+    -- the JSON functions raise on malformed text.
     select distinct
-        lower(trim(json_extract_string(details, '$.field'))) as id_type,
-        json_extract_string(details, '$.value') as new_value
+        case
+            when coalesce(try(json_valid(details)), false)
+                then lower(trim(json_extract_string(details, '$.field')))
+        end as id_type,
+        case
+            when coalesce(try(json_valid(details)), false)
+                then json_extract_string(details, '$.value')
+        end as new_value
     from subject_requests
-    where
-        lower(trim(request_type)) = 'rectification'
-        and coalesce(try(json_valid(details)), false)
+    where lower(trim(request_type)) = 'rectification'
 
 ),
 
