@@ -12,13 +12,13 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cdp import paths
+from cdp import dbt_invoke, paths
+from cdp.dbt_invoke import DbtOutcome
 
 ROOT = paths.PROJECT_ROOT
 GENERATOR = ROOT / "scripts" / "generate_landing.py"
@@ -32,16 +32,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
-@dataclass
-class DbtResult:
-    success: bool
-    messages: list[str] = field(default_factory=list)
-    exception: BaseException | None = None
-    result: Any = None
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.messages) + ("\n" + str(self.exception) if self.exception else "")
+DbtResult = DbtOutcome
 
 
 @dataclass
@@ -72,15 +63,8 @@ class Workspace:
         return run_dbt(args, {**self.env, **(env or {})}, self.root)
 
 
-def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtResult:
+def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtOutcome:
     """dbt in-process with ``env`` applied (and restored afterwards); every log line kept."""
-    from dbt.cli.main import dbtRunner
-
-    messages: list[str] = []
-
-    def collect(event: Any) -> None:
-        messages.append(str(event.info.msg))
-
     saved = {name: os.environ.get(name) for name in env}
     # Key variables the caller did not set must not leak in from the outer environment.
     for name in ("CDP_MASTER_KEY", "CDP_MASTER_KEY_FILE"):
@@ -88,24 +72,17 @@ def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtResult:
         if name not in env:
             os.environ.pop(name, None)
     os.environ.update(env)
+    extra: list[str] = []
+    if args and args[0] != "debug":
+        extra = ["--target-path", str(root / "target"), "--log-path", str(root / "logs")]
     try:
-        full = [
-            *args,
-            "--project-dir",
-            str(ROOT),
-            "--profiles-dir",
-            str(ROOT),
-        ]
-        if args and args[0] not in ("debug",):
-            full += ["--target-path", str(root / "target"), "--log-path", str(root / "logs")]
-        outcome = dbtRunner(callbacks=[collect]).invoke(full)
+        return dbt_invoke.invoke(args, extra=extra)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return DbtResult(bool(outcome.success), messages, outcome.exception, outcome.result)
 
 
 def generate_landing(

@@ -20,11 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import contract, keys, paths
-
-# Telemetry off whatever the caller's environment says; profiles.yml is in the repo.
-os.environ["DO_NOT_TRACK"] = "1"
-os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+from cdp import contract, dbt_invoke, keys, paths
 
 
 class ConfigError(Exception):
@@ -72,16 +68,11 @@ def preflight() -> keys.MasterKey:
 
 def run_dbt(args: Sequence[str]) -> bool:
     """Run one dbt command in-process from the project root; True on success."""
-    from dbt.cli.main import dbtRunner
-
-    root = str(paths.PROJECT_ROOT)
-    full = [*args, "--project-dir", root, "--profiles-dir", root]
     started = time.monotonic()
-    result = dbtRunner().invoke(full)
-    _say(
-        f"dbt {' '.join(args)}: {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f} s"
-    )
-    return bool(result.success)
+    outcome = dbt_invoke.invoke(args)
+    status = "ok" if outcome.success else "FAILED"
+    _say(f"dbt {' '.join(args)}: {status} in {time.monotonic() - started:.1f} s")
+    return outcome.success
 
 
 def print_accounting(warehouse: Path) -> None:
