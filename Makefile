@@ -55,4 +55,6 @@ clean:  ## remove generated files (keeps the demo key)
 	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache
 
 lock:  ## re-pin requirements.txt from the current environment
-	(echo "# Pinned, complete environment (pip freeze). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v '^-e') > requirements.txt
+	(echo "# Pinned, complete environment (pip freeze). Regenerate: make lock"; \
+	 echo "# setuptools and wheel are pinned too: the editable install of src/cdp builds without network."; \
+	 $(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==') > requirements.txt
