@@ -87,3 +87,22 @@ def test_contract_checker_accepts_exactly_the_contract(tmp_path: Path) -> None:
         con.execute(statement)
     assert contract.check_database(con) == []
     con.close()
+
+
+def test_build_passes_unknown_arguments_to_dbt(
+    built: Workspace,
+    key_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cdp build --select ... --vars ...` reaches dbt; other commands refuse stray arguments."""
+    for name, value in built.env.items():
+        if name != "CDP_MASTER_KEY":
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CDP_MASTER_KEY", built.key)
+    assert (
+        cli.main(["build", "--select", "city_regions", "--vars", "{default_phone_region: RU}"]) == 0
+    )
+    assert "dbt build --select city_regions --vars" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--select", "x"])

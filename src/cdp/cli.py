@@ -164,9 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="check key and landing zone; writes nothing")
     check.set_defaults(func=cmd_check)
     build = sub.add_parser("build", help="check, then dbt build; extra arguments go to dbt")
-    build.add_argument("dbt_args", nargs=argparse.REMAINDER, help="passed to dbt build")
     build.set_defaults(func=cmd_build)
-    args = parser.parse_args(argv)
+    # Everything `build` does not know goes to dbt (`cdp build --select x --vars ...`).
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "build":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.dbt_args = unknown
     try:
         return int(args.func(args))
     except (ConfigError, keys.KeyConfigError) as exc:
