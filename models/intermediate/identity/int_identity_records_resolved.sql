@@ -1,0 +1,137 @@
+{#-
+    The person behind each current source record that names identifiers: CRM
+    customer records, orders, messages, consent events and subject requests.
+    An order belongs to the person of its customer, else of its checkout e-mail,
+    else of its phone; a message to its customer's person, else its recipient's.
+    person_key is null when every identifier of the record was refused (an
+    anonymous guest order with a junk e-mail, say).
+-#}
+with person_identifiers as (
+
+    select * from {{ ref('int_identity_person_identifiers') }}
+
+),
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_shop__orders') }}
+
+),
+
+message_events as (
+
+    select * from {{ ref('stg_messaging__message_events') }}
+
+),
+
+consent_events as (
+
+    select * from {{ ref('stg_privacy__consent_events') }}
+
+),
+
+subject_requests as (
+
+    select * from {{ ref('stg_privacy__subject_requests') }}
+
+),
+
+crm_records as (
+
+    select
+        'stg_crm__customers' as source_model,
+        crm_customers.customer_key as record_key,
+        by_customer.person_key,
+        case when by_customer.person_key is not null then 'customer_id' end as resolved_by
+    from crm_customers
+    left join person_identifiers as by_customer
+        on crm_customers.customer_key = by_customer.id_key
+
+),
+
+order_records as (
+
+    select
+        'stg_shop__orders' as source_model,
+        orders.order_id as record_key,
+        coalesce(by_customer.person_key, by_email.person_key, by_phone.person_key) as person_key,
+        case
+            when by_customer.person_key is not null then 'customer_id'
+            when by_email.person_key is not null then 'email'
+            when by_phone.person_key is not null then 'phone'
+        end as resolved_by
+    from orders
+    left join person_identifiers as by_customer
+        on orders.customer_key = by_customer.id_key
+    left join person_identifiers as by_email
+        on orders.email_key = by_email.id_key
+    left join person_identifiers as by_phone
+        on orders.phone_key = by_phone.id_key
+
+),
+
+message_records as (
+
+    select
+        'stg_messaging__message_events' as source_model,
+        message_events.message_event_id as record_key,
+        coalesce(by_customer.person_key, by_recipient.person_key) as person_key,
+        case
+            when by_customer.person_key is not null then 'customer_id'
+            when by_recipient.person_key is not null then message_events.recipient_type
+        end as resolved_by
+    from message_events
+    left join person_identifiers as by_customer
+        on message_events.customer_key = by_customer.id_key
+    left join person_identifiers as by_recipient
+        on message_events.recipient_key = by_recipient.id_key
+
+),
+
+consent_records as (
+
+    select
+        'stg_privacy__consent_events' as source_model,
+        consent_events.consent_event_id as record_key,
+        by_subject.person_key,
+        case when by_subject.person_key is not null then consent_events.subject_id_type end as resolved_by
+    from consent_events
+    left join person_identifiers as by_subject
+        on consent_events.subject_key = by_subject.id_key
+
+),
+
+request_records as (
+
+    select
+        'stg_privacy__subject_requests' as source_model,
+        subject_requests.request_id as record_key,
+        by_subject.person_key,
+        case when by_subject.person_key is not null then subject_requests.subject_id_type end as resolved_by
+    from subject_requests
+    left join person_identifiers as by_subject
+        on subject_requests.subject_key = by_subject.id_key
+
+),
+
+final as (
+
+    select * from crm_records
+    union all
+    select * from order_records
+    union all
+    select * from message_records
+    union all
+    select * from consent_records
+    union all
+    select * from request_records
+
+)
+
+select * from final
