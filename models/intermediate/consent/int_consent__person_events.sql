@@ -1,0 +1,122 @@
+{#-
+    The consent history per person and purpose, as of `as_of`: the events of
+    all of a person's identifiers in one sequence (docs/decisions.md,
+    "Consent per person"), so the latest effective time wins per person and
+    purpose, with the same tie rule as per identifier. Opt-outs (unsubscribes, complaints, objections)
+    are withdrawals here too. A grant counts for a person only through an
+    identifier that belongs to that person alone; a withdrawal through an
+    ambiguous identifier (shared mailbox, family phone) counts for every person
+    it may belong to.
+
+    Retention (consent_records) per person: an event is left out once the
+    first withdrawal of the person at or after it is older than the window,
+    so an old opt-out through one identifier takes the grants it closed
+    through others with it (and the purge destroys them together).
+-#}
+with consent_history as (
+
+    select * from {{ ref('int_consent__consent_history') }}
+
+),
+
+subject_persons as (
+
+    select * from {{ ref('int_consent__subject_persons') }}
+
+),
+
+data_categories as (
+
+    select * from {{ ref('data_categories') }}
+
+),
+
+retention as (
+
+    select retention_days from data_categories
+    where data_category = 'consent_records'
+
+),
+
+attributed as (
+
+    select
+        subject_persons.person_key,
+        consent_history.purpose_code,
+        consent_history.consent_event_id,
+        consent_history.subject_id_type,
+        consent_history.subject_key,
+        consent_history.action,
+        consent_history.event_origin,
+        consent_history.channel,
+        consent_history.policy_version,
+        consent_history.evidence_ref,
+        consent_history.captured_at,
+        consent_history.effective_at,
+        consent_history._loaded_at,
+        subject_persons.is_unambiguous as is_subject_unambiguous
+    from consent_history
+    inner join subject_persons
+        on consent_history.subject_key = subject_persons.subject_key
+    where consent_history.action = 'withdraw' or subject_persons.is_unambiguous
+
+),
+
+episodes as (
+
+    select
+        *,
+        -- The person's first withdrawal at or after this event: when the episode it belongs to ended.
+        min(case when action = 'withdraw' then effective_at end) over (
+            partition by person_key, purpose_code
+            order by effective_at
+            range between current row and unbounded following
+        ) as consent_ended_at
+    from attributed
+
+),
+
+retained_events as (
+
+    select episodes.*
+    from episodes
+    cross join retention
+    where
+        episodes.consent_ended_at is null
+        or episodes.consent_ended_at >= {{ retention_cutoff('retention.retention_days') }}
+
+),
+
+effects as (
+
+    {{ consent_event_effects('retained_events', ['person_key', 'purpose_code']) }}
+
+),
+
+final as (
+
+    select
+        person_key,
+        purpose_code,
+        consent_event_id,
+        event_sequence,
+        action,
+        consent_effect,
+        previous_action,
+        subject_id_type,
+        subject_key,
+        is_subject_unambiguous,
+        event_origin,
+        channel,
+        policy_version,
+        evidence_ref,
+        captured_at,
+        effective_at,
+        consent_ended_at,
+        _loaded_at,
+        {{ as_of() }} as as_of
+    from effects
+
+)
+
+select * from final

@@ -1,0 +1,457 @@
+"""The retention purge of the raw zone (``scripts/purge.py``, ``cdp.purge``).
+
+- After the purge no raw row is older than its retention window, and the
+  destruction log accounts for every destroyed and depersonalised row, per
+  table and load batch.
+- Per-person records carry the person's identity pseudonym, computed in
+  Python with the master key, equal to the warehouse's.
+- The purge never gives anyone back a consent: after a rebuild on the purged
+  landing zone nobody is permitted for a purpose who was not before.
+- Destruction records expire after 3 years, and that is recorded too.
+- A dry run writes nothing; a missing key, warehouse or bad --as-of stops it
+  with a clear message before anything is destroyed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from cdp import keys, normalise, pseudonym
+from cdp import purge as purge_module
+from cdp.purge import PurgeError, parse_as_of, purge
+from conftest import ROOT, DbtResult, Workspace
+
+pytestmark = pytest.mark.dbt
+
+# Far enough after the generated history (reference date 2026-11-01, ~3 years back)
+# that every rule fires: site, messages, consent episodes, requests, inactivity.
+PURGE_AS_OF = "2027-12-01"
+PURGE_AS_OF_TS = dt.datetime(2027, 12, 1)
+RAW_TABLES = (
+    "crm.customers",
+    "web.events",
+    "shop.orders",
+    "shop.order_items",
+    "messaging.message_events",
+    "privacy.consent_events",
+    "privacy.subject_requests",
+)
+MY_MODELS = "path:models/intermediate/consent+"
+
+
+def copy_workspace(source: Workspace, root: Path) -> Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(source.env)
+    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
+        target = root / Path(source.env[name]).name
+        shutil.copyfile(source.env[name], target)
+        env[name] = str(target)
+    return Workspace(root=root, key=source.key, env=env)
+
+
+def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
+    finally:
+        con.close()
+
+
+def counts_by_batch(raw_db: Path) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for table in RAW_TABLES:
+        for batch, n in query(raw_db, f"select _batch_id, count(*) from {table} group by all"):
+            out[(table, batch)] = int(n)
+    return out
+
+
+def permitted(db: Path) -> set[tuple[str, str]]:
+    return {
+        (str(r[0]), str(r[1]))
+        for r in query(
+            db,
+            "select person_key, purpose_code from intermediate.int_consent__person_purposes where is_permitted",
+        )
+    }
+
+
+def normalised(id_type: str | None, value: str | None) -> str | None:
+    """An identifier normalised as staging does, None for an unknown type."""
+    if id_type not in normalise.IDENTIFIER_NORMALISERS:
+        return None
+    return normalise.normalise_identifier(id_type, value)
+
+
+def run_ok(result: DbtResult) -> DbtResult:
+    assert result.success, result.output[-4000:]
+    return result
+
+
+def plant_order_of_an_inactive_customer(workspace: Workspace) -> None:
+    """An order (within the 5-year accounting window) of a customer the purge finds inactive,
+    dated at their last activity, so the depersonalisation of orders is exercised whatever
+    the generated data holds."""
+    plan = purge(
+        raw_db=workspace.raw_db,
+        warehouse_db=workspace.warehouse_db,
+        as_of=PURGE_AS_OF_TS,
+        dry_run=True,
+        environ={"CDP_MASTER_KEY": workspace.key},
+    )
+    inactive = {
+        r.subject_key: r.oldest_record_at
+        for r in plan.records
+        if r.source_table == "crm.customers" and r.reason == "inactivity_limit"
+    }
+    assert inactive, "the generated data should hold customers inactive by then"
+    master = keys.load_master_key({"CDP_MASTER_KEY": workspace.key})
+    identity = keys.pseudonym_key(master, "identity")
+    for (customer_id,) in query(workspace.raw_db, "select distinct customer_id from crm.customers"):
+        value = normalise.normalise_identifier("customer_id", customer_id)
+        key = pseudonym.pseudonym(identity, master.version, "customer_id", value)
+        if key in inactive and inactive[key] is not None:
+            at = inactive[key]
+            con = duckdb.connect(str(workspace.raw_db))
+            try:
+                con.execute(
+                    "insert into shop.orders values (?, ?, ?, ?, ?, 'delivered', 100.00, 'RUB', 'web', "
+                    "null, ?, ?, 'card', ?, ?, 'hand_orders')",
+                    [
+                        "HAND-ORDER-1",
+                        customer_id,
+                        "planted.buyer@example.org",
+                        "+7 916 123-45-67",
+                        at,
+                        "ул. Тестовая, д. 1",
+                        "Москва",
+                        at,
+                        dt.datetime(2026, 11, 1, 2, 0),
+                    ],
+                )
+            finally:
+                con.close()
+            return
+    pytest.fail("no raw customer id matches an inactive customer's pseudonym")
+
+
+@pytest.fixture(scope="module")
+def purged(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A copy of the build, its consent models at PURGE_AS_OF, purged as of then, rebuilt."""
+    workspace = copy_workspace(built, tmp_path_factory.mktemp("purge"))
+    vars_ = "{as_of: '" + PURGE_AS_OF + "'}"
+    run_ok(workspace.dbt("run", "--select", MY_MODELS, "--vars", vars_))
+    plant_order_of_an_inactive_customer(workspace)
+    before = counts_by_batch(workspace.raw_db)
+    customers_before = {
+        r[0] for r in query(workspace.raw_db, "select distinct customer_id from crm.customers")
+    }
+    permitted_before = permitted(workspace.warehouse_db)
+    subject_keys_before = {
+        r[0]
+        for r in query(
+            workspace.warehouse_db,
+            "select subject_key from intermediate.int_consent__subject_persons",
+        )
+    }
+    result = purge(
+        raw_db=workspace.raw_db,
+        warehouse_db=workspace.warehouse_db,
+        as_of=parse_as_of(PURGE_AS_OF),
+        operator="pytest",
+        environ={"CDP_MASTER_KEY": workspace.key},
+    )
+    after = counts_by_batch(workspace.raw_db)
+    # Rebuild on the purged landing zone: staging, identity, the consent models and their tests.
+    run_ok(
+        workspace.dbt(
+            "run", "--select", "+int_consent__subject_persons", MY_MODELS, "--vars", vars_
+        )
+    )
+    rebuild = run_ok(
+        workspace.dbt("test", "--select", MY_MODELS, "--exclude", "test_type:unit", "--vars", vars_)
+    )
+    yield {
+        "workspace": workspace,
+        "result": result,
+        "before": before,
+        "after": after,
+        "customers_before": customers_before,
+        "permitted_before": permitted_before,
+        "subject_keys_before": subject_keys_before,
+        "permitted_after": permitted(workspace.warehouse_db),
+        "rebuild": rebuild,
+    }
+
+
+def test_destruction_log_accounts_for_every_destroyed_row(purged: dict[str, Any]) -> None:
+    raw_db = purged["workspace"].raw_db
+    logged = {
+        (str(table), str(batch)): int(n)
+        for table, batch, n in query(
+            raw_db,
+            "select source_table, source_batch_id, sum(row_count) from audit.destruction_log "
+            "where method = 'delete_rows' group by all",
+        )
+    }
+    destroyed = {
+        key: n - purged["after"].get(key, 0)
+        for key, n in purged["before"].items()
+        if n != purged["after"].get(key, 0)
+    }
+    assert destroyed == logged
+    assert sum(destroyed.values()) > 1000
+    # Every rule fired on the generated data.
+    reasons = {(r.source_table, r.reason) for r in purged["result"].records}
+    assert {
+        ("web.events", "retention_expired"),
+        ("messaging.message_events", "retention_expired"),
+        ("privacy.consent_events", "consent_episode_expired"),
+        ("crm.customers", "inactivity_limit"),
+    } <= reasons
+    # Depersonalised orders: no order still names a customer whose orders were depersonalised.
+    workspace = purged["workspace"]
+    master = keys.load_master_key({"CDP_MASTER_KEY": workspace.key})
+    identity = keys.pseudonym_key(master, "identity")
+    depersonalised = {
+        r[0]
+        for r in query(
+            raw_db,
+            "select subject_key from audit.destruction_log where method = 'null_fields'",
+        )
+    }
+    assert depersonalised, "the planted order of an inactive customer is depersonalised"
+    assert query(
+        raw_db,
+        "select email, phone, delivery_address, delivery_city, customer_id, total_amount "
+        "from shop.orders where order_id = 'HAND-ORDER-1'",
+    ) == [(None, None, None, None, None, 100)]
+    remaining = {
+        pseudonym.pseudonym(
+            identity,
+            master.version,
+            "customer_id",
+            normalise.normalise_identifier("customer_id", c),
+        )
+        for (c,) in query(raw_db, "select distinct customer_id from shop.orders")
+    }
+    assert not depersonalised & remaining
+    assert query(raw_db, "select count(*) from audit.destruction_log")[0][0] == len(
+        purged["result"].records
+    )
+
+
+def test_no_raw_row_is_older_than_its_retention_window(purged: dict[str, Any]) -> None:
+    workspace = purged["workspace"]
+    categories = purge_module.load_categories()
+
+    def cutoff(category: str) -> dt.datetime:
+        return PURGE_AS_OF_TS - dt.timedelta(days=categories[category].retention_days)
+
+    checks = {
+        "web.events": (
+            "select count(*) from web.events where coalesce(least(event_at, received_at), _loaded_at) < ?",
+            "site_activity",
+        ),
+        "messaging.message_events": (
+            "select count(*) from messaging.message_events where coalesce(event_at, _loaded_at) < ? "
+            "and lower(trim(event_type)) not in ('unsubscribed', 'complained')",
+            "communication_activity",
+        ),
+        "messaging opt-outs": (
+            "select count(*) from messaging.message_events where coalesce(event_at, _loaded_at) < ? "
+            "and lower(trim(event_type)) in ('unsubscribed', 'complained')",
+            "consent_records",
+        ),
+        "shop.orders": (
+            "select count(*) from shop.orders where coalesce(ordered_at, updated_at, _loaded_at) < ?",
+            "purchase_history",
+        ),
+        "privacy.subject_requests": (
+            "select count(*) from privacy.subject_requests where coalesce(received_at, _loaded_at) < ? "
+            "and lower(trim(request_type)) not in ('restriction', 'erasure')",
+            "subject_requests",
+        ),
+    }
+    for name, (sql, category) in checks.items():
+        assert query(workspace.raw_db, sql, [cutoff(category)]) == [(0,)], name
+    # Consent records: no event is followed, for the same identifier and purpose, by a
+    # withdrawal older than the window (the purge judges per person, which includes this).
+    con = duckdb.connect(str(workspace.raw_db), read_only=True)
+    try:
+        events = con.execute(
+            "select lower(trim(subject_id_type)), subject_id, lower(trim(purpose_code)), "
+            "lower(trim(action)), least(captured_at, _loaded_at) from privacy.consent_events"
+        ).fetchall()
+    finally:
+        con.close()
+    withdrawals: dict[tuple[str | None, str], list[dt.datetime]] = {}
+    for id_type, value, purpose, action, at in events:
+        norm = normalised(id_type, value)
+        if action == "withdraw" and norm is not None and at is not None:
+            withdrawals.setdefault((f"{id_type}:{norm}", purpose), []).append(at)
+    stale = 0
+    for id_type, value, purpose, _action, at in events:
+        norm = normalised(id_type, value)
+        ends = withdrawals.get((f"{id_type}:{norm}", purpose), [])
+        stale += any(at <= end < cutoff("consent_records") for end in ends)
+    assert stale == 0
+    # Inactive customers: nothing left whose own last activity (raw, by customer id) is older
+    # than the limit, unless the warehouse saw newer activity through a linked identifier.
+    result = purge(
+        raw_db=workspace.raw_db,
+        warehouse_db=workspace.warehouse_db,
+        as_of=PURGE_AS_OF_TS,
+        dry_run=True,
+        environ={"CDP_MASTER_KEY": workspace.key},
+    )
+    assert result.records == [], "a second purge must find nothing left to destroy"
+
+
+def test_per_person_records_name_the_persons_pseudonym(purged: dict[str, Any]) -> None:
+    workspace = purged["workspace"]
+    master = keys.load_master_key({"CDP_MASTER_KEY": workspace.key})
+    identity = keys.pseudonym_key(master, "identity")
+    gone = purged["customers_before"] - {
+        r[0] for r in query(workspace.raw_db, "select distinct customer_id from crm.customers")
+    }
+    expected = {
+        pseudonym.pseudonym(
+            identity,
+            master.version,
+            "customer_id",
+            normalise.normalise_identifier("customer_id", c),
+        )
+        for c in gone
+    }
+    logged = {
+        r[0]
+        for r in query(
+            workspace.raw_db,
+            "select subject_key from audit.destruction_log "
+            "where source_table = 'crm.customers' and reason = 'inactivity_limit'",
+        )
+    }
+    assert gone and logged == expected
+    # The same pseudonyms the warehouse used for those customers before the purge.
+    assert logged <= purged["subject_keys_before"]
+    rows = query(
+        workspace.raw_db,
+        "select distinct data_category, method, operator, tool, keep_until - destroyed_at "
+        "from audit.destruction_log where source_table = 'crm.customers'",
+    )
+    assert rows == [
+        (
+            "customer_master_data",
+            "delete_rows",
+            "pytest",
+            purge_module.TOOL,
+            dt.timedelta(days=1096),
+        )
+    ]
+
+
+def test_purge_never_gives_consent_back(purged: dict[str, Any]) -> None:
+    assert purged["permitted_after"] <= purged["permitted_before"]
+    assert purged["permitted_after"], "people with consent in force stay"
+
+
+def test_destruction_records_expire_after_three_years(
+    purged: dict[str, Any], tmp_path: Path
+) -> None:
+    workspace = copy_workspace(purged["workspace"], tmp_path / "later")
+    first = query(workspace.raw_db, "select count(*), max(destroyed_at) from audit.destruction_log")
+    count, destroyed_at = first[0]
+    later = destroyed_at + dt.timedelta(days=1097)
+    result = purge(
+        raw_db=workspace.raw_db,
+        warehouse_db=workspace.warehouse_db,
+        as_of=later,
+        environ={"CDP_MASTER_KEY": workspace.key},
+    )
+    expired = [r for r in result.records if r.source_table == "audit.destruction_log"]
+    assert sum(r.row_count for r in expired) == count
+    remaining = query(workspace.raw_db, "select run_id from audit.destruction_log")
+    assert {r[0] for r in remaining} == {result.run_id}
+
+
+def test_dry_run_writes_nothing(built: Workspace, tmp_path: Path) -> None:
+    workspace = copy_workspace(built, tmp_path / "dry")
+    digest = hashlib.sha256(workspace.raw_db.read_bytes()).hexdigest()
+    result = purge(
+        raw_db=workspace.raw_db,
+        warehouse_db=workspace.warehouse_db,
+        as_of=parse_as_of(PURGE_AS_OF),
+        dry_run=True,
+        environ={"CDP_MASTER_KEY": workspace.key},
+    )
+    assert result.dry_run and result.rows() > 0
+    assert hashlib.sha256(workspace.raw_db.read_bytes()).hexdigest() == digest
+
+
+def test_cli_help_and_clear_errors(built: Workspace, tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "purge.py"
+    shown = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--as-of" in shown.stdout and "--dry-run" in shown.stdout
+    bad = subprocess.run(
+        [sys.executable, str(script), "--as-of", "yesterday", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "CDP_MASTER_KEY": built.key},
+    )
+    assert bad.returncode == 1
+    assert "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+    with pytest.raises(PurgeError, match="CDP_MASTER_KEY"):
+        purge(
+            raw_db=built.raw_db,
+            warehouse_db=built.warehouse_db,
+            as_of=PURGE_AS_OF_TS,
+            dry_run=True,
+            environ={},
+        )
+    with pytest.raises(PurgeError, match="dbt build"):
+        purge(
+            raw_db=built.raw_db,
+            warehouse_db=tmp_path / "missing.duckdb",
+            as_of=PURGE_AS_OF_TS,
+            dry_run=True,
+            environ={"CDP_MASTER_KEY": built.key},
+        )
+    other_key = "Zq8" + built.key[3:][::-1]
+    with pytest.raises(PurgeError, match="another master key"):
+        purge(
+            raw_db=built.raw_db,
+            warehouse_db=built.warehouse_db,
+            as_of=PURGE_AS_OF_TS,
+            dry_run=True,
+            environ={"CDP_MASTER_KEY": other_key},
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-01", dt.datetime(2026, 11, 1)),
+        ("2026-11-01T09:30:00Z", dt.datetime(2026, 11, 1, 9, 30)),
+        ("2026-11-01 12:30:00.5+03:00", dt.datetime(2026, 11, 1, 9, 30, 0, 500000)),
+    ],
+)
+def test_parse_as_of_matches_the_dbt_macro(text: str, expected: dt.datetime) -> None:
+    assert parse_as_of(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "yesterday", "2026-11-01; drop", "20261101", ""])
+def test_parse_as_of_refuses_anything_else(text: str) -> None:
+    with pytest.raises(PurgeError, match="ISO 8601"):
+        parse_as_of(text)

@@ -1,0 +1,1081 @@
+"""Retention purge: destroy expired personal data in the raw zone, and record it.
+
+The warehouse never shows a row older than its data category allows (every
+time-dependent model filters by retention as of ``as_of``), but the raw zone
+keeps what loaders wrote until something destroys it. This is that something:
+the only writer of the raw zone besides the loaders. It opens ``CDP_RAW_DB``
+read-write, destroys (or depersonalises) every row past its retention window
+as of ``--as-of``, and writes one destruction record per batch of destroyed
+rows into ``audit.destruction_log`` in the same file, in the same transaction
+(a destruction without its record, or a record without its destruction, cannot
+happen). Records are kept 3 years (category ``destruction_records``) and then
+destroyed by the purge itself, which records that too.
+
+What expires, from the catalogue ``seeds/data_categories.csv`` (the same file
+dbt loads, so the warehouse and the purge cannot disagree about periods):
+
+====================  ===========================  =================================================
+raw table             data category                expires when
+====================  ===========================  =================================================
+web.events            site_activity                event time (earlier of client and server clock)
+messaging.message_    communication_activity       event time; an unsubscribe or complaint is a
+events                (opt-outs: consent_records)  withdrawal and is kept as proof like consent records
+shop.orders,          purchase_history             order time (order lines go with their order)
+shop.order_items
+privacy.consent_      consent_records              the first withdrawal at or after the event (the end
+events                                             of its consent episode) is older than the window;
+                                                   judged per person, like the warehouse's person ledger
+privacy.subject_      subject_requests             receipt; restriction and erasure requests stay
+requests                                           while in effect (nothing lifts them)
+crm.customers         customer_master_data         the customer's last activity (order, consent
+                                                   grant, CRM record created or updated): an inactive
+                                                   customer is depersonalised (CRM rows deleted,
+                                                   contact and delivery fields of orders nulled,
+                                                   messages to them deleted; opt-out proof is kept)
+audit.destruction_    destruction_records          destruction time
+log
+====================  ===========================  =================================================
+
+Consent episodes and inactivity are judged per *person*, so the purge reads
+the identity map and activity of the built warehouse (``CDP_WAREHOUSE_DB``,
+read-only): ``intermediate.int_consent__subject_persons`` and
+``intermediate.int_consent__person_activity``. It computes each raw
+identifier's pseudonym in Python with the master key (``CDP_MASTER_KEY`` /
+``CDP_MASTER_KEY_FILE``, via :mod:`cdp.keys` and :mod:`cdp.pseudonym`) to join
+them; the key never enters SQL. Run it after ``dbt build`` and rebuild after
+it, so the warehouse reflects the destruction.
+
+A destruction record names the data category, the source table and load
+batch, the pseudonym of the person where the destruction is per person
+(inactivity), the reason, the method (``delete_rows`` or ``null_fields`` with
+the fields), when, how many rows, the oldest and newest record time, the
+retention period and its legal reference, who ran it, and until when the
+record is kept (RKN Order 179 asks for subject, categories, reason, method,
+date). Usage::
+
+    python scripts/purge.py --dry-run            # what would be destroyed; writes nothing
+    python scripts/purge.py --as-of 2026-11-01   # destroy and record
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import getpass
+import json
+import re
+import sys
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import pyarrow as pa
+
+from cdp import contract, keys, normalise, paths, pseudonym
+
+TOOL: Final = "cdp.purge 1.0"
+AUDIT_SCHEMA: Final = "audit"
+LOG_TABLE: Final = f"{AUDIT_SCHEMA}.destruction_log"
+SEEDS: Final = paths.PROJECT_ROOT / "seeds"
+
+# Message event types that are a subject's opt-out (kept as consent records).
+OPT_OUT_EVENT_TYPES: Final = ("unsubscribed", "complained")
+# Messaging channel -> identifier type of the recipient (macros/staging/recipient_type.sql).
+RECIPIENT_TYPES: Final[dict[str, str]] = {
+    "email": "email",
+    "sms": "phone",
+    "messenger": "phone",
+    "push": "push_token",
+}
+SUBJECT_ID_TYPES: Final = ("customer_id", "email", "phone", "anonymous_id")
+# Requests that stay in effect until lifted (the contract has no lifting request).
+STANDING_REQUESTS: Final = ("restriction", "erasure")
+# Order fields that identify or locate a person; nulled when an inactive customer is depersonalised.
+ORDER_PERSONAL_FIELDS: Final = (
+    "customer_id",
+    "email",
+    "phone",
+    "delivery_address",
+    "delivery_city",
+)
+MIN_KEY_MATCH: Final = 0.5
+
+LOG_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("destruction_id", "VARCHAR NOT NULL"),
+    ("run_id", "VARCHAR NOT NULL"),
+    ("destroyed_at", "TIMESTAMP NOT NULL"),
+    ("as_of", "TIMESTAMP NOT NULL"),
+    ("source_table", "VARCHAR NOT NULL"),
+    ("source_batch_id", "VARCHAR"),
+    ("data_category", "VARCHAR NOT NULL"),
+    ("subject_id_type", "VARCHAR"),
+    ("subject_key", "VARCHAR"),
+    ("reason", "VARCHAR NOT NULL"),
+    ("method", "VARCHAR NOT NULL"),
+    ("fields", "VARCHAR"),
+    ("row_count", "BIGINT NOT NULL"),
+    ("oldest_record_at", "TIMESTAMP"),
+    ("newest_record_at", "TIMESTAMP"),
+    ("retention_days", "INTEGER"),
+    ("legal_reference", "VARCHAR"),
+    ("keep_until", "TIMESTAMP NOT NULL"),
+    ("operator", "VARCHAR NOT NULL"),
+    ("tool", "VARCHAR NOT NULL"),
+)
+
+
+class PurgeError(Exception):
+    """A problem that stops the purge before anything is destroyed; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class Category:
+    data_category: str
+    retention_days: int
+    retention_anchor: str
+    legal_reference: str
+
+
+@dataclass(frozen=True)
+class Purpose:
+    purpose_code: str
+    legal_basis: str
+    message_channels: tuple[str, ...]
+
+
+def load_categories(path: Path | None = None) -> dict[str, Category]:
+    """The retention catalogue (``seeds/data_categories.csv``)."""
+    source = path or SEEDS / "data_categories.csv"
+    try:
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return {
+            row["data_category"]: Category(
+                data_category=row["data_category"],
+                retention_days=int(row["retention_days"]),
+                retention_anchor=row["retention_anchor"],
+                legal_reference=row["legal_reference"],
+            )
+            for row in rows
+        }
+    except (OSError, KeyError, ValueError) as exc:
+        raise PurgeError(f"cannot read the retention catalogue {source}: {exc}") from None
+
+
+def load_purposes(path: Path | None = None) -> list[Purpose]:
+    """The purposes catalogue (``seeds/purposes.csv``)."""
+    source = path or SEEDS / "purposes.csv"
+    try:
+        with source.open(newline="", encoding="utf-8") as handle:
+            return [
+                Purpose(
+                    purpose_code=row["purpose_code"],
+                    legal_basis=row["legal_basis"],
+                    message_channels=tuple(
+                        c.strip()
+                        for c in (row.get("message_channels") or "").split(";")
+                        if c.strip()
+                    ),
+                )
+                for row in csv.DictReader(handle)
+            ]
+    except (OSError, KeyError) as exc:
+        raise PurgeError(f"cannot read the purposes catalogue {source}: {exc}") from None
+
+
+REQUIRED_CATEGORIES: Final = (
+    "site_activity",
+    "communication_activity",
+    "purchase_history",
+    "consent_records",
+    "subject_requests",
+    "customer_master_data",
+    "destruction_records",
+)
+
+
+# --------------------------------------------------------------------------- as_of
+
+_AS_OF = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:?\d{2})?)?"
+)
+
+
+def parse_as_of(text: str | None, now: dt.datetime | None = None) -> dt.datetime:
+    """An ISO 8601 date or timestamp as a naive UTC datetime (None: now), as the dbt macro as_of()."""
+    if text is None:
+        moment = now or dt.datetime.now(dt.UTC)
+        return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    hint = (
+        "--as-of must be an ISO 8601 date or UTC timestamp, e.g. 2026-11-01 or "
+        "2026-11-01T09:30:00Z (an offset such as +03:00 is converted to UTC)"
+    )
+    found = _AS_OF.fullmatch(text.strip())
+    if found is None:
+        raise PurgeError(f"{hint}; got {text[:40]!r}")
+    year, month, day, hour, minute, second, fraction, offset = found.groups()
+    try:
+        moment = dt.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+        )
+    except ValueError as exc:
+        raise PurgeError(f"{hint}; got {text[:40]!r} ({exc})") from None
+    if not 1900 <= moment.year <= 2999:
+        raise PurgeError(f"{hint}; got {text[:40]!r} (year out of range)")
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 14 or minutes > 59:
+            raise PurgeError(f"{hint}; got {text[:40]!r} (the UTC offset is out of range)")
+        shift = dt.timedelta(hours=hours, minutes=minutes)
+        moment = moment - shift if offset[0] == "+" else moment + shift
+    return moment
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class DestructionRecord:
+    """One row of ``audit.destruction_log``: one batch of rows destroyed alike."""
+
+    destruction_id: str
+    run_id: str
+    destroyed_at: dt.datetime
+    as_of: dt.datetime
+    source_table: str
+    source_batch_id: str | None
+    data_category: str
+    subject_id_type: str | None
+    subject_key: str | None
+    reason: str
+    method: str
+    fields: str | None
+    row_count: int
+    oldest_record_at: dt.datetime | None
+    newest_record_at: dt.datetime | None
+    retention_days: int | None
+    legal_reference: str | None
+    keep_until: dt.datetime
+    operator: str
+    tool: str
+
+
+@dataclass
+class PurgeResult:
+    run_id: str
+    as_of: dt.datetime
+    dry_run: bool
+    records: list[DestructionRecord] = field(default_factory=list)
+
+    def totals(self) -> dict[tuple[str, str, str, str], int]:
+        """Rows per (source table, data category, reason, method)."""
+        out: dict[tuple[str, str, str, str], int] = {}
+        for record in self.records:
+            key = (record.source_table, record.data_category, record.reason, record.method)
+            out[key] = out.get(key, 0) + record.row_count
+        return out
+
+    def rows(self, method: str | None = None) -> int:
+        return sum(r.row_count for r in self.records if method is None or r.method == method)
+
+    def to_json(self) -> str:
+        def encode(value: object) -> object:
+            return value.isoformat() if isinstance(value, dt.datetime) else value
+
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "as_of": self.as_of.isoformat(),
+                "dry_run": self.dry_run,
+                "rows_deleted": self.rows("delete_rows"),
+                "rows_depersonalised": self.rows("null_fields"),
+                "records": [
+                    {k: encode(v) for k, v in asdict(record).items()} for record in self.records
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+
+
+# --------------------------------------------------------------------------- the purge
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One kind of destruction: which rows of a table (a temp table of rowids), why and how."""
+
+    source_table: str
+    data_category: str
+    reason: str
+    method: str
+    fields: tuple[str, ...] = ()
+
+
+def _quote_list(values: Iterable[str]) -> str:
+    """A SQL list of string literals from trusted constants (never user input)."""
+    items = list(values)
+    for value in items:
+        if not re.fullmatch(r"[a-z_]+", value):
+            raise ValueError(f"not a plain code: {value!r}")
+    return ", ".join(f"'{v}'" for v in items) or "null"
+
+
+class _Purger:
+    def __init__(
+        self,
+        con: Any,
+        as_of: dt.datetime,
+        categories: Mapping[str, Category],
+        purposes: Sequence[Purpose],
+        master: keys.MasterKey,
+    ) -> None:
+        self.con = con
+        self.as_of = as_of
+        self.categories = categories
+        self.purposes = purposes
+        self.identity_key = keys.pseudonym_key(master, "identity")
+        self.version = master.version
+        self.rules: list[tuple[_Rule, str]] = []
+
+    def cutoff(self, category: str) -> dt.datetime:
+        return self.as_of - dt.timedelta(days=self.categories[category].retention_days)
+
+    def sql(self, statement: str, params: Sequence[object] = ()) -> Any:
+        return self.con.execute(statement, list(params))
+
+    # ---- identifiers
+
+    def subject_key(self, id_type: str | None, value: str | None) -> str | None:
+        if id_type is None or value is None:
+            return None
+        try:
+            normalised = normalise.normalise_identifier(id_type, value)
+        except ValueError:
+            return None
+        return pseudonym.pseudonym(self.identity_key, self.version, id_type, normalised)
+
+    def build_subject_keys(self) -> None:
+        """purge_keys(id_type, raw_value, subject_key): every raw identifier the rules need."""
+        pairs = self.sql(
+            f"""
+            select distinct id_type, raw_value from (
+                select lower(trim(subject_id_type)) as id_type, subject_id as raw_value
+                from privacy.consent_events
+                union all
+                select lower(trim(subject_id_type)), subject_id from privacy.subject_requests
+                union all
+                select 'customer_id', customer_id from messaging.message_events
+                union all
+                select case lower(trim(channel))
+                        {" ".join(f"when '{c}' then '{t}'" for c, t in RECIPIENT_TYPES.items())}
+                    end, recipient
+                from messaging.message_events
+                where lower(trim(event_type)) in ({_quote_list(OPT_OUT_EVENT_TYPES)})
+                union all
+                select 'customer_id', customer_id from crm.customers
+            ) as identifiers
+            where id_type in ({_quote_list((*SUBJECT_ID_TYPES, "push_token"))}) and raw_value is not null
+            """
+        ).fetchall()
+        table = pa.table(
+            {
+                "id_type": pa.array([p[0] for p in pairs], pa.string()),
+                "raw_value": pa.array([p[1] for p in pairs], pa.string()),
+                "subject_key": pa.array([self.subject_key(p[0], p[1]) for p in pairs], pa.string()),
+            }
+        )
+        self.con.register("purge_keys_arrow", table)
+        self.sql("create or replace temp table purge_keys as select * from purge_keys_arrow")
+        self.con.unregister("purge_keys_arrow")
+
+    def attach_warehouse(self, warehouse_db: Path) -> None:
+        if not warehouse_db.exists():
+            raise PurgeError(
+                f"no warehouse at {warehouse_db}: run `dbt build` first (the purge judges consent "
+                "episodes and inactivity per person, from the warehouse's identity map and activity), "
+                "or point CDP_WAREHOUSE_DB / --warehouse-db at it"
+            )
+        try:
+            self.sql(f"attach '{_sql_path(warehouse_db)}' as purge_wh (read_only)")
+        except duckdb.Error as exc:
+            raise PurgeError(
+                f"cannot open the warehouse {warehouse_db} read-only ({_first_line(exc)}); "
+                "if a build is running, wait for it to finish"
+            ) from None
+        needed = ("int_consent__subject_persons", "int_consent__person_activity")
+        found = {
+            row[0]
+            for row in self.sql(
+                "select table_name from information_schema.tables "
+                "where table_catalog = 'purge_wh' and table_schema = 'intermediate'"
+            ).fetchall()
+        }
+        missing = [name for name in needed if name not in found]
+        if missing:
+            raise PurgeError(
+                f"the warehouse {warehouse_db} has no intermediate.{', intermediate.'.join(missing)}: "
+                "run `dbt build` first"
+            )
+        self.sql(
+            """
+            create or replace temp table purge_subject_persons as
+            select subject_key, person_key, is_unambiguous
+            from purge_wh.intermediate.int_consent__subject_persons
+            """
+        )
+        self.sql(
+            """
+            create or replace temp table purge_person_activity as
+            select person_key, last_activity_at
+            from purge_wh.intermediate.int_consent__person_activity
+            """
+        )
+
+    def check_key_matches_warehouse(self) -> None:
+        """The warehouse must have been built with this key from this landing zone."""
+        row = self.sql(
+            """
+            select
+                count(distinct keys.subject_key),
+                count(distinct persons.subject_key)
+            from purge_keys as keys
+            left join purge_subject_persons as persons
+                on keys.subject_key = persons.subject_key
+            where keys.id_type = 'customer_id'
+            """
+        ).fetchone()
+        total, matched = int(row[0]), int(row[1])
+        if total >= 10 and matched < MIN_KEY_MATCH * total:
+            raise PurgeError(
+                f"only {matched} of {total} customer ids of the landing zone are known to the "
+                "warehouse: it was built with another master key or from another landing zone; "
+                "build it with this key and landing zone first"
+            )
+
+    # ---- rules
+
+    def add_rule(self, rule: _Rule, select_sql: str, params: Sequence[object] = ()) -> None:
+        """Register rows to destroy: ``select_sql`` yields (rowid, _batch_id, record_at,
+        subject_id_type, subject_key); rows an earlier rule of the table took are skipped."""
+        name = f"purge_rule_{len(self.rules)}"
+        earlier = [n for r, n in self.rules if r.source_table == rule.source_table]
+        exclusion = "".join(
+            f" and candidates.row_id not in (select row_id from {n})" for n in earlier
+        )
+        self.sql(
+            f"""
+            create or replace temp table {name} as
+            select * from ({select_sql}) as candidates (row_id, _batch_id, record_at, subject_id_type, subject_key)
+            where true{exclusion}
+            """,
+            params,
+        )
+        self.rules.append((rule, name))
+
+    def plan(self) -> None:
+        as_of = self.as_of
+        self.plan_time_based(as_of)
+        self.plan_consent_records()
+        self.plan_inactivity()
+        cutoff = self.cutoff("destruction_records")
+        if self.has_log_table():
+            self.add_rule(
+                _Rule(LOG_TABLE, "destruction_records", "retention_expired", "delete_rows"),
+                f"""
+                select rowid, run_id, destroyed_at, null, null
+                from {LOG_TABLE}
+                where destroyed_at < ?
+                """,
+                [cutoff],
+            )
+
+    def has_log_table(self) -> bool:
+        row = self.sql(
+            "select count(*) from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = ? and table_name = ?",
+            [AUDIT_SCHEMA, "destruction_log"],
+        ).fetchone()
+        return bool(row[0])
+
+    def plan_time_based(self, as_of: dt.datetime) -> None:
+        self.add_rule(
+            _Rule("web.events", "site_activity", "retention_expired", "delete_rows"),
+            """
+            select rowid, _batch_id, coalesce(least(event_at, received_at), _loaded_at), null, null
+            from web.events
+            where coalesce(least(event_at, received_at), _loaded_at) < ?
+            """,
+            [self.cutoff("site_activity")],
+        )
+        self.add_rule(
+            _Rule(
+                "messaging.message_events",
+                "communication_activity",
+                "retention_expired",
+                "delete_rows",
+            ),
+            f"""
+            select rowid, _batch_id, coalesce(event_at, _loaded_at), null, null
+            from messaging.message_events
+            where
+                coalesce(lower(trim(event_type)), '') not in ({_quote_list(OPT_OUT_EVENT_TYPES)})
+                and coalesce(event_at, _loaded_at) < ?
+            """,
+            [self.cutoff("communication_activity")],
+        )
+        # An unsubscribe or complaint is a withdrawal: proof, kept like consent records from its own time.
+        self.add_rule(
+            _Rule(
+                "messaging.message_events",
+                "consent_records",
+                "consent_episode_expired",
+                "delete_rows",
+            ),
+            f"""
+            select rowid, _batch_id, coalesce(event_at, _loaded_at), null, null
+            from messaging.message_events
+            where
+                lower(trim(event_type)) in ({_quote_list(OPT_OUT_EVENT_TYPES)})
+                and coalesce(event_at, _loaded_at) < ?
+            """,
+            [self.cutoff("consent_records")],
+        )
+        self.sql(
+            """
+            create or replace temp table purge_order_times as
+            select nullif(trim(order_id), '') as order_key, max(coalesce(ordered_at, updated_at, _loaded_at)) as ordered_at
+            from shop.orders
+            group by all
+            """
+        )
+        self.add_rule(
+            _Rule("shop.orders", "purchase_history", "retention_expired", "delete_rows"),
+            """
+            select orders.rowid, orders._batch_id, order_times.ordered_at, null, null
+            from shop.orders as orders
+            inner join purge_order_times as order_times
+                on nullif(trim(orders.order_id), '') is not distinct from order_times.order_key
+            where order_times.ordered_at < ?
+            """,
+            [self.cutoff("purchase_history")],
+        )
+        self.add_rule(
+            _Rule("shop.order_items", "purchase_history", "retention_expired", "delete_rows"),
+            """
+            select items.rowid, items._batch_id, coalesce(order_times.ordered_at, items._loaded_at), null, null
+            from shop.order_items as items
+            left join purge_order_times as order_times
+                on nullif(trim(items.order_id), '') = order_times.order_key
+            where coalesce(order_times.ordered_at, items._loaded_at) < ?
+            """,
+            [self.cutoff("purchase_history")],
+        )
+        self.add_rule(
+            _Rule(
+                "privacy.subject_requests", "subject_requests", "retention_expired", "delete_rows"
+            ),
+            f"""
+            select rowid, _batch_id, coalesce(received_at, _loaded_at), null, null
+            from privacy.subject_requests
+            where
+                coalesce(lower(trim(request_type)), '') not in ({_quote_list(STANDING_REQUESTS)})
+                and coalesce(received_at, _loaded_at) < ?
+            """,
+            [self.cutoff("subject_requests")],
+        )
+
+    def plan_consent_records(self) -> None:
+        """Consent-log rows whose episode ended longer ago than the window, judged per person."""
+        known = [p.purpose_code for p in self.purposes]
+        objectable = [
+            p.purpose_code
+            for p in self.purposes
+            if p.legal_basis in ("consent", "legitimate_interest")
+        ]
+        channel_purposes = [(c, p.purpose_code) for p in self.purposes for c in p.message_channels]
+        channel_values = ", ".join(f"('{c}', '{p}')" for c, p in channel_purposes) or "(null, null)"
+        for value in (*known, *[c for c, _ in channel_purposes]):
+            _quote_list([value])
+        self.sql(
+            f"""
+            create or replace temp table purge_consent_events as
+            select
+                events.rowid as row_id,
+                events._batch_id,
+                keys.subject_key,
+                lower(trim(events.purpose_code)) as purpose_code,
+                lower(trim(events.action)) as action,
+                coalesce(least(events.captured_at, events._loaded_at), events._loaded_at) as effective_at,
+                keys.subject_key is not null
+                    and lower(trim(events.purpose_code)) in ({_quote_list(known)})
+                    and lower(trim(events.action)) in ('grant', 'withdraw')
+                    and events.captured_at is not null as is_interpretable
+            from privacy.consent_events as events
+            left join purge_keys as keys
+                on lower(trim(events.subject_id_type)) = keys.id_type and events.subject_id = keys.raw_value
+            """
+        )
+        # Every event that ends an episode: consent-log withdrawals, opt-out messages, objections.
+        self.sql(
+            f"""
+            create or replace temp table purge_closers as
+            select subject_key, purpose_code, effective_at
+            from purge_consent_events
+            where is_interpretable and action = 'withdraw'
+            union all
+            select keys.subject_key, channel_purposes.purpose_code, coalesce(messages.event_at, messages._loaded_at)
+            from messaging.message_events as messages
+            inner join (values {channel_values}) as channel_purposes (channel, purpose_code)
+                on lower(trim(messages.channel)) = channel_purposes.channel
+            inner join purge_keys as keys
+                on
+                    (keys.id_type = 'customer_id' and messages.customer_id = keys.raw_value)
+                    or (
+                        keys.id_type = case lower(trim(messages.channel))
+                            {" ".join(f"when '{c}' then '{t}'" for c, t in RECIPIENT_TYPES.items())}
+                        end
+                        and messages.recipient = keys.raw_value
+                    )
+            where lower(trim(messages.event_type)) in ({_quote_list(OPT_OUT_EVENT_TYPES)})
+            union all
+            select keys.subject_key, purposes.purpose_code, coalesce(requests.received_at, requests._loaded_at)
+            from privacy.subject_requests as requests
+            inner join purge_keys as keys
+                on lower(trim(requests.subject_id_type)) = keys.id_type and requests.subject_id = keys.raw_value
+            inner join (select unnest([{_quote_list(known)}]) as purpose_code) as purposes
+                on
+                    purposes.purpose_code = case when coalesce(try(json_valid(requests.details)), false)
+                        then lower(trim(json_extract_string(requests.details, '$.purpose_code'))) end
+                    or (
+                        coalesce(case when coalesce(try(json_valid(requests.details)), false)
+                            then lower(trim(json_extract_string(requests.details, '$.purpose_code'))) end, '')
+                            not in ({_quote_list(known)})
+                        and purposes.purpose_code in ({_quote_list(objectable)})
+                    )
+            where lower(trim(requests.request_type)) = 'objection' and keys.subject_key is not null
+            """
+        )
+        # Owners of an episode: the persons an identifier belongs to (all candidates for an
+        # ending event, the sole owner for a grant, as the ledger does), else the identifier.
+        self.sql(
+            """
+            create or replace temp table purge_closer_owners as
+            select coalesce(persons.person_key, 'subject:' || closers.subject_key) as owner, closers.purpose_code,
+                closers.effective_at
+            from purge_closers as closers
+            left join purge_subject_persons as persons
+                on closers.subject_key = persons.subject_key
+            union all
+            select 'subject:' || subject_key, purpose_code, effective_at
+            from purge_closers
+            """
+        )
+        self.sql(
+            """
+            create or replace temp table purge_grant_owners as
+            select
+                events.row_id,
+                coalesce(persons.person_key, 'subject:' || events.subject_key) as owner,
+                events.purpose_code,
+                events.effective_at
+            from purge_consent_events as events
+            left join purge_subject_persons as persons
+                on events.subject_key = persons.subject_key and persons.is_unambiguous
+            where events.is_interpretable and events.action = 'grant'
+            """
+        )
+        cutoff = self.cutoff("consent_records")
+        self.add_rule(
+            _Rule(
+                "privacy.consent_events",
+                "consent_records",
+                "consent_episode_expired",
+                "delete_rows",
+            ),
+            """
+            select events.row_id, events._batch_id, events.effective_at, null, null
+            from purge_consent_events as events
+            where
+                events.is_interpretable
+                and events.action = 'withdraw'
+                and events.effective_at < ?
+            union all
+            select events.row_id, events._batch_id, events.effective_at, null, null
+            from purge_consent_events as events
+            where
+                events.is_interpretable
+                and events.action = 'grant'
+                and not exists (
+                    select 1
+                    from purge_grant_owners as owners
+                    where
+                        owners.row_id = events.row_id
+                        and not exists (
+                            select 1
+                            from purge_closer_owners as closers
+                            where
+                                closers.owner = owners.owner
+                                and closers.purpose_code = owners.purpose_code
+                                and closers.effective_at >= owners.effective_at
+                                and closers.effective_at < ?
+                        )
+                )
+            """,
+            [cutoff, cutoff],
+        )
+        # Rows staging cannot interpret (no valid subject, purpose or action) prove nothing:
+        # they expire from their own time.
+        self.add_rule(
+            _Rule("privacy.consent_events", "consent_records", "retention_expired", "delete_rows"),
+            """
+            select row_id, _batch_id, effective_at, null, null
+            from purge_consent_events
+            where not is_interpretable and effective_at < ?
+            """,
+            [cutoff],
+        )
+
+    def plan_inactivity(self) -> None:
+        """Customers whose last activity is older than the inactivity limit are depersonalised.
+
+        Activity is evidence kept at least as long as the limit (an order, a consent grant, the
+        CRM record created or updated), as in int_consent__person_activity: a verdict that
+        changed when shorter-lived data is purged would make every run destroy more.
+        """
+        cutoff = self.cutoff("customer_master_data")
+        # Last own activity per raw customer id: in the raw zone directly (covers what the
+        # warehouse has not seen yet) and per person in the warehouse (covers linked identifiers).
+        self.sql(
+            """
+            create or replace temp table purge_customer_activity as
+            with raw_activity as (
+                select nullif(trim(customer_id), '') as customer_id, created_at as activity_at
+                from crm.customers
+                union all
+                select nullif(trim(customer_id), ''), updated_at from crm.customers
+                union all
+                select nullif(trim(customer_id), ''), ordered_at from shop.orders
+                union all
+                select nullif(trim(subject_id), ''), least(captured_at, _loaded_at) from privacy.consent_events
+                where lower(trim(subject_id_type)) = 'customer_id' and lower(trim(action)) = 'grant'
+            ),
+            customers as (
+                select distinct customers.customer_id, keys.subject_key
+                from crm.customers as customers
+                inner join purge_keys as keys
+                    on keys.id_type = 'customer_id' and customers.customer_id = keys.raw_value
+                where keys.subject_key is not null
+            ),
+            person_activity as (
+                select persons.subject_key, max(activity.last_activity_at) as last_activity_at
+                from purge_subject_persons as persons
+                inner join purge_person_activity as activity
+                    on persons.person_key = activity.person_key
+                group by persons.subject_key
+            )
+            select
+                customers.customer_id,
+                customers.subject_key,
+                greatest(
+                    (select max(activity_at) from raw_activity
+                     where raw_activity.customer_id = nullif(trim(customers.customer_id), '')),
+                    person_activity.last_activity_at
+                ) as last_activity_at
+            from customers
+            left join person_activity
+                on customers.subject_key = person_activity.subject_key
+            """
+        )
+        self.sql(
+            """
+            create or replace temp table purge_inactive_customers as
+            select customer_id, subject_key, last_activity_at
+            from purge_customer_activity
+            where last_activity_at < ?
+            """,
+            [cutoff],
+        )
+        self.add_rule(
+            _Rule("crm.customers", "customer_master_data", "inactivity_limit", "delete_rows"),
+            """
+            select customers.rowid, customers._batch_id, inactive.last_activity_at, 'customer_id', inactive.subject_key
+            from crm.customers as customers
+            inner join purge_inactive_customers as inactive
+                on customers.customer_id = inactive.customer_id
+            """,
+        )
+        self.add_rule(
+            _Rule(
+                "messaging.message_events",
+                "communication_activity",
+                "inactivity_limit",
+                "delete_rows",
+            ),
+            f"""
+            select messages.rowid, messages._batch_id, messages.event_at, 'customer_id', inactive.subject_key
+            from messaging.message_events as messages
+            inner join purge_inactive_customers as inactive
+                on messages.customer_id = inactive.customer_id
+            where coalesce(lower(trim(messages.event_type)), '') not in ({_quote_list(OPT_OUT_EVENT_TYPES)})
+            """,
+        )
+        self.add_rule(
+            _Rule(
+                "shop.orders",
+                "purchase_history",
+                "inactivity_limit",
+                "null_fields",
+                ORDER_PERSONAL_FIELDS,
+            ),
+            """
+            select orders.rowid, orders._batch_id, orders.ordered_at, 'customer_id', inactive.subject_key
+            from shop.orders as orders
+            inner join purge_inactive_customers as inactive
+                on orders.customer_id = inactive.customer_id
+            """,
+        )
+
+    # ---- records and execution
+
+    def records(
+        self, run_id: str, destroyed_at: dt.datetime, operator: str
+    ) -> list[DestructionRecord]:
+        keep_until = destroyed_at + dt.timedelta(
+            days=self.categories["destruction_records"].retention_days
+        )
+        out: list[DestructionRecord] = []
+        for rule, name in self.rules:
+            category = self.categories[rule.data_category]
+            rows = self.sql(
+                f"""
+                select _batch_id, subject_id_type, subject_key, count(*), min(record_at), max(record_at)
+                from {name}
+                group by all
+                order by all
+                """
+            ).fetchall()
+            for batch_id, subject_type, subject_key, count, oldest, newest in rows:
+                out.append(
+                    DestructionRecord(
+                        destruction_id=str(uuid.uuid4()),
+                        run_id=run_id,
+                        destroyed_at=destroyed_at,
+                        as_of=self.as_of,
+                        source_table=rule.source_table,
+                        source_batch_id=batch_id,
+                        data_category=rule.data_category,
+                        subject_id_type=subject_type,
+                        subject_key=subject_key,
+                        reason=rule.reason,
+                        method=rule.method,
+                        fields=",".join(rule.fields) or None,
+                        row_count=int(count),
+                        oldest_record_at=oldest,
+                        newest_record_at=newest,
+                        retention_days=category.retention_days,
+                        legal_reference=category.legal_reference,
+                        keep_until=keep_until,
+                        operator=operator,
+                        tool=TOOL,
+                    )
+                )
+        return out
+
+    def execute(self, records: Sequence[DestructionRecord]) -> None:
+        """Destroy and record, in one transaction (the caller commits)."""
+        self.sql(f"create schema if not exists {AUDIT_SCHEMA}")
+        columns = ",\n    ".join(f"{name} {ctype}" for name, ctype in LOG_COLUMNS)
+        self.sql(f"create table if not exists {LOG_TABLE} (\n    {columns}\n)")
+        for rule, name in self.rules:
+            schema_table = rule.source_table
+            if rule.method == "delete_rows":
+                self.sql(f"delete from {schema_table} where rowid in (select row_id from {name})")
+            else:
+                assignments = ", ".join(f"{column} = null" for column in rule.fields)
+                self.sql(
+                    f"update {schema_table} set {assignments} "
+                    f"where rowid in (select row_id from {name})"
+                )
+        if records:
+            names = [name for name, _ in LOG_COLUMNS]
+            table = pa.Table.from_pylist([asdict(r) for r in records]).select(names)
+            self.con.register("purge_records_arrow", table)
+            self.sql(
+                f"insert into {LOG_TABLE} ({', '.join(names)}) "
+                f"select {', '.join(names)} from purge_records_arrow"
+            )
+            self.con.unregister("purge_records_arrow")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def purge(
+    *,
+    raw_db: Path,
+    warehouse_db: Path,
+    as_of: dt.datetime,
+    dry_run: bool = False,
+    operator: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    categories: Mapping[str, Category] | None = None,
+    purposes: Sequence[Purpose] | None = None,
+) -> PurgeResult:
+    """Destroy (or, with ``dry_run``, only count) expired raw data as of ``as_of``; see the module doc."""
+    catalogue = dict(categories) if categories is not None else load_categories()
+    missing = [c for c in REQUIRED_CATEGORIES if c not in catalogue]
+    if missing:
+        raise PurgeError(f"the retention catalogue has no {', '.join(missing)}")
+    purpose_list = list(purposes) if purposes is not None else load_purposes()
+    try:
+        master = keys.load_master_key(environ)
+    except keys.KeyConfigError as exc:
+        raise PurgeError(str(exc)) from None
+    if not raw_db.exists():
+        raise PurgeError(f"no landing zone at {raw_db}: set CDP_RAW_DB or pass --raw-db")
+    try:
+        con = duckdb.connect(str(raw_db), read_only=dry_run)
+    except duckdb.Error as exc:
+        raise PurgeError(
+            f"cannot open the landing zone {raw_db} {'read-only' if dry_run else 'read-write'} "
+            f"({_first_line(exc)}); no build or loader may hold it while the purge runs"
+        ) from None
+    run_id = str(uuid.uuid4())
+    result = PurgeResult(run_id=run_id, as_of=as_of, dry_run=dry_run)
+    try:
+        problems = [p for p in contract.check_database(con) if not p.startswith("unexpected table")]
+        if problems:
+            raise PurgeError(
+                f"the landing zone {raw_db} does not match the contract: {'; '.join(problems[:3])}"
+            )
+        purger = _Purger(con, as_of, catalogue, purpose_list, master)
+        purger.build_subject_keys()
+        purger.attach_warehouse(warehouse_db)
+        purger.check_key_matches_warehouse()
+        con.execute("begin transaction")
+        try:
+            purger.plan()
+            destroyed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            result.records = purger.records(run_id, destroyed_at, operator or _operator())
+            if dry_run:
+                con.execute("rollback")
+            else:
+                purger.execute(result.records)
+                con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    except duckdb.Error as exc:
+        raise PurgeError(f"the purge failed and destroyed nothing: {_first_line(exc)}") from None
+    finally:
+        con.close()
+    return result
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _summary(result: PurgeResult) -> str:
+    lines = [
+        f"{'dry run: would destroy' if result.dry_run else 'destroyed'} as of "
+        f"{result.as_of.isoformat(sep=' ')} (run {result.run_id})",
+        f"{'raw table':<28}{'data category':<24}{'reason':<26}{'method':<13}{'rows':>9}",
+    ]
+    for (table, category, reason, method), rows in sorted(result.totals().items()):
+        lines.append(f"{table:<28}{category:<24}{reason:<26}{method:<13}{rows:>9}")
+    lines.append(
+        f"total: {result.rows('delete_rows')} rows deleted, {result.rows('null_fields')} rows "
+        f"depersonalised, {len(result.records)} destruction records"
+        + ("" if result.dry_run else f" written to {LOG_TABLE}")
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="purge.py",
+        description=(
+            "Destroy personal data past its retention period (seeds/data_categories.csv) in the "
+            "raw zone, and write a destruction record per batch into audit.destruction_log in the "
+            "same file. Needs the master key (CDP_MASTER_KEY or CDP_MASTER_KEY_FILE) and a built "
+            "warehouse (identity map and activity). Run it after `dbt build`, then build again."
+        ),
+    )
+    parser.add_argument(
+        "--as-of",
+        metavar="ISO",
+        help="judge retention as of this UTC date or timestamp (default: now)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="count what would be destroyed; write nothing"
+    )
+    parser.add_argument(
+        "--raw-db",
+        type=Path,
+        default=None,
+        help="landing zone (default: $CDP_RAW_DB or data/raw.duckdb)",
+    )
+    parser.add_argument(
+        "--warehouse-db",
+        type=Path,
+        default=None,
+        help="built warehouse, opened read-only (default: $CDP_WAREHOUSE_DB or data/warehouse.duckdb)",
+    )
+    parser.add_argument(
+        "--operator", default=None, help="who runs the purge, for the record (default: the OS user)"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also write the run's records as JSON to this file",
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = purge(
+            raw_db=args.raw_db or paths.raw_db(),
+            warehouse_db=args.warehouse_db or paths.warehouse_db(),
+            as_of=parse_as_of(args.as_of),
+            dry_run=args.dry_run,
+            operator=args.operator,
+        )
+    except PurgeError as exc:
+        print(f"purge: error: {exc}", file=sys.stderr)
+        return 1
+    print(_summary(result))
+    if args.report is not None:
+        args.report.write_text(result.to_json() + "\n", encoding="utf-8")
+        print(f"report: {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
