@@ -57,7 +57,6 @@ class RecordKind:
 KINDS: Final[dict[str, RecordKind]] = {
     "crm": RecordKind("crm", "customers", "stg_crm__customers", "customer_id"),
     "orders": RecordKind("shop", "orders", "stg_shop__orders"),
-    "messages": RecordKind("messaging", "message_events", "stg_messaging__message_events"),
     "consent": RecordKind("privacy", "consent_events", "stg_privacy__consent_events"),
     "requests": RecordKind("privacy", "subject_requests", "stg_privacy__subject_requests"),
 }

@@ -41,13 +41,13 @@ device_links as (
         edges.id_key_b as device_key,
         edges.id_key_a as strong_key
     from edges
-    where not edges.is_self_pair
+    where not edges.is_self_pair and edges.id_type_b in {{ identity_device_id_types() }}
     union
     select
         edges.id_key_a as device_key,
         edges.id_key_b as strong_key
     from edges
-    where not edges.is_self_pair
+    where not edges.is_self_pair and edges.id_type_a in {{ identity_device_id_types() }}
 
 ),
 

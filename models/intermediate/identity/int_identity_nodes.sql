@@ -14,6 +14,13 @@
                                       cannot be one person: both state a birth year, a
                                       gender, a phone or a loyalty card and they have
                                       none of them in common (a family mailbox)
+      customers_uncorroborated        a strong identifier shared by two CRM customers
+                                      who each use devices of their own (log in, get
+                                      pushes) and share nothing else: no second strong
+                                      identifier, no loyalty card. A birth year does not
+                                      corroborate: strangers share one about once in
+                                      sixty pairs, and family members sharing a mailbox
+                                      often do (a demo build merged two such customers)
 
     CRM customer ids are never refused: a record is always someone. Devices
     shared by several persons are refused later, in int_identity_devices.
@@ -359,7 +366,7 @@ uncorroborated as (
             customer_pairs.id_key = pair_attributes.id_key
             and customer_pairs.customer_key_1 = pair_attributes.customer_key_1
             and customer_pairs.customer_key_2 = pair_attributes.customer_key_2
-            and pair_attributes.attribute_name in ('birth_year', 'loyalty_card')
+            and pair_attributes.attribute_name = 'loyalty_card'
             and pair_attributes.is_agreed
     where
         coalesce(pair_shared_identifiers.n_shared_identifiers, 0) < 2
@@ -421,7 +428,7 @@ signatures as (
     select
         id_key,
         count(*) as n_strong_links,
-        md5(string_agg(neighbour_key, ',' order by neighbour_key)) as link_signature
+        {{ identity_set_signature('neighbour_key') }} as link_signature
     from accepted_strong_links
     group by id_key
 
@@ -447,7 +454,7 @@ final as (
         end as n_strong_links,
         case
             when verdicts.identifier_tier = 'strong' and verdicts.refusal_reason is null
-                then coalesce(signatures.link_signature, md5(''))
+                then coalesce(signatures.link_signature, 'no links')
         end as link_signature
     from verdicts
     left join signatures

@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 {#-
     Why each identifier is in its person: every pair of identifiers the sources
     showed together, with the source model, the first record that showed it, and
@@ -6,6 +8,10 @@
       link         it joined the two identifiers into one person
       observation  a record naming a single identifier (the identifier was seen)
       refused      one end was refused (see refusal_reason); the pair was not used
+
+    A view: it is read to answer a question about a person, and as a table it
+    would copy every edge on every build. It calls no plugin function, so
+    another connection can read it.
 -#}
 with edges as (
 

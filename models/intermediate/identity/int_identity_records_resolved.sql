@@ -1,10 +1,12 @@
 {#-
-    The person behind each current source record that names identifiers: CRM
-    customer records, orders, messages, consent events and subject requests.
+    The person behind each current record of the sources that hold records (not
+    events): CRM customer records, orders, consent events and subject requests.
     An order belongs to the person of its customer, else of its checkout e-mail,
-    else of its phone; a message to its customer's person, else its recipient's.
-    person_key is null when every identifier of the record was refused (an
-    anonymous guest order with a junk e-mail, say).
+    else of its phone. person_key is null when every identifier of the record was
+    refused (an anonymous guest order with a junk e-mail, say). Event streams
+    (web events, messages) resolve where they are used, through
+    int_identity_person_identifiers: copying them here would double the biggest
+    tables on every build.
 -#}
 with person_identifiers as (
 
@@ -21,12 +23,6 @@ crm_customers as (
 orders as (
 
     select * from {{ ref('stg_shop__orders') }}
-
-),
-
-message_events as (
-
-    select * from {{ ref('stg_messaging__message_events') }}
 
 ),
 
@@ -76,24 +72,6 @@ order_records as (
 
 ),
 
-message_records as (
-
-    select
-        'stg_messaging__message_events' as source_model,
-        message_events.message_event_id as record_key,
-        coalesce(by_customer.person_key, by_recipient.person_key) as person_key,
-        case
-            when by_customer.person_key is not null then 'customer_id'
-            when by_recipient.person_key is not null then message_events.recipient_type
-        end as resolved_by
-    from message_events
-    left join person_identifiers as by_customer
-        on message_events.customer_key = by_customer.id_key
-    left join person_identifiers as by_recipient
-        on message_events.recipient_key = by_recipient.id_key
-
-),
-
 consent_records as (
 
     select
@@ -125,8 +103,6 @@ final as (
     select * from crm_records
     union all
     select * from order_records
-    union all
-    select * from message_records
     union all
     select * from consent_records
     union all
