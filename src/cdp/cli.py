@@ -2,7 +2,8 @@
 
     cdp demo    generate a demo landing zone and build the warehouse on it
     cdp check   check configuration (key, landing zone) without writing anything
-    cdp build   check, then ``dbt build`` (extra arguments go to dbt)
+    cdp build   check, then ``dbt build`` (extra arguments go to dbt), then publish
+    cdp publish validate the anonymised marts and publish them to data/published/
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
 database file, so a configuration error writes nothing.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import contract, dbt_invoke, keys, paths
+from cdp import contract, dbt_invoke, keys, paths, publish
 
 
 class ConfigError(Exception):
@@ -93,6 +94,33 @@ def print_accounting(warehouse: Path) -> None:
         print(f"{table:<28}{raw:>10}{kept:>10}{dup:>11}{sup:>12}{quar:>13}")
 
 
+def publish_marts() -> bool:
+    """Validate the built marts (Great Expectations) and swap them into the published folder."""
+    from cdp import gx_checkpoint
+
+    k = int(os.environ.get("CDP_K_ANONYMITY", "10"))
+
+    def validate(candidate: Path) -> None:
+        outcome = gx_checkpoint.run_checkpoint(candidate, k=k)
+        _say(f"quality report: {outcome.report_index}")
+        if not outcome.success:
+            raise publish.PublishError(
+                "the Great Expectations checkpoint failed, nothing published: "
+                + "; ".join(outcome.failures[:5])
+            )
+
+    try:
+        result = publish.publish(validate=validate)
+    except (publish.PublishError, duckdb.Error) as exc:
+        _say(f"publishing failed: {exc}")
+        return False
+    listed = ", ".join(f"{name} ({rows})" for name, rows in result.tables.items())
+    _say(
+        f"published {result.database} and {paths.published_parquet()}: {listed} in {result.seconds:.1f} s"
+    )
+    return True
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if not os.environ.get(keys.ENV_KEY) and not os.environ.get(keys.ENV_KEY_FILE):
         key_file = keys.create_demo_key()
@@ -100,7 +128,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     keys.load_master_key()  # a bad key configured by the user stops the demo here
 
     data = paths.PROJECT_ROOT / "data"
-    for var in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
+    for var in (
+        "CDP_RAW_DB",
+        "CDP_WAREHOUSE_DB",
+        "CDP_VAULT_DB",
+        "CDP_TRUTH_DB",
+        "CDP_PUBLISHED_DIR",
+    ):
         if os.environ.get(var):
             _say(
                 f"demo ignores {var}; it uses its own files under {data} (use `cdp build` for yours)"
@@ -131,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     print_accounting(paths.warehouse_db())
     _say(f"warehouse built: {paths.warehouse_db()} (vault: {paths.vault_db()})")
-    return 0
+    return 0 if publish_marts() else 1
 
 
 def cmd_check(_: argparse.Namespace) -> int:
@@ -144,7 +178,13 @@ def cmd_check(_: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     preflight()
-    return 0 if run_dbt(["build", *args.dbt_args]) else 1
+    if not run_dbt(["build", *args.dbt_args]):
+        return 1
+    return 0 if publish_marts() else 1
+
+
+def cmd_publish(_: argparse.Namespace) -> int:
+    return 0 if publish_marts() else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(func=cmd_check)
     build = sub.add_parser("build", help="check, then dbt build; extra arguments go to dbt")
     build.set_defaults(func=cmd_build)
+    publish_cmd = sub.add_parser(
+        "publish", help="validate the built marts and publish them atomically to data/published/"
+    )
+    publish_cmd.set_defaults(func=cmd_publish)
     # Everything `build` does not know goes to dbt (`cdp build --select x --vars ...`).
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "build":

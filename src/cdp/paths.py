@@ -37,3 +37,23 @@ def truth_file() -> Path:
 def demo_key_file() -> Path:
     """Where ``make demo`` keeps the random local master key it creates."""
     return PROJECT_ROOT / ".secrets" / "master.key"
+
+
+def published_dir() -> Path:
+    """Where BI reads the anonymised marts (``CDP_PUBLISHED_DIR``, default ``data/published``)."""
+    return _from_env("CDP_PUBLISHED_DIR", "data/published")
+
+
+def published_db() -> Path:
+    """The published DuckDB file: the anonymised marts and nothing else, replaced atomically."""
+    return published_dir() / "marts.duckdb"
+
+
+def published_parquet() -> Path:
+    """A symlink to the current version's folder of Parquet files, one per mart."""
+    return published_dir() / "parquet"
+
+
+def quality_report_dir() -> Path:
+    """The Great Expectations HTML report for the auditor pack (``CDP_QUALITY_REPORT_DIR``)."""
+    return _from_env("CDP_QUALITY_REPORT_DIR", "data/auditor/quality")

@@ -1,0 +1,86 @@
+{{ config(materialized='table', schema='bi') }}
+
+{#-
+    Consent coverage for BI and the privacy officer: per consent-based purpose,
+    capture channel of the grant in force and month (the last 24 months), the
+    people whose consent was in force at the end of the month (or at as_of for
+    the current month), plus a total row per purpose and month (consent_channel
+    '(all)'). From the person consent ledger (purpose consent_management:
+    aggregate accountability statistics); people under restriction or erasure
+    are left out. k-anonymity with secondary suppression against the total.
+-#}
+with person_ledger as (
+
+    select * from {{ ref('int_consent__person_ledger') }}
+
+),
+
+person_restrictions as (
+
+    select * from {{ ref('int_consent__person_restrictions') }}
+
+),
+
+purposes as (
+
+    select * from {{ ref('purposes') }}
+
+),
+
+months as (
+
+    select
+        cast(month_range.month_start as date) as coverage_month,
+        least(month_range.month_start + interval 1 month, {{ as_of() }}) as measured_at
+    from range(
+            date_trunc('month', {{ as_of() }}) - interval 23 month,
+            date_trunc('month', {{ as_of() }}) + interval 1 month,
+            interval 1 month
+        ) as month_range (month_start)
+
+),
+
+ledger as (
+
+    select person_ledger.*
+    from person_ledger
+    inner join purposes
+        on person_ledger.purpose_code = purposes.purpose_code
+    where
+        purposes.is_consent_required
+        and person_ledger.person_key not in (select person_restrictions.person_key from person_restrictions)
+
+),
+
+cells as (
+
+    select
+        ledger.purpose_code,
+        months.coverage_month,
+        coalesce(ledger.grant_channel, 'unknown') as consent_channel,
+        count(distinct ledger.person_key) as persons_in_force
+    from ledger
+    inner join months
+        on {{ consent_valid_at('ledger', 'months.measured_at') }}
+    group by all
+
+),
+
+{{ k_anonymise('cells', ['purpose_code', 'coverage_month'], 'consent_channel', 'persons_in_force', [], totals=true,
+    sensitivity={'persons_in_force': 1}) }},
+
+final as (
+
+    select
+        cast(purpose_code as varchar) as purpose_code,
+        cast(coverage_month as date) as coverage_month,
+        cast(consent_channel as varchar) as consent_channel,
+        cast(is_total as boolean) as is_total,
+        cast(persons_in_force as bigint) as persons_in_force,
+        cast(is_suppressed as boolean) as is_suppressed,
+        cast({{ as_of() }} as timestamp) as as_of
+    from cells__published
+
+)
+
+select * from final

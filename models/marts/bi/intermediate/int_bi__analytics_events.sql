@@ -1,0 +1,138 @@
+{{ config(materialized='table', schema='intermediate') }}
+
+{#-
+    The events the anonymised marts count, one row per event: orders and
+    message events of people in int_bi__analytics_persons, attributed through
+    an identifier of that person alone, only while their analytics consent was
+    in force at the event time (requirement 4), up to as_of, and within the
+    event's data-category retention window. Carries the person's generalised
+    age band and region. Person-level, so it stays in the warehouse.
+-#}
+with orders as (
+
+    select * from {{ ref('stg_shop__orders') }}
+
+),
+
+message_events as (
+
+    select * from {{ ref('stg_messaging__message_events') }}
+
+),
+
+subject_persons as (
+
+    select * from {{ ref('int_consent__subject_persons') }}
+
+),
+
+person_ledger as (
+
+    select * from {{ ref('int_consent__person_ledger') }}
+
+),
+
+analytics_persons as (
+
+    select * from {{ ref('int_bi__analytics_persons') }}
+
+),
+
+data_categories as (
+
+    select * from {{ ref('data_categories') }}
+
+),
+
+source_events as (
+
+    select
+        'order' as event_source,
+        order_id as event_id,
+        coalesce(customer_key, email_key, phone_key) as subject_key,
+        status as event_type,
+        ordered_at as event_at,
+        channel,
+        cast(null as varchar) as campaign_id,
+        total_amount as order_amount,
+        currency as order_currency,
+        'purchase_history' as data_category
+    from orders
+    union all
+    select
+        'message' as event_source,
+        message_event_id as event_id,
+        coalesce(customer_key, recipient_key) as subject_key,
+        event_type,
+        event_at,
+        channel,
+        campaign_id,
+        cast(null as decimal(12, 2)) as order_amount,
+        cast(null as varchar) as order_currency,
+        'communication_activity' as data_category
+    from message_events
+
+),
+
+analytics_intervals as (
+
+    select * from person_ledger
+    where purpose_code = 'analytics'
+
+),
+
+attributed_events as (
+
+    select
+        source_events.*,
+        analytics_persons.person_key,
+        analytics_persons.age_band,
+        analytics_persons.region
+    from source_events
+    inner join subject_persons
+        on source_events.subject_key = subject_persons.subject_key
+    inner join analytics_persons
+        on subject_persons.person_key = analytics_persons.person_key
+    inner join data_categories
+        on source_events.data_category = data_categories.data_category
+    where
+        subject_persons.is_unambiguous
+        and source_events.event_at <= {{ as_of() }}
+        and source_events.event_at >= {{ retention_cutoff('data_categories.retention_days') }}
+
+),
+
+consented_events as (
+
+    -- Intervals of one person and purpose never overlap: at most one matches an event.
+    select attributed_events.*
+    from attributed_events
+    inner join analytics_intervals
+        on
+            attributed_events.person_key = analytics_intervals.person_key
+            and {{ consent_valid_at('analytics_intervals', 'attributed_events.event_at') }}
+
+),
+
+final as (
+
+    select
+        cast(event_source || ':' || event_id as varchar) as analytics_event_id,
+        cast(person_key as varchar) as person_key,
+        cast(event_source as varchar) as event_source,
+        cast(event_id as varchar) as event_id,
+        cast(event_type as varchar) as event_type,
+        cast(event_at as timestamp) as event_at,
+        cast(channel as varchar) as channel,
+        cast(campaign_id as varchar) as campaign_id,
+        cast(order_amount as decimal(12, 2)) as order_amount,
+        cast(order_currency as varchar) as order_currency,
+        cast(data_category as varchar) as data_category,
+        cast(age_band as varchar) as age_band,
+        cast(region as varchar) as region,
+        cast({{ as_of() }} as timestamp) as as_of
+    from consented_events
+
+)
+
+select * from final

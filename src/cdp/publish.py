@@ -1,0 +1,190 @@
+"""Publish the anonymised marts to ``data/published/``, atomically.
+
+BI tools read ``marts.duckdb`` (and the Parquet files under ``parquet/``), never
+the warehouse. DuckDB allows one writer *or* many readers per file, so the
+published file is never written in place: a new file is built under a temporary
+name in the same folder, flushed to disk (fsync) and renamed onto
+``marts.duckdb`` (``os.replace``, atomic on POSIX). A reader holding the old file
+open keeps reading the old inode, is never blocked and never sees a partial
+state; it sees the new release when it reconnects. The Parquet files go to a new
+versioned folder, and the ``parquet`` symlink is swapped the same way.
+
+Only the tables of the warehouse schema ``bi`` (the public marts with enforced
+contracts) are copied. The warehouse is attached read-only: publishing never
+writes into the warehouse or the raw zone.
+
+    python -m cdp.publish            # publish from CDP_WAREHOUSE_DB to CDP_PUBLISHED_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from cdp import paths
+
+PUBLISHED_SCHEMA = "bi"
+KEEP_VERSIONS = 2  # the current Parquet version and the one before it (a reader may still hold it)
+
+
+class PublishError(Exception):
+    """Publishing cannot proceed; nothing was replaced."""
+
+
+@dataclass
+class PublishResult:
+    """What one publish wrote."""
+
+    database: Path
+    parquet_dir: Path
+    tables: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def published_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
+    """The tables of the published schema in ``catalog``, sorted."""
+    rows = con.execute(
+        "select table_name from information_schema.tables "
+        "where table_catalog = ? and table_schema = ? and table_type = 'BASE TABLE' "
+        "order by table_name",
+        [catalog, PUBLISHED_SCHEMA],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def publish(
+    warehouse: Path | None = None,
+    published_dir: Path | None = None,
+    *,
+    validate: Callable[[Path], None] | None = None,
+) -> PublishResult:
+    """Copy the marts of ``warehouse`` into a new published file and Parquet version, then swap.
+
+    ``validate`` is called with the finished new file before the swap; if it raises,
+    nothing is replaced and the new file is removed.
+    """
+    started = time.monotonic()
+    warehouse = warehouse or paths.warehouse_db()
+    target_dir = published_dir or paths.published_dir()
+    if not warehouse.exists():
+        raise PublishError(f"no warehouse at {warehouse}: build it first (`cdp build`)")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    versions = target_dir / "versions"
+    versions.mkdir(exist_ok=True)
+
+    release = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    temp_db = target_dir / f".marts-{release}.duckdb.tmp"
+    version_dir = versions / release
+    temp_link = target_dir / f".parquet-{release}.tmp"
+    result = PublishResult(database=target_dir / "marts.duckdb", parquet_dir=version_dir)
+    try:
+        con = duckdb.connect(str(temp_db))
+        try:
+            con.execute(f"attach {_sql_string(str(warehouse))} as warehouse (read_only)")
+            tables = published_tables(con, "warehouse")
+            if not tables:
+                raise PublishError(
+                    f"the warehouse {warehouse} has no tables in schema {PUBLISHED_SCHEMA}: "
+                    "build the marts first (`cdp build`)"
+                )
+            con.execute(f"create schema {PUBLISHED_SCHEMA}")
+            version_dir.mkdir()
+            for table in tables:
+                name = f"{PUBLISHED_SCHEMA}.{_quote(table)}"
+                con.execute(f"create table {name} as select * from warehouse.{name}")
+                count = con.execute(f"select count(*) from {name}").fetchall()[0][0]
+                result.tables[table] = int(count)
+                parquet = version_dir / f"{table}.parquet"
+                con.execute(f"copy {name} to {_sql_string(str(parquet))} (format parquet)")
+                _fsync_path(parquet)
+            con.execute("detach warehouse")
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        (version_dir / "release.json").write_text(
+            json.dumps(
+                {
+                    "release": release,
+                    "published_at": datetime.now(UTC).isoformat(),
+                    "tables": result.tables,
+                },
+                indent=2,
+            )
+        )
+        _fsync_path(version_dir / "release.json")
+        _fsync_path(version_dir)
+        _fsync_path(temp_db)
+        if validate is not None:
+            validate(temp_db)
+        # The swap: one rename each, atomic; a reader of the old file keeps its inode.
+        os.replace(temp_db, result.database)
+        os.symlink(Path("versions") / release, temp_link)
+        os.replace(temp_link, target_dir / "parquet")
+        _fsync_path(target_dir)
+    except BaseException:
+        temp_db.unlink(missing_ok=True)
+        Path(str(temp_db) + ".wal").unlink(missing_ok=True)
+        if temp_link.is_symlink():
+            temp_link.unlink()
+        if version_dir.exists() and (target_dir / "parquet").resolve() != version_dir.resolve():
+            shutil.rmtree(version_dir, ignore_errors=True)
+        raise
+    _prune_versions(versions, keep=KEEP_VERSIONS)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _prune_versions(versions: Path, keep: int) -> None:
+    """Remove Parquet versions older than the newest ``keep`` (names sort by time)."""
+    for old in sorted(p for p in versions.iterdir() if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cdp.publish",
+        description="Publish the anonymised marts (warehouse schema bi) to CDP_PUBLISHED_DIR, atomically.",
+    )
+    parser.parse_args(argv)
+    try:
+        result = publish()
+    except (PublishError, duckdb.Error) as exc:
+        print(f"cdp publish: error: {exc}", file=sys.stderr)
+        return 2
+    listed = ", ".join(f"{name} ({rows} rows)" for name, rows in result.tables.items())
+    print(
+        f"cdp publish: {result.database} and {result.parquet_dir}: {listed}; {result.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
