@@ -94,11 +94,33 @@ def print_accounting(warehouse: Path) -> None:
         print(f"{table:<28}{raw:>10}{kept:>10}{dup:>11}{sup:>12}{quar:>13}")
 
 
+def built_k_anonymity(warehouse: Path) -> int:
+    """The k the last build suppressed with, from its disclosure ledger (the checkpoint checks it).
+
+    Reading it from the build, not from a setting of its own, keeps the two from
+    disagreeing: `cdp build --vars '{k_anonymity: 20}'` is checked at 20.
+    """
+    default = 10
+    if not warehouse.exists():
+        return default
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        row = con.execute(
+            "select k_anonymity from audit.audit_bi_disclosure_ledger "
+            "order by released_at desc limit 1"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return default
+    finally:
+        con.close()
+    return int(row[0]) if row and row[0] is not None else default
+
+
 def publish_marts() -> bool:
     """Validate the built marts (Great Expectations) and swap them into the published folder."""
     from cdp import gx_checkpoint
 
-    k = int(os.environ.get("CDP_K_ANONYMITY", "10"))
+    k = built_k_anonymity(paths.warehouse_db())
 
     def validate(candidate: Path) -> None:
         outcome = gx_checkpoint.run_checkpoint(candidate, k=k)
