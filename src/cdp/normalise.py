@@ -465,18 +465,39 @@ def device_class(value: object) -> str | None:
 # --------------------------------------------------------------------------- identifiers
 
 
+#: What DuckDB's ``trim()`` strips: the Unicode space separators (category Zs),
+#: not tabs or line breaks. Measured over every code point (pytests/test_hostile.py).
+DUCKDB_TRIM_CHARS: Final = "".join(
+    chr(c) for c in (0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)
+)
+
+
+def duckdb_trim(text: str) -> str:
+    """``trim(text)`` as DuckDB computes it."""
+    return text.strip(DUCKDB_TRIM_CHARS)
+
+
+def duckdb_lower(text: str) -> str:
+    """``lower(text)`` as DuckDB computes it: the simple, per-character lower case.
+
+    Python's ``str.lower`` applies the full mapping (``'İ'`` becomes two code
+    points) and the final-sigma rule; DuckDB does neither.
+    """
+    return "".join("i" if ch == "\u0130" else ch.lower() for ch in text)
+
+
 def _normalise_key(value: object) -> str | None:
-    # SQL: nullif(trim(value), '') -- DuckDB's trim() removes spaces only.
+    # SQL: nullif(trim(value), '')
     if not isinstance(value, str):
         return None
-    return value.strip(" ") or None
+    return duckdb_trim(value) or None
 
 
 def _normalise_token(value: object) -> str | None:
     # SQL: nullif(lower(trim(value)), '')
     if not isinstance(value, str):
         return None
-    return value.strip(" ").lower() or None
+    return duckdb_lower(duckdb_trim(value)) or None
 
 
 def _normalise_card(value: object) -> str | None:

@@ -54,9 +54,13 @@ query that calls a macro shows the constant-folded pads.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
+import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -66,6 +70,7 @@ import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
+from cdp import contract
 from cdp.keys import DOMAINS, KeyConfigError, MasterKey, load_master_key, pseudonym_key
 from cdp.normalise import (
     clean_url,
@@ -76,7 +81,7 @@ from cdp.normalise import (
     truncate_ip,
 )
 from cdp.pseudonym import key_version_macro_sql, pseudonym, pseudonym_macro_sql
-from cdp.vault import VaultCipher, prepare_vault_file
+from cdp.vault import VaultCipher, prepare_vault_file, restrict_file
 
 PSEUDONYM_FUNCTIONS: Final[dict[str, str]] = {d: f"cdp_pseudonym_{d}" for d in DOMAINS}
 KEY_VERSION_FUNCTION: Final = "cdp_key_version"
@@ -160,6 +165,274 @@ def _recording_settings(con: Any) -> list[str]:
     return sorted(found)
 
 
+# --------------------------------------------------------------------------- preflight
+# Everything here runs in ``initialize``, before dbt-duckdb opens or creates any
+# database file: a configuration error stops the run with one message and
+# nothing written.
+
+#: Files the build creates (databases, their WAL, spill files, the lock) are
+#: owner-only: they hold personal data or data derived from it.
+OWNER_ONLY_UMASK: Final = 0o077
+LOCK_SUFFIX: Final = ".lock"
+
+AS_OF_HINT: Final = (
+    "as_of must be an ISO 8601 date or UTC timestamp, e.g. 2026-11-01 or 2026-11-01T09:30:00Z "
+    "(an offset such as +03:00 is converted to UTC); leave it unset (null) to use the start "
+    "of the run"
+)
+_AS_OF: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.]([0-9]{1,6}))?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+_VAR_INTEGER: Final = re.compile(r"[1-9][0-9]{0,5}")
+
+# Held build locks of this process: resolved warehouse path -> open descriptor.
+# A lock is kept until the process ends, so consecutive in-process dbt
+# commands on one warehouse (dbtRunner) reuse it; another process is refused.
+_BUILD_LOCKS: dict[str, int] = {}
+_BUILD_LOCKS_GUARD: Final = threading.Lock()
+
+
+class ConfigurationError(DbtRuntimeError):
+    """A configuration problem found before anything is written; one clear message."""
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
+def parse_as_of(value: object) -> dt.datetime:
+    """The ``as_of`` var as a naive UTC datetime, by the rules of ``macros/consent/as_of.sql``.
+
+    Raises ``ValueError`` with :data:`AS_OF_HINT` and what was given (at most 40 characters).
+    """
+    if isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, dt.date):
+        text = value.isoformat()
+    else:
+        text = str(value).strip()
+    found = _AS_OF.fullmatch(text) if text.isascii() else None
+    if found is None:
+        raise ValueError(f"{AS_OF_HINT}; got {_shown(text)}")
+    year, month, day = (int(found.group(i)) for i in (1, 2, 3))
+    hour, minute, second = (int(found.group(i) or 0) for i in (4, 5, 6))
+    micro = int(((found.group(7) or "0") + "000000")[:6])
+    try:
+        if not 1900 <= year <= 2999:
+            raise ValueError("year")
+        moment = dt.datetime(year, month, day, hour, minute, second, micro)
+    except ValueError:
+        raise ValueError(f"{AS_OF_HINT}; got {_shown(text)} (a field is out of range)") from None
+    offset = found.group(8)
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 14 or minutes > 59:
+            raise ValueError(f"{AS_OF_HINT}; got {_shown(text)} (the UTC offset is out of range)")
+        shift = dt.timedelta(hours=hours, minutes=minutes)
+        moment = moment - shift if offset[0] == "+" else moment + shift
+    return moment
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(
+            f"cdp: the var {name} must be one of {', '.join(choices)}; got {_shown(value)}"
+        )
+
+
+def check_vars(cli_vars: Mapping[str, Any]) -> None:
+    """Validate the vars given on the command line that reach SQL or choose models.
+
+    Each has one clear message; a var this function does not know is left to the
+    models that read it.
+    """
+    if cli_vars.get("as_of") is not None:
+        try:
+            parse_as_of(cli_vars["as_of"])
+        except ValueError as exc:
+            raise ConfigurationError(f"cdp: {exc}") from None
+    for name in (
+        "identity_max_customers_per_identifier",
+        "identity_max_identifiers_per_identifier",
+    ):
+        if name in cli_vars:
+            value = cli_vars[name]
+            if isinstance(value, bool) or not _VAR_INTEGER.fullmatch(str(value).strip()):
+                raise ConfigurationError(
+                    f"cdp: the var {name} must be a positive whole number (e.g. 3); "
+                    f"got {_shown(value)}"
+                )
+    if "consent_identity_map" in cli_vars:
+        _check_choice(
+            "consent_identity_map", cli_vars["consent_identity_map"], ("identity", "fallback")
+        )
+    if "identity_portable_components" in cli_vars:
+        value = cli_vars["identity_portable_components"]
+        if not isinstance(value, bool):
+            raise ConfigurationError(
+                f"cdp: the var identity_portable_components must be true or false; "
+                f"got {_shown(value)}"
+            )
+    region = cli_vars.get("default_phone_region")
+    if region is not None and not re.fullmatch(r"[A-Za-z]{2}", str(region)):
+        raise ConfigurationError(
+            f"cdp: the var default_phone_region must be an ISO 3166-1 alpha-2 code (e.g. RU); "
+            f"got {_shown(region)}"
+        )
+
+
+def _dbt_cli_vars() -> Mapping[str, Any]:
+    """The vars of the running dbt command (``--vars``), or none outside dbt."""
+    try:
+        from dbt.flags import get_flags
+
+        found = getattr(get_flags(), "VARS", None)  # type: ignore[no-untyped-call]
+    except Exception:
+        return {}
+    return found if isinstance(found, Mapping) else {}
+
+
+def local_file(path: object) -> Path | None:
+    """``path`` as a local file path, or None for in-memory and remote databases."""
+    text = str(path or "")
+    if not text or text == ":memory:" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text):
+        return None
+    return Path(text).expanduser()
+
+
+def check_landing_zone(raw: Path) -> None:
+    """The raw zone exists and matches the landing-zone contract, or a ConfigurationError."""
+    if not raw.is_file():
+        raise ConfigurationError(
+            f"cdp: no landing zone at {raw}: set CDP_RAW_DB to the raw DuckDB file your "
+            f"loaders write (or run `make demo` to generate one); nothing was written"
+        )
+    try:
+        con = duckdb.connect(str(raw), read_only=True)
+    except duckdb.Error as exc:
+        reason = "it is in use by a writer" if "lock" in str(exc).lower() else "not a DuckDB file"
+        raise ConfigurationError(
+            f"cdp: cannot open the landing zone {raw} read-only ({reason}); nothing was written"
+        ) from None
+    try:
+        problems = contract.check_database(con)
+    finally:
+        con.close()
+    if problems:
+        listed = "; ".join(problems[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ConfigurationError(
+            f"cdp: the landing zone {raw} does not match the contract "
+            f"(shared/contracts/raw_landing.md): {listed}{more}; nothing was written"
+        )
+
+
+def _dbt_full_refresh() -> bool:
+    try:
+        from dbt.flags import get_flags
+
+        return bool(getattr(get_flags(), "FULL_REFRESH", False))  # type: ignore[no-untyped-call]
+    except Exception:
+        return False
+
+
+def check_key_version(vault: Path, configured: str, *, full_refresh: bool) -> None:
+    """Refuse to mix pseudonym generations (see :mod:`cdp.rotate`).
+
+    The vault's ``key_version`` column says which key version built the
+    warehouse. An older configured version is refused (it would bring back
+    rotated-out pseudonyms); a newer one is a rotation and needs a full rebuild,
+    or incremental models would hold two generations that never join.
+    """
+    if not vault.is_file():
+        return
+    try:
+        con = duckdb.connect(str(vault), read_only=True)
+    except duckdb.Error:
+        return  # in use or unreadable: dbt's own attach reports it
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT key_version FROM main.vault_identifiers WHERE key_version IS NOT NULL"
+        ).fetchall()
+    except duckdb.Error:
+        rows = []  # no vault table yet
+    finally:
+        con.close()
+    built = sorted(
+        {int(m.group(1)) for (v,) in rows if (m := re.fullmatch(r"v?([1-9][0-9]{0,3})", str(v)))}
+    )
+    if not built or built == [int(configured)]:
+        return
+    if max(built) > int(configured):
+        raise ConfigurationError(
+            f"cdp: the vault {vault} was built with key version v{max(built)} but "
+            f"CDP_KEY_VERSION is {configured}: set CDP_KEY_VERSION={max(built)} (an older key "
+            f"version would bring rotated-out pseudonyms back); nothing was written"
+        )
+    if not full_refresh:
+        raise ConfigurationError(
+            f"cdp: CDP_KEY_VERSION={configured} but the warehouse and vault were built with "
+            f"{', '.join(f'v{b}' for b in built)}: a new key version needs a full rebuild, or "
+            f"incremental models would mix two pseudonym generations. Run `python -m cdp.rotate "
+            f"--to-version {configured}` (or dbt build --full-refresh); nothing was written"
+        )
+
+
+def lock_path(warehouse: Path) -> Path:
+    """The build lock of a warehouse file: ``<warehouse>.lock`` next to it."""
+    return warehouse.with_name(warehouse.name + LOCK_SUFFIX)
+
+
+def acquire_build_lock(warehouse: Path) -> Path:
+    """Take the warehouse's build lock (``flock``, exclusive, non-blocking) for this process.
+
+    A second build on the same warehouse, in another process, fails at once
+    with a message naming the holder. The lock is released when the process
+    that holds it ends (also on SIGKILL: the kernel drops it), so a crashed
+    build never leaves a stale lock. Creates the warehouse folder (0700) if needed.
+    """
+    folder = warehouse.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    path = lock_path(warehouse)
+    key = str(path.resolve())
+    with _BUILD_LOCKS_GUARD:
+        if key in _BUILD_LOCKS:
+            return path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 200, 0).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            raise ConfigurationError(
+                f"cdp: another build is running on the warehouse {warehouse} "
+                f"({holder or 'holder unknown'}); wait for it to finish and run again. "
+                f"The lock ({path}) is released when that process ends"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode("ascii"), 0)
+        _BUILD_LOCKS[key] = fd
+    return path
+
+
+def release_build_locks() -> None:
+    """Release every build lock this process holds (after its dbt commands are done)."""
+    with _BUILD_LOCKS_GUARD:
+        for fd in _BUILD_LOCKS.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor releases the flock
+        _BUILD_LOCKS.clear()
+
+
 # --------------------------------------------------------------------------- Arrow UDFs
 
 
@@ -239,6 +512,21 @@ class Plugin(BasePlugin):
             master = load_master_key()
         except KeyConfigError as exc:
             raise DbtRuntimeError(f"cdp plugin: {exc}") from None
+        # Configuration checks, in the order a user would fix them, before any file exists.
+        check_vars(_dbt_cli_vars())
+        creds = getattr(self, "creds", None)
+        for attachment in getattr(creds, "attach", None) or []:
+            alias = getattr(attachment, "alias", None)
+            path = local_file(getattr(attachment, "path", None))
+            if alias == "raw" and path is not None:
+                check_landing_zone(path)
+            if alias == "vault" and path is not None:
+                check_key_version(path, master.version, full_refresh=_dbt_full_refresh())
+        # From here on the build writes: owner-only, and one build per warehouse.
+        os.umask(OWNER_ONLY_UMASK)
+        warehouse = local_file(getattr(creds, "path", None))
+        if warehouse is not None:
+            acquire_build_lock(warehouse)
         self._material = _Material(master)
         del master
         self._lock = threading.Lock()
@@ -254,8 +542,14 @@ class Plugin(BasePlugin):
     # dbt-duckdb hooks ------------------------------------------------------------
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
-        """Before dbt connects: create the vault file owner-only if dbt would attach it."""
+        """Before dbt connects: warehouse and vault owner-only, the raw zone tightened."""
+        warehouse = local_file(getattr(creds, "path", None))
+        if warehouse is not None:
+            restrict_file(warehouse)  # one created by an older build (0644) is tightened
         for attachment in getattr(creds, "attach", None) or []:
+            raw = local_file(getattr(attachment, "path", None))
+            if getattr(attachment, "alias", None) == "raw" and raw is not None:
+                restrict_file(raw)  # only a file of ours; a loader's own file is left alone
             alias = getattr(attachment, "alias", None)
             path = str(getattr(attachment, "path", "") or "")
             kind = getattr(attachment, "type", None)
@@ -358,11 +652,12 @@ class Plugin(BasePlugin):
         calls += [f"{PSEUDONYM_FUNCTIONS[d]}(?, NULL)" for d in DOMAINS]
         params = [_PROBE_TYPE, _PROBE_VALUE] * (len(DOMAINS) + 1) + [_PROBE_TYPE] * len(DOMAINS)
         try:
-            row = con.execute(f"SELECT {', '.join(calls)}", params).fetchone()
+            rows = con.execute(f"SELECT {', '.join(calls)}", params).fetchall()
         except Exception:
             return "missing"
-        if row is None:
+        if len(rows) != 1:
             return "missing"
+        row = rows[0]  # fetchall: no result is left pending on the cursor (DuckDB 2.0)
         n = len(DOMAINS) + 2
         got = (*row[: n - 1], bytes(row[n - 1]) if row[n - 1] is not None else None)
         if any(v is not None for v in row[n:]):

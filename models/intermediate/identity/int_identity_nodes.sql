@@ -185,7 +185,7 @@ shared_by_customers as (
         neighbours.neighbour_type = 'customer_id'
         and identifiers.identifier_tier = 'strong'
         and identifiers.id_type <> 'customer_id'
-        and link_counts.n_customers between 2 and {{ max_customers }}
+        and link_counts.n_customers between 2 and {{ max_customers | int }}
 
 ),
 
@@ -386,8 +386,8 @@ verdicts as (
         case
             when junk.id_key is not null then 'junk_value'
             when identifiers.id_type = 'customer_id' then null
-            when coalesce(link_counts.n_customers, 0) > {{ max_customers }} then 'linked_to_too_many_customers'
-            when coalesce(link_counts.max_identifiers_of_a_type, 0) > {{ max_identifiers }}
+            when coalesce(link_counts.n_customers, 0) > {{ max_customers | int }} then 'linked_to_too_many_customers'
+            when coalesce(link_counts.max_identifiers_of_a_type, 0) > {{ max_identifiers | int }}
                 then 'linked_to_too_many_identifiers'
             when conflicts.id_key is not null then 'customers_conflict'
             when uncorroborated.id_key is not null then 'customers_uncorroborated'
