@@ -530,11 +530,6 @@ def test_vault_find_binds_hostile_values(dirty: Workspace, hostile: str) -> None
     assert _vault_rows(dirty) == rows
 
 
-@pytest.mark.xfail(
-    raises=duckdb.BinderException,
-    reason="cdp.vault lookup reads vault_customer_names.attribute; the model now names it "
-    "name_part (reported to the vault's owner)",
-)
 @pytest.mark.parametrize("hostile", HOSTILE_ARGUMENTS[-1:])
 def test_vault_lookup_binds_hostile_pseudonyms(dirty: Workspace, hostile: str) -> None:
     """The officer's tool: a hostile --pseudonym finds nothing and changes nothing."""

@@ -244,6 +244,20 @@ def test_lookup_customer_returns_names_too(
     assert _log(vault_file)[-1]["rows_returned"] == 3
 
 
+def test_lookup_reads_names_as_the_dbt_model_writes_them(
+    vault_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """models/staging/vault/vault_customer_names.sql calls the column name_part."""
+    con = duckdb.connect(str(vault_file))
+    con.execute("ALTER TABLE main.vault_customer_names RENAME COLUMN attribute TO name_part")
+    con.close()
+    p = _identity("customer_id", "CRM-000123")
+    argv = ["--vault", str(vault_file), "lookup", "--pseudonym", p, "--json"]
+    assert vault.main([*argv, "--officer", "B", "--reason", "DSR-18 erasure"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert ("first_name", "zinaida") in {(f["id_type"], f["value"]) for f in found}
+
+
 def test_lookup_unknown_pseudonym(vault_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--vault", str(vault_file), "lookup", "--pseudonym", "v1_" + "0" * 64]
     assert vault.main([*argv, "--officer", "B", "--reason", "DSR-19 access"]) == 3

@@ -36,6 +36,17 @@ audit.destruction_    destruction_records          destruction time
 log
 ====================  ===========================  =================================================
 
+Erasure (a verified erasure request, ``intermediate.int_rights__erased_persons``
+of the built warehouse): every raw row carrying an identifier that belongs to
+the person alone is destroyed (CRM records, site events, messages, consent
+records), their orders stay for accounting (5 years) with contact and delivery
+fields nulled, their subject requests stay as proof (a rectification's details,
+which hold the corrected value, are nulled), and their entries in the vault
+(``--vault-db``) are deleted first, in the vault's own transaction (the vault
+is derived from the raw zone by every build, so a failure after it is repaired
+by running the purge again). Each record carries the erasure's ``request_id``;
+the next build marks the request closed (``int_rights__request_tracking``).
+
 Consent episodes and inactivity are judged per *person*, so the purge reads
 the identity map and activity of the built warehouse (``CDP_WAREHOUSE_DB``,
 read-only): ``intermediate.int_consent__subject_persons`` and
@@ -125,6 +136,13 @@ LOG_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("keep_until", "TIMESTAMP NOT NULL"),
     ("operator", "VARCHAR NOT NULL"),
     ("tool", "VARCHAR NOT NULL"),
+    ("request_id", "VARCHAR"),
+)
+ERASURE_REASON: Final = "erasure_request"
+# Vault tables and the column holding the pseudonym their rows are keyed by.
+VAULT_TABLES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("vault_identifiers", "pseudonym", "contact_identifiers"),
+    ("vault_customer_names", "customer_key", "customer_master_data"),
 )
 
 
@@ -273,6 +291,7 @@ class DestructionRecord:
     keep_until: dt.datetime
     operator: str
     tool: str
+    request_id: str | None = None
 
 
 @dataclass
@@ -352,6 +371,10 @@ class _Purger:
         self.identity_key = keys.pseudonym_key(master, "identity")
         self.version = master.version
         self.rules: list[tuple[_Rule, str]] = []
+        # (vault table, key column, data category, person_key, request_id, rows) to delete.
+        self.vault_plan: list[tuple[str, str, str, str, str, int]] = []
+        self.vault_db: Path | None = None
+        self.has_erasure_model = False
 
     def cutoff(self, category: str) -> dt.datetime:
         return self.as_of - dt.timedelta(days=self.categories[category].retention_days)
@@ -446,6 +469,18 @@ class _Purger:
             from purge_wh.intermediate.int_consent__person_activity
             """
         )
+        # Verified erasure requests (int_rights__erased_persons); a warehouse built before
+        # the rights models existed has none to execute.
+        self.has_erasure_model = "int_rights__erased_persons" in found
+        if self.has_erasure_model:
+            self.sql(
+                """
+                create or replace temp table purge_erased_persons as
+                select person_key, min(request_id) as request_id
+                from purge_wh.intermediate.int_rights__erased_persons
+                group by person_key
+                """
+            )
 
     def check_key_matches_warehouse(self) -> None:
         """The warehouse must have been built with this key from this landing zone."""
@@ -470,18 +505,30 @@ class _Purger:
 
     # ---- rules
 
-    def add_rule(self, rule: _Rule, select_sql: str, params: Sequence[object] = ()) -> None:
+    def add_rule(
+        self,
+        rule: _Rule,
+        select_sql: str,
+        params: Sequence[object] = (),
+        *,
+        with_request: bool = False,
+    ) -> None:
         """Register rows to destroy: ``select_sql`` yields (rowid, _batch_id, record_at,
-        subject_id_type, subject_key); rows an earlier rule of the table took are skipped."""
+        subject_id_type, subject_key[, request_id]); rows an earlier rule of the table took
+        are skipped."""
         name = f"purge_rule_{len(self.rules)}"
         earlier = [n for r, n in self.rules if r.source_table == rule.source_table]
         exclusion = "".join(
             f" and candidates.row_id not in (select row_id from {n})" for n in earlier
         )
+        columns = "row_id, _batch_id, record_at, subject_id_type, subject_key"
+        if with_request:
+            columns += ", request_id"
+        extra = "" if with_request else ", cast(null as varchar) as request_id"
         self.sql(
             f"""
             create or replace temp table {name} as
-            select * from ({select_sql}) as candidates (row_id, _batch_id, record_at, subject_id_type, subject_key)
+            select *{extra} from ({select_sql}) as candidates ({columns})
             where true{exclusion}
             """,
             params,
@@ -493,6 +540,7 @@ class _Purger:
         self.plan_time_based(as_of)
         self.plan_consent_records()
         self.plan_inactivity()
+        self.plan_erasure()
         cutoff = self.cutoff("destruction_records")
         if self.has_log_table():
             self.add_rule(
@@ -851,6 +899,251 @@ class _Purger:
             """,
         )
 
+    # ---- erasure
+
+    def build_all_keys(self) -> None:
+        """purge_all_keys(id_type, raw_value, subject_key): every identifier in every raw column."""
+        recipient_case = " ".join(f"when '{c}' then '{t}'" for c, t in RECIPIENT_TYPES.items())
+        pairs = self.sql(
+            f"""
+            select distinct id_type, raw_value from (
+                select 'customer_id' as id_type, customer_id as raw_value from crm.customers
+                union all select 'email', email from crm.customers
+                union all select 'phone', phone from crm.customers
+                union all select 'loyalty_card', loyalty_card_number from crm.customers
+                union all select 'customer_id', customer_id from web.events
+                union all select 'anonymous_id', anonymous_id from web.events
+                union all select 'customer_id', customer_id from shop.orders
+                union all select 'email', email from shop.orders
+                union all select 'phone', phone from shop.orders
+                union all select 'customer_id', customer_id from messaging.message_events
+                union all
+                select case lower(trim(channel)) {recipient_case} end, recipient
+                from messaging.message_events
+                union all
+                select lower(trim(subject_id_type)), subject_id from privacy.consent_events
+                union all
+                select lower(trim(subject_id_type)), subject_id from privacy.subject_requests
+            ) as identifiers
+            where id_type is not null and raw_value is not null
+            """
+        ).fetchall()
+        known = [(t, v) for t, v in pairs if t in normalise.IDENTIFIER_NORMALISERS]
+        table = pa.table(
+            {
+                "id_type": pa.array([p[0] for p in known], pa.string()),
+                "raw_value": pa.array([p[1] for p in known], pa.string()),
+                "subject_key": pa.array([self.subject_key(p[0], p[1]) for p in known], pa.string()),
+            }
+        )
+        self.con.register("purge_all_keys_arrow", table)
+        self.sql(
+            "create or replace temp table purge_all_keys as select * from purge_all_keys_arrow "
+            "where subject_key is not null"
+        )
+        self.con.unregister("purge_all_keys_arrow")
+
+    def plan_erasure(self) -> None:
+        """Verified erasure requests: destroy the person's raw rows, keep what the law needs.
+
+        The person's identifiers are every identifier the warehouse's identity map gives them
+        alone (int_consent__subject_persons, unambiguous links only: a shared mailbox's rows
+        are not theirs to destroy). CRM records, site events, messages and consent records are
+        deleted; orders stay for accounting (5 years) with their contact and delivery fields
+        nulled; the person's subject requests stay as proof that they were answered (and the
+        erasure request keeps excluding them from every later build), with the details of a
+        rectification (a corrected name or contact) nulled. Vault entries are deleted too.
+        """
+        if not self.has_erasure_model:
+            return
+        row = self.sql("select count(*) from purge_erased_persons").fetchone()
+        if not row or not int(row[0]):
+            return
+        self.build_all_keys()
+        self.sql(
+            """
+            create or replace temp table purge_erased_keys as
+            select persons.subject_key, erased.person_key, erased.request_id
+            from purge_subject_persons as persons
+            inner join purge_erased_persons as erased
+                on persons.person_key = erased.person_key
+            where persons.is_unambiguous
+            qualify row_number() over (partition by persons.subject_key order by erased.person_key) = 1
+            """
+        )
+        self.sql(
+            """
+            create or replace temp table purge_erased_values as
+            select keys.id_type, keys.raw_value, erased.person_key, erased.request_id
+            from purge_all_keys as keys
+            inner join purge_erased_keys as erased
+                on keys.subject_key = erased.subject_key
+            """
+        )
+
+        def matching(table: str, record_at: str, pairs: Sequence[tuple[str, str]]) -> str:
+            condition = " or ".join(
+                f"(erased.id_type = '{id_type}' and rows.{column} = erased.raw_value)"
+                for column, id_type in pairs
+            )
+            return f"""
+                select rows.rowid, rows._batch_id, {record_at}, 'person', erased.person_key, erased.request_id
+                from {table} as rows
+                inner join purge_erased_values as erased
+                    on {condition}
+                qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
+            """
+
+        recipients = [("recipient", t) for t in sorted(set(RECIPIENT_TYPES.values()))]
+        deletions: list[tuple[str, str, str, Sequence[tuple[str, str]]]] = [
+            (
+                "crm.customers",
+                "customer_master_data",
+                "coalesce(rows.updated_at, rows._loaded_at)",
+                [
+                    ("customer_id", "customer_id"),
+                    ("email", "email"),
+                    ("phone", "phone"),
+                    ("loyalty_card_number", "loyalty_card"),
+                ],
+            ),
+            (
+                "web.events",
+                "site_activity",
+                "coalesce(rows.event_at, rows._loaded_at)",
+                [("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")],
+            ),
+            (
+                "messaging.message_events",
+                "communication_activity",
+                "coalesce(rows.event_at, rows._loaded_at)",
+                [("customer_id", "customer_id"), *recipients],
+            ),
+        ]
+        for table, category, record_at, pairs in deletions:
+            self.add_rule(
+                _Rule(table, category, ERASURE_REASON, "delete_rows"),
+                matching(table, record_at, pairs),
+                with_request=True,
+            )
+        self.add_rule(
+            _Rule("privacy.consent_events", "consent_records", ERASURE_REASON, "delete_rows"),
+            """
+            select rows.rowid, rows._batch_id, coalesce(rows.captured_at, rows._loaded_at), 'person',
+                erased.person_key, erased.request_id
+            from privacy.consent_events as rows
+            inner join purge_erased_values as erased
+                on lower(trim(rows.subject_id_type)) = erased.id_type and rows.subject_id = erased.raw_value
+            qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
+            """,
+            with_request=True,
+        )
+        self.add_rule(
+            _Rule(
+                "shop.orders",
+                "purchase_history",
+                ERASURE_REASON,
+                "null_fields",
+                ORDER_PERSONAL_FIELDS,
+            ),
+            matching(
+                "shop.orders",
+                "coalesce(rows.ordered_at, rows._loaded_at)",
+                [("customer_id", "customer_id"), ("email", "email"), ("phone", "phone")],
+            ),
+            with_request=True,
+        )
+        self.add_rule(
+            _Rule(
+                "privacy.subject_requests",
+                "subject_requests",
+                ERASURE_REASON,
+                "null_fields",
+                ("details",),
+            ),
+            """
+            select rows.rowid, rows._batch_id, coalesce(rows.received_at, rows._loaded_at), 'person',
+                erased.person_key, erased.request_id
+            from privacy.subject_requests as rows
+            inner join purge_erased_values as erased
+                on lower(trim(rows.subject_id_type)) = erased.id_type and rows.subject_id = erased.raw_value
+            where lower(trim(rows.request_type)) = 'rectification' and rows.details is not null
+            qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
+            """,
+            with_request=True,
+        )
+        self.plan_vault_erasure()
+
+    def plan_vault_erasure(self) -> None:
+        """Count the erased persons' vault entries (deleted before the raw zone is written)."""
+        if self.vault_db is None or not self.vault_db.exists():
+            return
+        erased = self.con.sql(
+            "select subject_key, person_key, request_id from purge_erased_keys"
+        ).to_arrow_table()
+        try:
+            vault = duckdb.connect(str(self.vault_db), read_only=True)
+        except duckdb.Error as exc:
+            raise PurgeError(
+                f"cannot open the vault {self.vault_db} ({_first_line(exc)}); if a build is "
+                "running, wait for it to finish"
+            ) from None
+        try:
+            vault.register("purge_erased_keys_arrow", erased)
+            present = {
+                r[0]
+                for r in vault.execute(
+                    "select table_name from information_schema.tables where table_schema = 'main'"
+                ).fetchall()
+            }
+            for table, column, category in VAULT_TABLES:
+                if table not in present:
+                    continue
+                for person_key, request_id, count in vault.execute(
+                    f"""
+                    select erased.person_key, erased.request_id, count(*)
+                    from main.{table} as entries
+                    inner join purge_erased_keys_arrow as erased
+                        on entries.{column} = erased.subject_key
+                    group by all
+                    order by all
+                    """
+                ).fetchall():
+                    self.vault_plan.append(
+                        (table, column, category, str(person_key), str(request_id), int(count))
+                    )
+        finally:
+            vault.close()
+
+    def execute_vault(self) -> None:
+        """Delete the erased persons' vault entries, in the vault's own transaction.
+
+        Runs before the raw zone is written: the vault is derived from the raw zone by every
+        build, so if the raw transaction then failed, the next build would re-seal what the raw
+        zone still holds, and the purge can simply be run again.
+        """
+        if not self.vault_plan or self.vault_db is None:
+            return
+        erased = self.con.sql("select subject_key from purge_erased_keys").to_arrow_table()
+        try:
+            vault = duckdb.connect(str(self.vault_db))
+        except duckdb.Error as exc:
+            raise PurgeError(
+                f"cannot open the vault {self.vault_db} ({_first_line(exc)})"
+            ) from None
+        try:
+            vault.register("purge_erased_keys_arrow", erased)
+            vault.execute("begin transaction")
+            for table, column in sorted({(entry[0], entry[1]) for entry in self.vault_plan}):
+                vault.execute(
+                    f"delete from main.{table} where {column} in "
+                    "(select subject_key from purge_erased_keys_arrow)"
+                )
+            vault.execute("commit")
+            vault.execute("checkpoint")
+        finally:
+            vault.close()
+
     # ---- records and execution
 
     def records(
@@ -864,13 +1157,14 @@ class _Purger:
             category = self.categories[rule.data_category]
             rows = self.sql(
                 f"""
-                select _batch_id, subject_id_type, subject_key, count(*), min(record_at), max(record_at)
+                select _batch_id, subject_id_type, subject_key, request_id,
+                    count(*), min(record_at), max(record_at)
                 from {name}
                 group by all
                 order by all
                 """
             ).fetchall()
-            for batch_id, subject_type, subject_key, count, oldest, newest in rows:
+            for batch_id, subject_type, subject_key, request_id, count, oldest, newest in rows:
                 out.append(
                     DestructionRecord(
                         destruction_id=str(uuid.uuid4()),
@@ -893,8 +1187,36 @@ class _Purger:
                         keep_until=keep_until,
                         operator=operator,
                         tool=TOOL,
+                        request_id=request_id,
                     )
                 )
+        for table, _column, category_name, person_key, request_id, count in self.vault_plan:
+            category = self.categories[category_name]
+            out.append(
+                DestructionRecord(
+                    destruction_id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    destroyed_at=destroyed_at,
+                    as_of=self.as_of,
+                    source_table=f"vault.{table}",
+                    source_batch_id=None,
+                    data_category=category_name,
+                    subject_id_type="person",
+                    subject_key=person_key,
+                    reason=ERASURE_REASON,
+                    method="delete_rows",
+                    fields=None,
+                    row_count=count,
+                    oldest_record_at=None,
+                    newest_record_at=None,
+                    retention_days=category.retention_days,
+                    legal_reference="GDPR art. 17(1); 152-FZ art. 21 p. 5",
+                    keep_until=keep_until,
+                    operator=operator,
+                    tool=TOOL,
+                    request_id=request_id,
+                )
+            )
         return out
 
     def execute(self, records: Sequence[DestructionRecord]) -> None:
@@ -902,6 +1224,8 @@ class _Purger:
         self.sql(f"create schema if not exists {AUDIT_SCHEMA}")
         columns = ",\n    ".join(f"{name} {ctype}" for name, ctype in LOG_COLUMNS)
         self.sql(f"create table if not exists {LOG_TABLE} (\n    {columns}\n)")
+        # A log written before erasure existed has no request_id column yet.
+        self.sql(f"alter table {LOG_TABLE} add column if not exists request_id varchar")
         for rule, name in self.rules:
             schema_table = rule.source_table
             if rule.method == "delete_rows":
@@ -936,6 +1260,7 @@ def purge(
     raw_db: Path,
     warehouse_db: Path,
     as_of: dt.datetime,
+    vault_db: Path | None = None,
     dry_run: bool = False,
     operator: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -970,6 +1295,7 @@ def purge(
                 f"the landing zone {raw_db} does not match the contract: {'; '.join(problems[:3])}"
             )
         purger = _Purger(con, as_of, catalogue, purpose_list, master)
+        purger.vault_db = vault_db
         purger.build_subject_keys()
         purger.attach_warehouse(warehouse_db)
         purger.check_key_matches_warehouse()
@@ -981,8 +1307,10 @@ def purge(
             if dry_run:
                 con.execute("rollback")
             else:
+                purger.execute_vault()
                 purger.execute(result.records)
                 con.execute("commit")
+                con.execute("checkpoint")
         except BaseException:
             con.execute("rollback")
             raise
@@ -1050,6 +1378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="built warehouse, opened read-only (default: $CDP_WAREHOUSE_DB or data/warehouse.duckdb)",
     )
     parser.add_argument(
+        "--vault-db",
+        type=Path,
+        default=None,
+        help="the vault, where an erased person's entries are deleted (default: $CDP_VAULT_DB or data/vault.duckdb)",
+    )
+    parser.add_argument(
         "--operator", default=None, help="who runs the purge, for the record (default: the OS user)"
     )
     parser.add_argument(
@@ -1063,6 +1397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = purge(
             raw_db=args.raw_db or paths.raw_db(),
             warehouse_db=args.warehouse_db or paths.warehouse_db(),
+            vault_db=args.vault_db or paths.vault_db(),
             as_of=parse_as_of(args.as_of),
             dry_run=args.dry_run,
             operator=args.operator,

@@ -102,9 +102,16 @@ CREATE TABLE IF NOT EXISTS main.{LOG_TABLE} (
     rows_returned INTEGER NOT NULL,
     outcome VARCHAR NOT NULL,
     key_version VARCHAR,
-    tool VARCHAR NOT NULL
+    tool VARCHAR NOT NULL,
+    request_id VARCHAR
 )
 """
+# A log created before access exports existed lacks the request id: added in place.
+LOG_MIGRATE: Final = f"ALTER TABLE main.{LOG_TABLE} ADD COLUMN IF NOT EXISTS request_id VARCHAR"
+LOG_COLUMNS: Final = (
+    "log_id, logged_at, officer, reason, os_user, action, id_type, pseudonym, rows_returned, "
+    "outcome, key_version, tool, request_id"
+)
 
 
 class VaultError(RuntimeError):
@@ -272,6 +279,7 @@ def open_vault(path: Path | None = None) -> duckdb.DuckDBPyConnection:
             ) from None
         raise VaultError(f"the vault file {target} cannot be opened as a DuckDB database") from None
     con.execute(LOG_DDL)
+    con.execute(LOG_MIGRATE)
     restrict_file(target)
     return con
 
@@ -322,15 +330,18 @@ def append_log(
     rows_returned: int,
     outcome: str,
     key_version: str | None,
+    request_id: str | None = None,
+    tool: str = TOOL,
 ) -> None:
     """Append one row to ``main.reidentification_log`` (never a plaintext identifier)."""
     con.execute(LOG_DDL)
+    con.execute(LOG_MIGRATE)
     try:
         os_user = getpass.getuser()
     except Exception:
         os_user = None
     con.execute(
-        f"INSERT INTO main.{LOG_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO main.{LOG_TABLE} ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             str(uuid.uuid4()),
             datetime.now(UTC).replace(tzinfo=None),
@@ -343,7 +354,8 @@ def append_log(
             rows_returned,
             outcome,
             key_version,
-            TOOL,
+            tool,
+            request_id,
         ],
     )
 
@@ -382,11 +394,13 @@ def lookup(
     ]
     if _table_exists(con, NAMES_TABLE):
         names_sealed = _sealed_column(con, NAMES_TABLE)
+        # The dbt model names the column name_part; older vault files called it attribute.
+        part = "name_part" if "name_part" in _columns(con, NAMES_TABLE) else "attribute"
         rows += [
             (NAMES_TABLE, str(r[0]), bytes(r[1]), str(r[2]))
             for r in con.execute(
-                f"SELECT attribute, {names_sealed}, key_version FROM main.{NAMES_TABLE} "
-                f"WHERE customer_key = ? AND {names_sealed} IS NOT NULL ORDER BY attribute",
+                f"SELECT {part}, {names_sealed}, key_version FROM main.{NAMES_TABLE} "
+                f"WHERE customer_key = ? AND {names_sealed} IS NOT NULL ORDER BY {part}",
                 [pseudonym_value],
             ).fetchall()
         ]

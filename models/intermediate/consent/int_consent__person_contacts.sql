@@ -1,13 +1,43 @@
 {#-
     The identifier an audience sends to, per person and messaging channel:
     email -> an email pseudonym, sms -> a phone pseudonym, push -> a push-token
-    pseudonym. Only identifiers that belong to the person alone; the most
-    authoritative link first (CRM record, then order contact, then messaging
-    platform, then the identifier itself), ties to the smaller pseudonym.
+    pseudonym. Only identifiers that belong to the person alone; a contact the
+    person corrected by a verified rectification request first
+    (int_rights__rectifications), then the most authoritative link (CRM
+    record, then order contact, then messaging platform, then the identifier
+    itself), ties to the smaller pseudonym.
 -#}
 with subject_persons as (
 
     select * from {{ ref('int_consent__subject_persons') }}
+
+),
+
+rectifications as (
+
+    select * from {{ ref('int_rights__rectifications') }}
+
+),
+
+candidates as (
+
+    select
+        person_key,
+        subject_id_type,
+        subject_key,
+        link_rule,
+        link_priority,
+        is_unambiguous
+    from subject_persons
+    union all
+    select
+        person_key,
+        rectification_field as subject_id_type,
+        rectified_value_key as subject_key,
+        'rectification' as link_rule,
+        0 as link_priority,
+        true as is_unambiguous
+    from rectifications
 
 ),
 
@@ -20,26 +50,26 @@ channels as (
             when 'phone' then 'sms'
             when 'push_token' then 'push'
         end as channel
-    from (select distinct subject_id_type from subject_persons) as id_types
+    from (select distinct subject_id_type from candidates) as id_types
 
 ),
 
 ranked as (
 
     select
-        subject_persons.person_key,
+        candidates.person_key,
         channels.channel,
-        subject_persons.subject_id_type as contact_id_type,
-        subject_persons.subject_key as contact_key,
-        subject_persons.link_rule,
+        candidates.subject_id_type as contact_id_type,
+        candidates.subject_key as contact_key,
+        candidates.link_rule,
         row_number() over (
-            partition by subject_persons.person_key, channels.channel
-            order by subject_persons.link_priority, subject_persons.subject_key
+            partition by candidates.person_key, channels.channel
+            order by candidates.link_priority, candidates.subject_key
         ) as contact_rank
-    from subject_persons
+    from candidates
     inner join channels
-        on subject_persons.subject_id_type = channels.subject_id_type
-    where subject_persons.is_unambiguous and channels.channel is not null
+        on candidates.subject_id_type = channels.subject_id_type
+    where candidates.is_unambiguous and channels.channel is not null
 
 ),
 
