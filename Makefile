@@ -19,7 +19,7 @@ export DBT_PROJECT_DIR := $(CURDIR)
 DEMO_CUSTOMERS ?= 2000
 DEMO_SEED ?= 42
 
-.PHONY: help venv demo test lint typecheck sqllint pytest build generate clean lock
+.PHONY: help venv demo test lint typecheck sqllint pytest build generate clean lock chromium pack
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ venv: $(STAMP)  ## create the local virtual environment from the pinned requirem
 demo: $(STAMP)  ## generate a demo landing zone and build the warehouse on it
 	$(BIN)/python -m cdp.cli demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
 
-test: $(STAMP) lint typecheck sqllint pytest  ## every check CI runs
+test: $(STAMP) lint typecheck sqllint chromium pytest  ## every check CI runs
 
 lint: $(STAMP)  ## ruff on Python
 	$(BIN)/ruff check src scripts pytests
@@ -47,6 +47,15 @@ typecheck: $(STAMP)  ## mypy --strict on the package, scripts and tests
 
 sqllint: $(STAMP)  ## sqlfluff (dbt templater, lint target: no key, no database file)
 	CDP_TARGET=lint $(BIN)/sqlfluff lint models macros tests analyses
+
+chromium:  ## install Debian's chromium if missing (the auditor pack is opened in it by the tests)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "error: chromium is missing; run: sudo apt-get update && sudo apt-get install -y chromium"; exit 1; fi; }
+
+PACK_DIR ?= data/pack
+pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineage, summary, privacy gate) into $(PACK_DIR)
+	$(BIN)/python -m cdp.pack --out $(PACK_DIR)
 
 pytest: $(STAMP)  ## Python and dbt tests (builds a small generated landing zone)
 	$(BIN)/python -m pytest

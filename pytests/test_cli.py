@@ -106,3 +106,19 @@ def test_build_passes_unknown_arguments_to_dbt(
     assert "dbt build --select city_regions --vars" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["check", "--select", "x"])
+
+
+@pytest.mark.parametrize("command", ["access", "pack", "gate", "rotate"])
+def test_delegated_commands_reach_their_programs(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cdp NAME --help` is the help of the program behind NAME, not cdp's own."""
+    from cdp import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([command, "--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    program = cli.DELEGATED[command][0].removesuffix(".build")
+    assert out.startswith(f"usage: python -m {program} ")
+    assert "{access,pack,gate,rotate" not in out  # not cdp's top-level help

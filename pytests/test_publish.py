@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_publish_holds_only_the_marts_and_never_writes_the_warehouse(
     assert parquet.is_symlink()
     assert sorted(p.stem for p in parquet.glob("*.parquet")) == sorted(BI_MARTS)
     assert not list(Path(workspace_env["CDP_PUBLISHED_DIR"]).glob(".*tmp"))
+    # readable by BI (another OS user) although the build runs with umask 077
+    published = Path(workspace_env["CDP_PUBLISHED_DIR"])
+    for path in [result.database, *parquet.glob("*"), published, result.parquet_dir]:
+        expected = publish.DIR_MODE if path.is_dir() else publish.FILE_MODE
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
 
 
 def test_a_reader_keeps_querying_through_a_build_and_publish(workspace_env: dict[str, str]) -> None:

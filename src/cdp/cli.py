@@ -4,6 +4,9 @@
     cdp check   check configuration (key, landing zone) without writing anything
     cdp build   check, then ``dbt build`` (extra arguments go to dbt), then publish
     cdp publish validate the anonymised marts and publish them to data/published/
+    cdp access  subject access / portability export (privacy officer only)
+    cdp pack    the auditor pack; cdp gate: the privacy gate
+    cdp rotate  rotate the master key version
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
 database file, so a configuration error writes nothing.
@@ -12,6 +15,7 @@ database file, so a configuration error writes nothing.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -209,11 +213,33 @@ def cmd_publish(_: argparse.Namespace) -> int:
     return 0 if publish_marts() else 1
 
 
+# Commands that are whole programs of their own: `cdp NAME ARGS` runs `python -m MODULE ARGS`.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "access": (
+        "cdp.access",
+        "subject access / portability export (privacy officer only; logged in the vault)",
+    ),
+    "pack": ("cdp.pack.build", "generate the auditor pack (docs, records, lineage, notices)"),
+    "gate": ("cdp.pack.gate", "the privacy gate: computed PII lineage against zones and meta"),
+    "rotate": ("cdp.rotate", "rotate the master key version (a verified full rebuild)"),
+}
+
+
+def run_delegated(command: str, argv: Sequence[str]) -> int:
+    module = importlib.import_module(DELEGATED[command][0])
+    return int(module.main(list(argv)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in DELEGATED:
+        return run_delegated(arguments[0], arguments[1:])
     parser = argparse.ArgumentParser(
         prog="cdp", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_text} (`cdp {name} --help`; also python -m {module})")
     demo = sub.add_parser("demo", help="generate a demo landing zone and build the warehouse on it")
     demo.add_argument(
         "--customers", type=int, default=2000, help="synthetic customers (default 2000)"
@@ -232,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     publish_cmd.set_defaults(func=cmd_publish)
     # Everything `build` does not know goes to dbt (`cdp build --select x --vars ...`).
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(arguments)
     if unknown and args.command != "build":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.dbt_args = unknown

@@ -35,6 +35,10 @@ import duckdb
 from cdp import paths
 
 PUBLISHED_SCHEMA = "bi"
+# The published zone is anonymised and meant for BI, often another OS user; the build runs
+# with umask 077 (owner-only zone files), so the published files get their modes explicitly.
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 KEEP_VERSIONS = 2  # the current Parquet version and the one before it (a reader may still hold it)
 
 
@@ -94,6 +98,8 @@ def publish(
     target_dir.mkdir(parents=True, exist_ok=True)
     versions = target_dir / "versions"
     versions.mkdir(exist_ok=True)
+    for folder in (target_dir, versions):
+        folder.chmod(DIR_MODE)
 
     release = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     temp_db = target_dir / f".marts-{release}.duckdb.tmp"
@@ -111,7 +117,8 @@ def publish(
                     "build the marts first (`cdp build`)"
                 )
             con.execute(f"create schema {PUBLISHED_SCHEMA}")
-            version_dir.mkdir()
+            version_dir.mkdir(mode=DIR_MODE)
+            version_dir.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
             for table in tables:
                 name = f"{PUBLISHED_SCHEMA}.{_quote(table)}"
                 con.execute(f"create table {name} as select * from warehouse.{name}")
@@ -119,6 +126,7 @@ def publish(
                 result.tables[table] = int(count)
                 parquet = version_dir / f"{table}.parquet"
                 con.execute(f"copy {name} to {_sql_string(str(parquet))} (format parquet)")
+                parquet.chmod(FILE_MODE)
                 _fsync_path(parquet)
             con.execute("detach warehouse")
             con.execute("checkpoint")
@@ -134,6 +142,8 @@ def publish(
                 indent=2,
             )
         )
+        (version_dir / "release.json").chmod(FILE_MODE)
+        temp_db.chmod(FILE_MODE)
         _fsync_path(version_dir / "release.json")
         _fsync_path(version_dir)
         _fsync_path(temp_db)

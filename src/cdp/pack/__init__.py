@@ -1,0 +1,1 @@
+"""The auditor pack: lineage, record of processing, privacy notice, summary, privacy gate."""
