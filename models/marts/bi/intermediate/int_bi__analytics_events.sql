@@ -8,21 +8,9 @@
     event's data-category retention window. Carries the person's generalised
     age band and region. Person-level, so it stays in the warehouse.
 -#}
-with orders as (
+with retained_events as (
 
-    select * from {{ ref('stg_shop__orders') }}
-
-),
-
-message_events as (
-
-    select * from {{ ref('stg_messaging__message_events') }}
-
-),
-
-subject_persons as (
-
-    select * from {{ ref('int_consent__subject_persons') }}
+    select * from {{ ref('int_consent__retained_person_events') }}
 
 ),
 
@@ -38,42 +26,6 @@ analytics_persons as (
 
 ),
 
-data_categories as (
-
-    select * from {{ ref('data_categories') }}
-
-),
-
-source_events as (
-
-    select
-        'order' as event_source,
-        order_id as event_id,
-        coalesce(customer_key, email_key, phone_key) as subject_key,
-        status as event_type,
-        ordered_at as event_at,
-        channel,
-        cast(null as varchar) as campaign_id,
-        total_amount as order_amount,
-        currency as order_currency,
-        'purchase_history' as data_category
-    from orders
-    union all
-    select
-        'message' as event_source,
-        message_event_id as event_id,
-        coalesce(customer_key, recipient_key) as subject_key,
-        event_type,
-        event_at,
-        channel,
-        campaign_id,
-        cast(null as decimal(12, 2)) as order_amount,
-        cast(null as varchar) as order_currency,
-        'communication_activity' as data_category
-    from message_events
-
-),
-
 analytics_intervals as (
 
     select * from person_ledger
@@ -84,21 +36,13 @@ analytics_intervals as (
 attributed_events as (
 
     select
-        source_events.*,
-        analytics_persons.person_key,
+        retained_events.*,
         analytics_persons.age_band,
         analytics_persons.region
-    from source_events
-    inner join subject_persons
-        on source_events.subject_key = subject_persons.subject_key
+    from retained_events
     inner join analytics_persons
-        on subject_persons.person_key = analytics_persons.person_key
-    inner join data_categories
-        on source_events.data_category = data_categories.data_category
-    where
-        subject_persons.is_unambiguous
-        and source_events.event_at <= {{ as_of() }}
-        and source_events.event_at >= {{ retention_cutoff('data_categories.retention_days') }}
+        on retained_events.person_key = analytics_persons.person_key
+    where retained_events.event_source in ('order', 'message')
 
 ),
 
