@@ -5,6 +5,7 @@ Reuses the session ``built`` warehouse; works on copies of its files.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import stat
@@ -149,3 +150,42 @@ def test_a_failed_validation_replaces_nothing(workspace_env: dict[str, str]) -> 
         publish.publish(validate=refuse)
     assert _digest(first.database) == before
     assert not list(first.database.parent.glob(".*tmp"))
+
+
+def test_a_publish_sweeps_what_a_killed_publish_left_and_publishers_take_turns(
+    workspace_env: dict[str, str],
+) -> None:
+    first = publish.publish()
+    published = Path(workspace_env["CDP_PUBLISHED_DIR"])
+    current = (published / "parquet").resolve()
+    # what a publish killed before its swap leaves: its temp file and WAL, its link, its folders
+    orphans = [
+        published / ".marts-20991231T000000-dead.duckdb.tmp",
+        published / ".marts-20991231T000000-dead.duckdb.tmp.wal",
+    ]
+    for orphan in orphans:
+        orphan.write_bytes(b"half written")
+    os.symlink("versions/none", published / ".parquet-20991231T000000-dead.tmp")
+    unfinished = published / "versions" / "20000101T000000-half"  # no release.json
+    unfinished.mkdir()
+    never_swapped = published / "versions" / "20991231T000000-dead"  # newer than current
+    never_swapped.mkdir()
+    (never_swapped / "release.json").write_text("{}")
+
+    # another publisher holds the folder: this one refuses at once, replacing nothing
+    fd = os.open(published / ".publish.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(publish.PublishError, match="another publish"):
+            publish.publish()
+    finally:
+        os.close(fd)
+    assert all(orphan.exists() for orphan in orphans)
+
+    second = publish.publish()
+    assert not any(orphan.exists() for orphan in orphans)
+    assert not list(published.glob(".parquet-*.tmp"))
+    assert not unfinished.exists() and not never_swapped.exists()
+    assert current.exists()  # the previous version stays for readers still holding it
+    assert (published / "parquet").resolve() == second.parquet_dir.resolve()
+    assert second.tables == first.tables

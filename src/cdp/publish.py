@@ -19,13 +19,15 @@ writes into the warehouse or the raw zone.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +102,56 @@ def publish(
     versions.mkdir(exist_ok=True)
     for folder in (target_dir, versions):
         folder.chmod(DIR_MODE)
+    with _publish_lock(target_dir):
+        _sweep_interrupted(target_dir, versions)
+        result = _publish_locked(warehouse, target_dir, versions, validate)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+@contextlib.contextmanager
+def _publish_lock(target_dir: Path) -> Iterator[None]:
+    """One publisher per folder (flock, released by the kernel if the holder dies)."""
+    path = target_dir / ".publish.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(
+                f"another publish into {target_dir} is running; try again when it ends"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _sweep_interrupted(target_dir: Path, versions: Path) -> None:
+    """Remove what a publish killed before its swap left behind (never what readers use).
+
+    Under the publish lock nobody else is writing: temporary files are orphans, and
+    so is a version folder that is not the current one and either lacks its
+    release.json (written last before the swap) or is newer than the current one.
+    """
+    for leftover in [*target_dir.glob(".marts-*.duckdb.tmp*"), *target_dir.glob(".parquet-*.tmp")]:
+        leftover.unlink(missing_ok=True)
+    link = target_dir / "parquet"
+    current = link.resolve() if link.exists() else None
+    for folder in versions.iterdir():
+        if not folder.is_dir() or folder == current:
+            continue
+        # versions are swapped in in name (time) order: one newer than the current was never
+        never_swapped = current is not None and folder.name > current.name
+        if never_swapped or not (folder / "release.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish_locked(
+    warehouse: Path,
+    target_dir: Path,
+    versions: Path,
+    validate: Callable[[Path], None] | None,
+) -> PublishResult:
 
     release = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     temp_db = target_dir / f".marts-{release}.duckdb.tmp"
@@ -163,13 +215,13 @@ def publish(
             shutil.rmtree(version_dir, ignore_errors=True)
         raise
     _prune_versions(versions, keep=KEEP_VERSIONS)
-    result.seconds = time.monotonic() - started
     return result
 
 
 def _prune_versions(versions: Path, keep: int) -> None:
-    """Remove Parquet versions older than the newest ``keep`` (names sort by time)."""
-    for old in sorted(p for p in versions.iterdir() if p.is_dir())[:-keep]:
+    """Remove complete Parquet versions older than the newest ``keep`` (names sort by time)."""
+    complete = sorted(p for p in versions.iterdir() if (p / "release.json").exists())
+    for old in complete[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
