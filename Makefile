@@ -54,7 +54,11 @@ chromium:  ## install Debian's chromium if missing (the auditor pack is opened i
 	  else echo "error: chromium is missing; run: sudo apt-get update && sudo apt-get install -y chromium"; exit 1; fi; }
 
 PACK_DIR ?= data/pack
+# After `make demo`, the demo key is used unless a key is configured.
+DEMO_KEY_FILE := .secrets/master.key
 pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineage, summary, privacy gate) into $(PACK_DIR)
+	@if [ -z "$${CDP_MASTER_KEY:-}$${CDP_MASTER_KEY_FILE:-}" ] && [ -f $(DEMO_KEY_FILE) ]; then \
+	  echo "make pack: using the demo key $(DEMO_KEY_FILE)"; export CDP_MASTER_KEY_FILE=$(DEMO_KEY_FILE); fi; \
 	$(BIN)/python -m cdp.pack --out $(PACK_DIR)
 
 pytest: $(STAMP)  ## Python and dbt tests (builds a small generated landing zone)
