@@ -529,10 +529,6 @@ def save_state(warehouse_db: Path) -> None:
         con.close()
 
 
-# Columns that say which run wrote a row, not what the row is: left out of the comparison.
-RUN_COLUMNS: Final[dict[str, str]] = {"int_identity_edges": "exclude (built_at)"}
-
-
 def differences(warehouse_db: Path, memory_limit: str | None) -> dict[str, int]:
     """Rows in one result and not the other, per identity table (0 everywhere: equal).
 
@@ -546,7 +542,7 @@ def differences(warehouse_db: Path, memory_limit: str | None) -> dict[str, int]:
         con.execute(f"set temp_directory = '{warehouse_db.parent / 'compare.tmp'}'")
         found: dict[str, int] = {}
         for table in IDENTITY_TABLES:
-            columns = f"* {RUN_COLUMNS.get(table, '')}"
+            columns = "*"
             row = con.execute(
                 f"select (select count(*) from (select {columns} from bench.{table} "
                 f"except all select {columns} from intermediate.{table})) + "
