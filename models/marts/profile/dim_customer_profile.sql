@@ -48,8 +48,8 @@ person_customer as (
 
     select
         subject_persons.person_key,
-        arg_max(customers.birth_year, customers.updated_at) as birth_year,
-        arg_max(customers.region, customers.updated_at) as region
+        arg_max(customers.birth_year, (customers.updated_at, customers.customer_key)) as birth_year,
+        arg_max(customers.region, (customers.updated_at, customers.customer_key)) as region
     from subject_persons
     inner join customers
         on subject_persons.subject_key = customers.customer_key
@@ -124,9 +124,11 @@ rfm as (
 
     select
         person_key,
-        ntile(5) over (order by recency_days desc) as rfm_recency_score,
-        ntile(5) over (order by order_count) as rfm_frequency_score,
-        ntile(5) over (order by coalesce(revenue_rub, 0)) as rfm_monetary_score
+        -- person_key breaks ties: without it, tied people land in buckets at random and two
+        -- builds of the same data differ (the idempotency test caught it on dirty data)
+        ntile(5) over (order by recency_days desc, person_key asc) as rfm_recency_score,
+        ntile(5) over (order by order_count, person_key) as rfm_frequency_score,
+        ntile(5) over (order by coalesce(revenue_rub, 0), person_key) as rfm_monetary_score
     from purchase_summary
 
 ),

@@ -52,8 +52,8 @@ person_customer as (
 
     select
         subject_persons.person_key,
-        arg_max(customers.birth_year, customers.updated_at) as birth_year,
-        arg_max(customers.region, customers.updated_at) as region
+        arg_max(customers.birth_year, (customers.updated_at, customers.customer_key)) as birth_year,
+        arg_max(customers.region, (customers.updated_at, customers.customer_key)) as region
     from subject_persons
     inner join customers
         on subject_persons.subject_key = customers.customer_key
