@@ -48,8 +48,10 @@ person_customer as (
 
     select
         subject_persons.person_key,
-        arg_max(customers.birth_year, (customers.updated_at, customers.customer_key)) as birth_year,
-        arg_max(customers.region, (customers.updated_at, customers.customer_key)) as region
+        -- ties on updated_at are broken by the value itself, not by customer_key: the result is
+        -- deterministic, and the published region does not derive from an identifier (privacy gate)
+        arg_max(customers.birth_year, (customers.updated_at, customers.birth_year)) as birth_year,
+        arg_max(customers.region, (customers.updated_at, customers.region)) as region
     from subject_persons
     inner join customers
         on subject_persons.subject_key = customers.customer_key
