@@ -156,15 +156,18 @@ def _sql_string(text: str) -> str:
 
 
 def _macro_body(name: str) -> str:
-    """The SQL of ``default__<name>(value)`` in macros/privacy/normalise.sql, over column ``v``."""
+    """The SQL DuckDB runs for ``<name>(value)`` (``duckdb__<name>`` if the macro has one,
+    else ``default__<name>``) in macros/privacy/normalise.sql, over column ``v``."""
     text = MACROS.read_text(encoding="utf-8")
-    found = re.search(
-        r"\{%\s*macro default__" + name + r"\(value\)\s*-?%\}(.*?)\{%-?\s*endmacro",
-        text,
-        re.S,
-    )
-    assert found, f"default__{name} not found in {MACROS}"
-    return found.group(1).strip().replace("{{ value }}", "v")
+    for prefix in ("duckdb__", "default__"):
+        found = re.search(
+            r"\{%\s*macro " + prefix + name + r"\(value\)\s*-?%\}(.*?)\{%-?\s*endmacro",
+            text,
+            re.S,
+        )
+        if found:
+            return found.group(1).strip().replace("{{ value }}", "v")
+    raise AssertionError(f"neither duckdb__{name} nor default__{name} found in {MACROS}")
 
 
 SQL_ONLY = {

@@ -15,6 +15,10 @@
 
 {#- The as_of moment as a normalised UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'. -#}
 {% macro as_of_text() -%}
+    {{ return(adapter.dispatch('as_of_text', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__as_of_text() -%}
     {%- set value = var('as_of', none) -%}
     {%- if value is none -%}
         {%- if run_started_at is none -%}
@@ -36,6 +40,10 @@
     unquoted date) into a naive UTC datetime, or stop with a clear error.
 -#}
 {% macro parse_as_of(value) -%}
+    {{ return(adapter.dispatch('parse_as_of', 'cdp')(value)) }}
+{%- endmacro %}
+
+{% macro default__parse_as_of(value) -%}
     {%- set text = (value | string | trim) -%}
     {%- set hint = "as_of must be an ISO 8601 date or UTC timestamp, e.g. 2026-11-01 or 2026-11-01T09:30:00Z "
         ~ "(an offset such as +03:00 is converted to UTC); leave it unset (null) to use the start of the run" -%}
@@ -95,6 +103,12 @@
     {{ return(adapter.dispatch('retention_cutoff', 'cdp')(days)) }}
 {%- endmacro %}
 
+{#- Any engine: dbt's cross-database dateadd (each adapter supplies its own). -#}
 {% macro default__retention_cutoff(days) -%}
+    {{ dbt.dateadd('day', '-1 * cast(' ~ days ~ ' as integer)', as_of()) }}
+{%- endmacro %}
+
+{#- DuckDB: to_days() builds the interval. -#}
+{% macro duckdb__retention_cutoff(days) -%}
     ({{ as_of() }} - to_days(cast({{ days }} as integer)))
 {%- endmacro %}

@@ -6,6 +6,10 @@
     arguments, so they share this one query.
 -#}
 {% macro channel_audience(purpose_code, channel) -%}
+    {{ return(adapter.dispatch('channel_audience', 'cdp')(purpose_code, channel)) }}
+{%- endmacro %}
+
+{% macro default__channel_audience(purpose_code, channel) -%}
 with person_purposes as (
 
     select * from {{ ref('int_consent__person_purposes') }}

@@ -54,7 +54,7 @@
             lag(events.action) over (
                 partition by {{ partition_by | join(', ') }} order by {{ consent_event_order() }}
             ) as previous_action,
-            coalesce(bool_or(events.action = 'grant') over (
+            coalesce({{ dbt.bool_or("events.action = 'grant'") }} over (
                 partition by {{ partition_by | join(', ') }} order by {{ consent_event_order() }}
                 rows between unbounded preceding and 1 preceding
             ), false) as has_prior_grant
@@ -76,6 +76,17 @@
 {%- endmacro %}
 
 {% macro default__consent_intervals(relation, partition_by) -%}
+    {{ exceptions.raise_compiler_error("cdp: macro consent_intervals has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__consent_intervals (the DuckDB version is "
+        ~ "duckdb__consent_intervals in macros/consent/ledger.sql)") }}
+{%- endmacro %}
+
+{#-
+    DuckDB: filtered aggregates (`filter (where ...)`), any_value and arg_max.
+    Another engine needs an equivalent of arg_max (max_by in Spark, Trino,
+    Snowflake) and of the aggregate FILTER clause (a case inside the aggregate).
+-#}
+{% macro duckdb__consent_intervals(relation, partition_by) -%}
     select
         {% for column in partition_by -%}
         numbered.{{ column }},

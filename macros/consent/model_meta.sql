@@ -32,6 +32,10 @@
     that does not match stops the run with a message naming the model.
 -#}
 {% macro checked_setting(value, name, pattern, relation, required=true) -%}
+    {{ return(adapter.dispatch('checked_setting', 'cdp')(value, name, pattern, relation, required)) }}
+{%- endmacro %}
+
+{% macro default__checked_setting(value, name, pattern, relation, required) -%}
     {%- if value is none or value == '' -%}
         {%- if required and execute -%}
             {{ exceptions.raise_compiler_error(

@@ -6,6 +6,10 @@
 
 {#- The k of k-anonymity (var k_anonymity, default 10), checked: an integer of at least 2. -#}
 {% macro k_anonymity_k() -%}
+    {{ return(adapter.dispatch('k_anonymity_k', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__k_anonymity_k() -%}
     {%- set value = var('k_anonymity', 10) -%}
     {%- if value is not number or value != (value | int) or (value | int) < 2 -%}
         {{ exceptions.raise_compiler_error("var k_anonymity must be an integer of at least 2 (default 10); got "
@@ -16,6 +20,10 @@
 
 {#- The l of l-diversity (var l_diversity, default 2), checked: an integer of at least 1. -#}
 {% macro l_diversity_l() -%}
+    {{ return(adapter.dispatch('l_diversity_l', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__l_diversity_l() -%}
     {%- set value = var('l_diversity', 2) -%}
     {%- if value is not number or value != (value | int) or (value | int) < 1 -%}
         {{ exceptions.raise_compiler_error("var l_diversity must be an integer of at least 1 (default 2); got "

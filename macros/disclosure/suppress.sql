@@ -47,7 +47,7 @@
     select
         *,
         {{ k_column }} < {{ k }} as is_small,
-        count(*) filter (where {{ k_column }} < {{ k }}) over (partition by {{ groups }}) as group_small_cells,
+        {{ count_where(k_column ~ ' < ' ~ k) }} over (partition by {{ groups }}) as group_small_cells,
         row_number() over (partition by {{ groups }} order by {{ k_column }}, {{ cell_column }}) as size_rank,
         coalesce(sum({{ k_column }}) over (
             partition by {{ groups }} order by {{ k_column }}, {{ cell_column }}
@@ -80,7 +80,7 @@
         false as is_total,
         {%- if l_diverse %}
         is_suppressed_k
-        or count(*) filter (where not is_suppressed_k) over (partition by {{ groups }}) < {{ l }}
+        or {{ count_where('not is_suppressed_k') }} over (partition by {{ groups }}) < {{ l }}
             as is_suppressed,
         {%- else %}
         is_suppressed_k as is_suppressed,
@@ -146,6 +146,10 @@
 
 {#- The per-cell, per-measure epsilon of this release (var dp_epsilon), or none when noise is off. -#}
 {% macro dp_epsilon() -%}
+    {{ return(adapter.dispatch('dp_epsilon', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__dp_epsilon() -%}
     {%- set value = var('dp_epsilon', none) -%}
     {%- if value is none -%}
         {{ return(none) }}
@@ -166,6 +170,17 @@
 {%- endmacro %}
 
 {% macro default__dp_laplace_noise(scale) -%}
+    {{ exceptions.raise_compiler_error("cdp: macro dp_laplace_noise has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__dp_laplace_noise (the DuckDB version is "
+        ~ "duckdb__dp_laplace_noise in macros/disclosure/suppress.sql)") }}
+{%- endmacro %}
+
+{#-
+    DuckDB: random() is uniform on [0, 1). SQL has no standard random function
+    and engines differ (Snowflake's random() is a 64-bit integer), so noise that
+    silently came out wrong would void the privacy guarantee: no default.
+-#}
+{% macro duckdb__dp_laplace_noise(scale) -%}
     ({{ scale }} * (ln(1 - random()) - ln(1 - random())))
 {%- endmacro %}
 
@@ -174,6 +189,10 @@
     sensitivity is the most one person can add); unchanged otherwise.
 -#}
 {% macro dp_clamp(expression, bound) -%}
+    {{ return(adapter.dispatch('dp_clamp', 'cdp')(expression, bound)) }}
+{%- endmacro %}
+
+{% macro default__dp_clamp(expression, bound) -%}
     {%- if dp_epsilon() is none -%}
         {{ expression }}
     {%- else -%}

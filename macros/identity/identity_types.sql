@@ -45,8 +45,9 @@
     {{ return(adapter.dispatch('identity_set_signature', 'cdp')(column)) }}
 {%- endmacro %}
 
+{#- Any engine: the hash of the sorted, joined values (dbt's cross-database listagg and hash). -#}
 {% macro default__identity_set_signature(column) -%}
-    md5(string_agg({{ column }}, ',' order by {{ column }}))
+    {{ dbt.hash(dbt.listagg(column, "','", "order by " ~ column)) }}
 {%- endmacro %}
 
 {#- DuckDB: the count and the xor of 64-bit hashes; ten times cheaper than sorting the strings. -#}

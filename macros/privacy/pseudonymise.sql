@@ -2,7 +2,9 @@
     Keyed pseudonym of an already normalised identifier.
     The key never reaches Jinja: the DuckDB plugin (cdp.plugin) registers one
     function per pseudonymisation domain on every connection, built from keys it
-    derives in Python from the master secret.
+    derives in Python from the master secret. These functions exist only on a
+    DuckDB connection the plugin configured, so the macros are duckdb__ only;
+    another engine needs its own keyed functions (docs/portability.md).
 -#}
 {% macro pseudonymise(id_type, value, domain='identity') -%}
     {%- if domain not in ['identity', 'person', 'partner'] -%}
@@ -12,6 +14,12 @@
 {%- endmacro %}
 
 {% macro default__pseudonymise(id_type, value, domain) -%}
+    {{ exceptions.raise_compiler_error("cdp: macro pseudonymise has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__pseudonymise (the DuckDB version is "
+        ~ "duckdb__pseudonymise in macros/privacy/pseudonymise.sql)") }}
+{%- endmacro %}
+
+{% macro duckdb__pseudonymise(id_type, value, domain) -%}
     cdp_pseudonym_{{ domain }}({{ id_type }}, {{ value }})
 {%- endmacro %}
 
@@ -21,6 +29,12 @@
 {%- endmacro %}
 
 {% macro default__key_version() -%}
+    {{ exceptions.raise_compiler_error("cdp: macro key_version has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__key_version (the DuckDB version is "
+        ~ "duckdb__key_version in macros/privacy/pseudonymise.sql)") }}
+{%- endmacro %}
+
+{% macro duckdb__key_version() -%}
     cdp_key_version()
 {%- endmacro %}
 
@@ -30,5 +44,11 @@
 {%- endmacro %}
 
 {% macro default__vault_seal(id_type, value) -%}
+    {{ exceptions.raise_compiler_error("cdp: macro vault_seal has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__vault_seal (the DuckDB version is "
+        ~ "duckdb__vault_seal in macros/privacy/pseudonymise.sql)") }}
+{%- endmacro %}
+
+{% macro duckdb__vault_seal(id_type, value) -%}
     cdp_vault_seal({{ id_type }}, {{ value }})
 {%- endmacro %}

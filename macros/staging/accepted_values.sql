@@ -4,6 +4,10 @@
     'other' with a data issue where the row is still meaningful (see each model).
 -#}
 {% macro accepted_values(name) -%}
+    {{ return(adapter.dispatch('accepted_values', 'cdp')(name)) }}
+{%- endmacro %}
+
+{% macro default__accepted_values(name) -%}
     {%- set lists = {
         'web_event_types': ['page_view', 'product_view', 'add_to_cart', 'remove_from_cart',
                             'checkout_started', 'search', 'login', 'signup', 'form_submit'],
@@ -27,6 +31,10 @@
 
 {#- The same list as a SQL literal list body: 'a', 'b', ... -#}
 {% macro accepted_values_sql(name) -%}
+    {{ return(adapter.dispatch('accepted_values_sql', 'cdp')(name)) }}
+{%- endmacro %}
+
+{% macro default__accepted_values_sql(name) -%}
     {%- for value in accepted_values(name) -%}
         '{{ value }}'{{ ", " if not loop.last }}
     {%- endfor -%}

@@ -60,11 +60,44 @@ from (
     query; it is never selected into a model.
 -#}
 {% macro row_fingerprint(columns) -%}
+    {{ return(adapter.dispatch('row_fingerprint', 'cdp')(columns)) }}
+{%- endmacro %}
+
+{#-
+    Any engine: dbt's cross-database hash of the values, each written as its
+    length, a colon and its text (null as 'n'), so no two rows share the input.
+-#}
+{% macro default__row_fingerprint(columns) -%}
+    {%- set fields = [] -%}
+    {%- for column in columns -%}
+        {%- set text = 'cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ')' -%}
+        {%- do fields.append('coalesce(' ~ dbt.concat(['cast(' ~ dbt.length(text) ~ ' as ' ~ dbt.type_string() ~ ')', "':'", text]) ~ ", 'n')") -%}
+    {%- endfor -%}
+    {{ dbt.hash(dbt.concat(fields)) }}
+{%- endmacro %}
+
+{#- DuckDB: md5 of the values joined by chr(31), null as chr(0) (PostgreSQL refuses chr(0); Trino's md5 takes varbinary). -#}
+{% macro duckdb__row_fingerprint(columns) -%}
     md5(concat_ws(chr(31), {% for column in columns %}coalesce(cast({{ column }} as varchar), chr(0)){{ ", " if not loop.last }}{% endfor %}))
 {%- endmacro %}
 
 {#- Collect field-level issue codes into a list, dropping the ones that did not fire. -#}
 {% macro issue_list(issues) -%}
+    {{ return(adapter.dispatch('issue_list', 'cdp')(issues)) }}
+{%- endmacro %}
+
+{% macro default__issue_list(issues) -%}
+    {{ exceptions.raise_compiler_error("cdp: macro issue_list has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__issue_list (the DuckDB version is "
+        ~ "duckdb__issue_list in macros/staging/triage.sql)") }}
+{%- endmacro %}
+
+{#-
+    DuckDB: a list literal filtered with a lambda (list_filter). Another engine
+    needs its own array type and filter (Spark and Trino: filter(array, x -> ...);
+    Snowflake: array_compact).
+-#}
+{% macro duckdb__issue_list(issues) -%}
     list_filter([
         {%- for code, condition in issues.items() %}
         case when {{ condition }} then '{{ code }}' end{{ "," if not loop.last }}
