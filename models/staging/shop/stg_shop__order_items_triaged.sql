@@ -1,13 +1,21 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='regroup',
+    unique_key=['order_id', 'line_number'],
+    on_schema_change='fail'
+) }}
+
 {#-
     Every raw order line with its triage status. Order lines carry no personal
     data, so there is no in-flight base model: this reads the source directly.
     A line re-delivered (same order_id and line_number) keeps the latest load.
+
+    Incremental: a run triages again only the lines (rows sharing order_id and
+    line_number) with a row in a new or purged batch (macros/staging/incremental.sql).
 -#}
-with source as (
+with
 
-    select * from {{ source('shop', 'order_items') }}
-
-),
+{{ triage_source(source('shop', 'order_items'), {'order_id': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'}) }},
 
 typed as (
 
@@ -68,3 +76,4 @@ final as (
 )
 
 select * from final
+{{ triage_scope_markers({'order_id': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'}) }}

@@ -1,12 +1,71 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='regroup',
+    unique_key=['event_id'],
+    on_schema_change='fail'
+) }}
+
 {#-
     Every raw clickstream row with its triage status, pseudonymised and minimised:
     no full IP (truncated to /24 or /48), no raw URL (identifier-bearing query
     parameters removed), no search text, no user agent (device class only),
     no free-form properties.
--#}
-with events as (
 
-    select * from {{ ref('base_web__events') }}
+    In flight, before pseudonymisation: raw clickstream typed, normalised and triaged.
+    A repeated event_id is a re-delivery: the first one received is kept.
+
+    Incremental: a run triages again only the groups (rows sharing a key) with a
+    row in a new or purged batch (macros/staging/incremental.sql).
+-#}
+with
+
+{{ triage_source(source('web', 'events'), {'event_id': normalise_key('raw_rows.event_id')}) }},
+
+normalised as (
+
+    select
+        {{ normalise_key('event_id') }} as event_id,
+        {{ normalise_token('anonymous_id') }} as anonymous_id,
+        {{ normalise_key('customer_id') }} as customer_id,
+        lower(trim(event_type)) as event_type,
+        event_at,
+        received_at,
+        page_url,
+        referrer_url,
+        ip_address,
+        user_agent,
+        nullif(trim(product_sku), '') as product_sku,
+        nullif(trim(search_query), '') is not null as has_search_query,
+        properties,
+        _loaded_at,
+        _batch_id,
+        {{ row_fingerprint(['event_id', 'anonymous_id', 'customer_id', 'event_type', 'event_at',
+            'received_at', 'page_url', 'referrer_url', 'ip_address', 'user_agent', 'product_sku',
+            'search_query', 'properties']) }} as _row_fingerprint
+    from source
+
+),
+
+triaged as (
+
+    {{ triage(
+        from_cte='normalised',
+        reject_reason="case
+            when event_id is null then 'missing_key'
+            when anonymous_id is null then 'missing_anonymous_id'
+            when received_at is null and event_at is null then 'missing_timestamp'
+            when event_type is null or event_type not in (" ~ accepted_values_sql('web_event_types') ~ ") then 'unknown_event_type'
+        end",
+        copy_columns=['event_id'],
+        key_columns=['event_id'],
+        version_order='received_at nulls last'
+    ) }}
+
+),
+
+events as (
+
+    select * from triaged
 
 ),
 
@@ -30,15 +89,61 @@ customer_keys as (
 
 ),
 
+-- The minimisers run in Python: once per distinct value (a site has far fewer
+-- pages, addresses and browsers than events), joined back by value.
+page_urls as (
+
+    select
+        page_url,
+        {{ clean_url('page_url') }} as page_url_clean
+    from (select distinct page_url from events) as distinct_values
+
+),
+
+referrer_urls as (
+
+    select
+        referrer_url,
+        regexp_extract({{ clean_url('referrer_url') }}, '^[a-z][a-z0-9+.-]*://([^/:?#]+)', 1) as referrer_host
+    from (select distinct referrer_url from events) as distinct_values
+
+),
+
+ip_addresses as (
+
+    select
+        ip_address,
+        {{ truncate_ip('ip_address') }} as ip_prefix
+    from (select distinct ip_address from events) as distinct_values
+
+),
+
+user_agents as (
+
+    select
+        user_agent,
+        {{ device_class('user_agent') }} as device_class
+    from (select distinct user_agent from events) as distinct_values
+
+),
+
 minimised as (
 
     select
-        *,
-        {{ clean_url('page_url') }} as page_url_clean,
-        regexp_extract({{ clean_url('referrer_url') }}, '^[a-z][a-z0-9+.-]*://([^/:?#]+)', 1) as referrer_host,
-        {{ truncate_ip('ip_address') }} as ip_prefix,
-        {{ device_class('user_agent') }} as device_class
+        events.*,
+        page_urls.page_url_clean,
+        referrer_urls.referrer_host,
+        ip_addresses.ip_prefix,
+        user_agents.device_class
     from events
+    left join page_urls
+        on events.page_url is not distinct from page_urls.page_url
+    left join referrer_urls
+        on events.referrer_url is not distinct from referrer_urls.referrer_url
+    left join ip_addresses
+        on events.ip_address is not distinct from ip_addresses.ip_address
+    left join user_agents
+        on events.user_agent is not distinct from user_agents.user_agent
 
 ),
 
@@ -84,3 +189,4 @@ final as (
 )
 
 select * from final
+{{ triage_scope_markers({'event_id': normalise_key('raw_rows.event_id')}) }}

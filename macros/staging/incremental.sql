@@ -1,0 +1,214 @@
+{#-
+    Incremental triage of the event-sized raw tables (web events, message events,
+    order lines, consent events).
+
+    The landing zone is append-only by batch, except that the purge destroys rows.
+    So a batch whose raw row count differs from the number of rows staged from it
+    has changed: it is new, or the purge took rows from it. (Triage gives every raw
+    row exactly one staged row, so the counts are equal for an unchanged batch.)
+
+    A triage *group* is the set of rows the triage compares with each other: the
+    rows sharing a normalised key; rows with no usable key are quarantined on their
+    own and are grouped by key and batch. An incremental run:
+
+      1. finds the changed batches (`triage_changed_batches`);
+      2. takes every group with a raw or staged row in them (`triage_scope`);
+      3. triages every raw row of those groups again, and nothing else;
+      4. replaces the staged rows of those groups by the new ones (the `regroup`
+         incremental strategy), so that a group the purge emptied disappears.
+
+    Groups outside the scope have the same raw rows as at the last run, so their
+    staged rows are what a full refresh would give. Changing the triage rules or
+    the reference data they read (accepted values, the purposes catalogue) needs
+    `dbt build --full-refresh`; a new key version already demands one (plugin).
+-#}
+
+{#-
+    The CTEs `triage_scope` and `source` of an incremental triaged model: `source`
+    is the raw table, or in an incremental run only the raw rows of the groups to
+    triage again.
+
+    source_relation  the raw table, source('...', '...')
+    group_keys       {staged column: SQL normalising the raw column into it, written
+                     against the alias `raw_rows`}, in the order of the model's unique_key
+-#}
+{% macro triage_source(source_relation, group_keys) -%}
+    {{ return(adapter.dispatch('triage_source', 'cdp')(source_relation, group_keys)) }}
+{%- endmacro %}
+
+{% macro default__triage_source(source_relation, group_keys) -%}
+{%- if is_incremental() %}
+triage_changed_batches as (
+
+    {{ triage_changed_batches(source_relation) }}
+
+),
+
+triage_scope as (
+
+    select distinct
+        {%- for column, raw_sql in group_keys.items() %}
+        {{ raw_sql }} as {{ column }},
+        {%- endfor %}
+        case when {{ triage_key_is_incomplete(group_keys.values() | list) }} then _batch_id end as _batch_id
+    from {{ source_relation }} as raw_rows
+    where _batch_id in (select _batch_id from triage_changed_batches)
+
+    union
+
+    select
+        {%- for column in group_keys %}
+        {{ column }},
+        {%- endfor %}
+        case when {{ triage_key_is_incomplete(group_keys.keys() | list) }} then _batch_id end as _batch_id
+    from {{ this }}
+    where _batch_id in (select _batch_id from triage_changed_batches)
+
+),
+
+source as (
+
+    -- rows with a complete key: by key, whatever their batch
+    select raw_rows.*
+    from {{ source_relation }} as raw_rows
+    inner join triage_scope
+        on
+            {%- for column, raw_sql in group_keys.items() %}
+            {{ raw_sql }} = triage_scope.{{ column }}{{ " and" if not loop.last }}
+            {%- endfor %}
+    where triage_scope._batch_id is null
+
+    union all
+
+    -- rows with an incomplete key: by what they have of the key, in their batch
+    select raw_rows.*
+    from {{ source_relation }} as raw_rows
+    inner join triage_scope
+        on raw_rows._batch_id = triage_scope._batch_id
+            {%- for column, raw_sql in group_keys.items() %}
+            and {{ raw_sql }} is not distinct from triage_scope.{{ column }}
+            {%- endfor %}
+
+)
+{%- else %}
+source as (
+
+    select * from {{ source_relation }}
+
+)
+{%- endif %}
+{%- endmacro %}
+
+{#- Batches whose raw row count differs from the count staged from them (new, or purged). -#}
+{% macro triage_changed_batches(source_relation) -%}
+    {{ return(adapter.dispatch('triage_changed_batches', 'cdp')(source_relation)) }}
+{%- endmacro %}
+
+{% macro default__triage_changed_batches(source_relation) -%}
+select coalesce(raw_batches._batch_id, staged_batches._batch_id) as _batch_id
+from (
+    select
+        _batch_id,
+        count(*) as row_count
+    from {{ source_relation }}
+    group by _batch_id
+) as raw_batches
+full outer join (
+    select
+        _batch_id,
+        count(*) as row_count
+    from {{ this }}
+    group by _batch_id
+) as staged_batches
+    on raw_batches._batch_id = staged_batches._batch_id
+where raw_batches.row_count is distinct from staged_batches.row_count
+{%- endmacro %}
+
+{#- True when any part of a triage key is missing: such rows are grouped per batch. -#}
+{% macro triage_key_is_incomplete(key_sqls) -%}
+    {{ return(adapter.dispatch('triage_key_is_incomplete', 'cdp')(key_sqls)) }}
+{%- endmacro %}
+
+{% macro default__triage_key_is_incomplete(key_sqls) -%}
+    ({% for key_sql in key_sqls %}{{ key_sql }} is null{{ " or " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{#-
+    Appended to the final select of an incremental triaged model: one marker row
+    per group in scope, which tells the `regroup` strategy which staged rows to
+    replace (a group the purge emptied has no triaged row left to say so).
+-#}
+{% macro triage_scope_markers(group_keys) -%}
+    {{ return(adapter.dispatch('triage_scope_markers', 'cdp')(group_keys)) }}
+{%- endmacro %}
+
+{% macro default__triage_scope_markers(group_keys) -%}
+    {{ exceptions.raise_compiler_error(
+        "cdp: triage_scope_markers relies on DuckDB's UNION ALL BY NAME; write "
+        ~ adapter.type() ~ "__triage_scope_markers (the DuckDB version is duckdb__triage_scope_markers "
+        ~ "in macros/staging/incremental.sql)") }}
+{%- endmacro %}
+
+{% macro duckdb__triage_scope_markers(group_keys) -%}
+{%- if is_incremental() %}
+union all by name
+select
+    {%- for column in group_keys %}
+    {{ column }},
+    {%- endfor %}
+    _batch_id,
+    '{{ triage_marker_status() }}' as row_status
+from triage_scope
+{%- endif %}
+{%- endmacro %}
+
+{#- The row_status of a scope marker: never a real status, never stored. -#}
+{% macro triage_marker_status() -%}
+    {{ return(adapter.dispatch('triage_marker_status', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__triage_marker_status() -%}
+(regroup)
+{%- endmacro %}
+
+{#-
+    The `regroup` incremental strategy (incremental_strategy='regroup'): delete the
+    staged rows of every group a marker names, then insert the newly triaged rows.
+    unique_key lists the group's key columns. Runs inside the model's transaction.
+-#}
+{% macro get_incremental_regroup_sql(arg_dict) -%}
+    {{ return(adapter.dispatch('get_incremental_regroup_sql', 'cdp')(arg_dict)) }}
+{%- endmacro %}
+
+{% macro default__get_incremental_regroup_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set temp = arg_dict['temp_relation'] -%}
+    {%- set keys = arg_dict['unique_key'] -%}
+    {%- set keys = [keys] if keys is string else keys -%}
+    {%- if not keys -%}
+        {{ exceptions.raise_compiler_error("cdp: the regroup strategy needs unique_key: the triage group's key columns") }}
+    {%- endif -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
+-- groups with a complete key: all their staged rows
+delete from {{ target }}
+using {{ temp }} as marker
+where marker.row_status = '{{ triage_marker_status() }}'
+    and marker._batch_id is null
+    {%- for key in keys %}
+    and marker.{{ key }} = {{ target }}.{{ key }}
+    {%- endfor %};
+
+-- rows with an incomplete key: grouped by what they have of the key, per batch
+delete from {{ target }}
+using {{ temp }} as marker
+where marker.row_status = '{{ triage_marker_status() }}'
+    and marker._batch_id = {{ target }}._batch_id
+    {%- for key in keys %}
+    and marker.{{ key }} is not distinct from {{ target }}.{{ key }}
+    {%- endfor %};
+
+insert into {{ target }} ({{ columns }})
+select {{ columns }}
+from {{ temp }}
+where row_status <> '{{ triage_marker_status() }}'
+{%- endmacro %}
