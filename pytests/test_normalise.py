@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import time
@@ -310,6 +311,50 @@ def test_truncate_ip_hostile(value: object) -> None:
         assert truncate_ip(out) == out
         if ":" not in out:
             assert out.endswith(".0")
+
+
+@FAST
+@given(
+    st.lists(
+        st.one_of(st.text(alphabet="0123456789", min_size=1, max_size=4), st.sampled_from(" ().-")),
+        min_size=1,
+        max_size=12,
+    ).map("".join),
+    st.sampled_from(["", "+", "+7", "8", "+44"]),
+)
+def test_phone_layout_does_not_change_the_number(body: str, prefix: str) -> None:
+    """The cache reads a number without its layout; phonenumbers must agree with it."""
+    text = (prefix + body).strip()
+    if not text or len(text) > 64 or not any(ch.isdigit() for ch in text):
+        return
+    assert normalise_phone(text) == phonenumbers_reading(text)
+
+
+def phonenumbers_reading(text: str) -> str | None:
+    """What phonenumbers makes of the text as written (no cache, no layout removed)."""
+    from cdp.normalise import _normalise_phone_cached
+
+    return _normalise_phone_cached.__wrapped__(text, "RU")
+
+
+_octet_text = st.one_of(
+    st.integers(min_value=0, max_value=999).map(str),
+    st.integers(min_value=0, max_value=99).map(lambda n: f"0{n}"),  # leading zeros
+    st.text(alphabet="0123456789\u0663\u0661e+- ", max_size=4),  # with Arabic-Indic digits
+)
+
+
+@FAST
+@given(st.lists(_octet_text, min_size=4, max_size=4).map(".".join))
+def test_truncate_ip_fast_path_agrees_with_ipaddress(text: str) -> None:
+    """Dotted quads skip ``ipaddress``; the answer must be the one ``ipaddress`` gives."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        expected = None
+    else:
+        expected = str(ipaddress.ip_network(f"{address}/24", strict=False).network_address)
+    assert truncate_ip(text) == expected
 
 
 # --------------------------------------------------------------------------- devices

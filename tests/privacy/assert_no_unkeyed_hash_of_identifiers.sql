@@ -19,20 +19,20 @@
 with emails as (
 
     select distinct {{ normalise_email('email') }} as identifier
-    from {{ source('crm', 'customers') }}
+    from (select distinct email from {{ source('crm', 'customers') }}) as distinct_values
     union
     select distinct {{ normalise_email('email') }} as identifier
-    from {{ source('shop', 'orders') }}
+    from (select distinct email from {{ source('shop', 'orders') }}) as distinct_values
 
 ),
 
 phones as (
 
     select distinct {{ normalise_phone('phone') }} as identifier
-    from {{ source('crm', 'customers') }}
+    from (select distinct phone from {{ source('crm', 'customers') }}) as distinct_values
     union
     select distinct {{ normalise_phone('phone') }} as identifier
-    from {{ source('shop', 'orders') }}
+    from (select distinct phone from {{ source('shop', 'orders') }}) as distinct_values
 
 ),
 

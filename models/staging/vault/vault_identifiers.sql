@@ -43,57 +43,58 @@ subject_requests as (
 
 ),
 
+-- The normalisers run in Python: each sees every distinct raw value once.
 raw_identifiers as (
 
     select distinct
         'customer_id' as id_type,
         {{ normalise_key('customer_id') }} as id_value
-    from customers
+    from (select distinct customer_id from customers) as distinct_values
     union
     select distinct
         'email' as id_type,
         {{ normalise_email('email') }} as id_value
-    from customers
+    from (select distinct email from customers) as distinct_values
     union
     select distinct
         'phone' as id_type,
         {{ normalise_phone('phone') }} as id_value
-    from customers
+    from (select distinct phone from customers) as distinct_values
     union
     select distinct
         'loyalty_card' as id_type,
         {{ normalise_card('loyalty_card_number') }} as id_value
-    from customers
+    from (select distinct loyalty_card_number from customers) as distinct_values
     union
     select distinct
         'anonymous_id' as id_type,
         {{ normalise_token('anonymous_id') }} as id_value
-    from web_events
+    from (select distinct anonymous_id from web_events) as distinct_values
     union
     select distinct
         'customer_id' as id_type,
         {{ normalise_key('customer_id') }} as id_value
-    from web_events
+    from (select distinct customer_id from web_events) as distinct_values
     union
     select distinct
         'customer_id' as id_type,
         {{ normalise_key('customer_id') }} as id_value
-    from orders
+    from (select distinct customer_id from orders) as distinct_values
     union
     select distinct
         'email' as id_type,
         {{ normalise_email('email') }} as id_value
-    from orders
+    from (select distinct email from orders) as distinct_values
     union
     select distinct
         'phone' as id_type,
         {{ normalise_phone('phone') }} as id_value
-    from orders
+    from (select distinct phone from orders) as distinct_values
     union
     select distinct
         'customer_id' as id_type,
         {{ normalise_key('customer_id') }} as id_value
-    from message_events
+    from (select distinct customer_id from message_events) as distinct_values
 
 ),
 

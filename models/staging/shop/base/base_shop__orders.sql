@@ -10,30 +10,55 @@ with source as (
 
 ),
 
+-- The normalisers run in Python: once per distinct value (a customer checks out
+-- with the same email and phone many times), joined back by value.
+emails as (
+
+    select
+        email,
+        {{ normalise_email('email') }} as email_normalised
+    from (select distinct email from source) as distinct_values
+
+),
+
+phones as (
+
+    select
+        phone,
+        {{ normalise_phone('phone') }} as phone_normalised
+    from (select distinct phone from source) as distinct_values
+
+),
+
 normalised as (
 
     select
-        {{ normalise_key('order_id') }} as order_id,
-        {{ normalise_key('customer_id') }} as customer_id,
-        {{ normalise_email('email') }} as email_normalised,
-        nullif(trim(email), '') is not null as has_email_raw,
-        {{ normalise_phone('phone') }} as phone_normalised,
-        nullif(trim(phone), '') is not null as has_phone_raw,
-        ordered_at,
-        lower(trim(status)) as status,
-        total_amount,
-        upper(trim(currency)) as currency,
-        lower(trim(channel)) as channel,
-        nullif(trim(store_id), '') as store_id,
-        {{ normalise_name('delivery_city') }} as delivery_city_normalised,
-        lower(trim(payment_method)) as payment_method,
-        updated_at,
-        _loaded_at,
-        _batch_id,
-        {{ row_fingerprint(['order_id', 'customer_id', 'email', 'phone', 'ordered_at', 'status',
-            'total_amount', 'currency', 'channel', 'store_id', 'delivery_address', 'delivery_city',
-            'payment_method', 'updated_at']) }} as _row_fingerprint
+        {{ normalise_key('source.order_id') }} as order_id,
+        {{ normalise_key('source.customer_id') }} as customer_id,
+        emails.email_normalised,
+        nullif(trim(source.email), '') is not null as has_email_raw,
+        phones.phone_normalised,
+        nullif(trim(source.phone), '') is not null as has_phone_raw,
+        source.ordered_at,
+        lower(trim(source.status)) as status,
+        source.total_amount,
+        upper(trim(source.currency)) as currency,
+        lower(trim(source.channel)) as channel,
+        nullif(trim(source.store_id), '') as store_id,
+        {{ normalise_name('source.delivery_city') }} as delivery_city_normalised,
+        lower(trim(source.payment_method)) as payment_method,
+        source.updated_at,
+        source._loaded_at,
+        source._batch_id,
+        {{ row_fingerprint(['source.order_id', 'source.customer_id', 'source.email', 'source.phone',
+            'source.ordered_at', 'source.status', 'source.total_amount', 'source.currency',
+            'source.channel', 'source.store_id', 'source.delivery_address', 'source.delivery_city',
+            'source.payment_method', 'source.updated_at']) }} as _row_fingerprint
     from source
+    left join emails
+        on source.email is not distinct from emails.email
+    left join phones
+        on source.phone is not distinct from phones.phone
 
 ),
 
