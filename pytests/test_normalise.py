@@ -337,6 +337,43 @@ def phonenumbers_reading(text: str) -> str | None:
     return _normalise_phone_cached.__wrapped__(text, "RU")
 
 
+@FAST
+@given(st.integers(min_value=0, max_value=2**128 - 1), st.booleans())
+def test_truncate_ip_v6_agrees_with_ipaddress(value: int, exploded: bool) -> None:
+    """IPv6 /48 is formatted by hand; it must read as ipaddress prints the network."""
+    address = ipaddress.IPv6Address(value)
+    text = address.exploded if exploded else str(address)
+    if address.ipv4_mapped is not None:
+        expected = str(
+            ipaddress.ip_network(f"{address.ipv4_mapped}/24", strict=False).network_address
+        )
+    else:
+        expected = str(ipaddress.ip_network(f"{address}/48", strict=False).network_address)
+    assert truncate_ip(text) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        1,
+        2**80,
+        2**96,
+        2**112,
+        0x20010DB8 << 96,
+        (0x2001 << 112) | (5 << 80),
+        0xFFFF << 80,
+        (0xFFFF << 32) | 0x01020304,
+    ],
+)
+def test_truncate_ip_v6_zero_groups(value: int) -> None:
+    address = ipaddress.IPv6Address(value)
+    mapped = address.ipv4_mapped
+    network = f"{mapped}/24" if mapped is not None else f"{address}/48"
+    expected = str(ipaddress.ip_network(network, strict=False).network_address)
+    assert truncate_ip(str(address)) == expected
+
+
 _octet_text = st.one_of(
     st.integers(min_value=0, max_value=999).map(str),
     st.integers(min_value=0, max_value=99).map(lambda n: f"0{n}"),  # leading zeros

@@ -282,9 +282,13 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
 
     con = duckdb.connect(str(built.warehouse_db))
     try:
+        # sha256 as the whole value, md5 after a prefix: one failing row per column
         con.execute(
-            "create table main.planted_plain_hash as select ? as email_hash",
-            [hashlib.sha256(plain.encode()).hexdigest()],
+            "create table main.planted_plain_hash as select ? as email_hash, ? as email_md5",
+            [
+                hashlib.sha256(plain.encode()).hexdigest(),
+                "v1_" + hashlib.md5(plain.encode()).hexdigest(),  # noqa: S324 (the leak planted)
+            ],
         )
     finally:
         con.close()
@@ -292,6 +296,7 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
         dirty = built.dbt("test", "--select", "assert_no_unkeyed_hash_of_identifiers")
         assert not dirty.success
         assert "assert_no_unkeyed_hash_of_identifiers" in dirty.output
+        assert "Got 2 results" in dirty.output, dirty.output[-3000:]
     finally:
         con = duckdb.connect(str(built.warehouse_db))
         con.execute("drop table main.planted_plain_hash")
