@@ -442,8 +442,8 @@ def _truncate_ip_cached(value: str) -> str | None:
     # The /48 keeps three groups and zeroes five: that zero run is the longest, so
     # the compressed form (RFC 5952, as ipaddress prints it) is the kept groups
     # up to the last non-zero one, then "::". Four times cheaper than ip_network.
-    value = int(address)
-    groups = [(value >> shift) & 0xFFFF for shift in (112, 96, 80)]
+    number = int(address)
+    groups = [(number >> shift) & 0xFFFF for shift in (112, 96, 80)]
     while groups and groups[-1] == 0:
         groups.pop()
     return ":".join(f"{group:x}" for group in groups) + "::"
