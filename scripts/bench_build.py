@@ -371,6 +371,9 @@ def render(results: dict[str, Any]) -> str:
             f"| {_fmt_s(inc['seconds'])} | {inc['seconds'] / full['seconds']:.0%} "
             f"| {_fmt_s(full['seconds'] - full['dbt_elapsed'])} | {s['load_average']} |"
         )
+    noted = [s for s in scales if s.get("note")]
+    if noted:  # what a reader must know about a row (set in docs/performance.json)
+        lines += [""] + [f"Note on {s['customers']:,} customers: {s['note']}" for s in noted]
     lines += goals(scales)
     for build, title in (("full", "full build"), ("incremental", "incremental build")):
         lines += ["", f"## Heaviest models of the {title}", ""]
