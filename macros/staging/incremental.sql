@@ -212,3 +212,19 @@ select {{ columns }}
 from {{ temp }}
 where row_status <> '{{ triage_marker_status() }}'
 {%- endmacro %}
+
+{#-
+    A lookup of `expression` (SQL over `column`) computed once per distinct value
+    of `column` in `from_cte`: for the Python normalisers, which cost microseconds
+    a call, joined back by value (`is not distinct from`, so null maps too).
+-#}
+{% macro per_distinct_value(from_cte, column, expression, alias) -%}
+    {{ return(adapter.dispatch('per_distinct_value', 'cdp')(from_cte, column, expression, alias)) }}
+{%- endmacro %}
+
+{% macro default__per_distinct_value(from_cte, column, expression, alias) -%}
+    select
+        {{ column }},
+        {{ expression }} as {{ alias }}
+    from (select distinct {{ column }} from {{ from_cte }}) as distinct_values
+{%- endmacro %}

@@ -69,10 +69,7 @@ distinct_recipients as (
 
 customer_keys as (
 
-    select
-        customer_id,
-        {{ pseudonymise("'customer_id'", 'customer_id') }} as customer_key
-    from (select distinct customer_id from normalised) as distinct_ids
+    {{ per_distinct_value('normalised', 'customer_id', pseudonymise("'customer_id'", 'customer_id'), 'customer_key') }}
 
 ),
 

@@ -93,37 +93,26 @@ customer_keys as (
 -- pages, addresses and browsers than events), joined back by value.
 page_urls as (
 
-    select
-        page_url,
-        {{ clean_url('page_url') }} as page_url_clean
-    from (select distinct page_url from events) as distinct_values
+    {{ per_distinct_value('events', 'page_url', clean_url('page_url'), 'page_url_clean') }}
 
 ),
 
 referrer_urls as (
 
-    select
-        referrer_url,
-        regexp_extract({{ clean_url('referrer_url') }}, '^[a-z][a-z0-9+.-]*://([^/:?#]+)', 1) as referrer_host
-    from (select distinct referrer_url from events) as distinct_values
+    {%- set referrer_host = "regexp_extract(" ~ clean_url('referrer_url') ~ ", '^[a-z][a-z0-9+.-]*://([^/:?#]+)', 1)" %}
+    {{ per_distinct_value('events', 'referrer_url', referrer_host, 'referrer_host') }}
 
 ),
 
 ip_addresses as (
 
-    select
-        ip_address,
-        {{ truncate_ip('ip_address') }} as ip_prefix
-    from (select distinct ip_address from events) as distinct_values
+    {{ per_distinct_value('events', 'ip_address', truncate_ip('ip_address'), 'ip_prefix') }}
 
 ),
 
 user_agents as (
 
-    select
-        user_agent,
-        {{ device_class('user_agent') }} as device_class
-    from (select distinct user_agent from events) as distinct_values
+    {{ per_distinct_value('events', 'user_agent', device_class('user_agent'), 'device_class') }}
 
 ),
 

@@ -14,19 +14,13 @@ with source as (
 -- with the same email and phone many times), joined back by value.
 emails as (
 
-    select
-        email,
-        {{ normalise_email('email') }} as email_normalised
-    from (select distinct email from source) as distinct_values
+    {{ per_distinct_value('source', 'email', normalise_email('email'), 'email_normalised') }}
 
 ),
 
 phones as (
 
-    select
-        phone,
-        {{ normalise_phone('phone') }} as phone_normalised
-    from (select distinct phone from source) as distinct_values
+    {{ per_distinct_value('source', 'phone', normalise_phone('phone'), 'phone_normalised') }}
 
 ),
 
