@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp import dbt_invoke, paths
+from cdp import paths, stages
 from cdp.dbt_invoke import DbtOutcome
 
 ROOT = paths.PROJECT_ROOT
@@ -64,7 +64,11 @@ class Workspace:
 
 
 def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtOutcome:
-    """dbt in-process with ``env`` applied (and restored afterwards); every log line kept."""
+    """dbt in-process with ``env`` applied (and restored afterwards); every log line kept.
+
+    Build-like commands run stage by stage as ``cdp build`` runs them (cdp.stages):
+    privacy (with the key), analytics (without), vault.
+    """
     saved = {name: os.environ.get(name) for name in env}
     # Key variables the caller did not set must not leak in from the outer environment.
     for name in ("CDP_MASTER_KEY", "CDP_MASTER_KEY_FILE"):
@@ -76,7 +80,7 @@ def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtOutcome:
     if args and args[0] != "debug":
         extra = ["--target-path", str(root / "target"), "--log-path", str(root / "logs")]
     try:
-        return dbt_invoke.invoke(args, extra=extra)
+        return stages.run(args, extra=extra)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -121,7 +125,6 @@ def make_workspace(root: Path) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     env = {
-        "CDP_TARGET": "ci",
         "CDP_MASTER_KEY": key,
         "CDP_RAW_DB": str(root / "raw.duckdb"),
         "CDP_WAREHOUSE_DB": str(root / "warehouse.duckdb"),

@@ -19,7 +19,15 @@ from dbt.adapters.duckdb.credentials import DuckDBCredentials
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
-from cdp.keys import DOMAINS, ENV_KEY, ENV_KEY_FILE, ENV_KEY_VERSION, load_master_key, pseudonym_key
+from cdp.keys import (
+    DOMAINS,
+    ENV_KEY,
+    ENV_KEY_FILE,
+    ENV_KEY_VERSION,
+    holding,
+    load_master_key,
+    pseudonym_key,
+)
 from cdp.normalise import (
     clean_url,
     device_class,
@@ -69,8 +77,10 @@ def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-def _plugin() -> Plugin:
-    plugin = BasePlugin.create("cdp.plugin", config={})
+def _plugin(stage: str = "vault") -> Plugin:
+    """The plugin of a keyed stage, given the key as `cdp build` gives it (held in memory)."""
+    with holding(load_master_key()):
+        plugin = BasePlugin.create("cdp.plugin", config={"stage": stage})
     assert isinstance(plugin, Plugin)
     return plugin
 
@@ -106,7 +116,8 @@ SELECT_ALL = (
     "SELECT cdp_pseudonym_identity('email', v), cdp_pseudonym_person('email', v), "
     "cdp_pseudonym_partner('email', v), "
     + ", ".join(f"{name}(v)" for name in NORMALISERS)
-    + ", cdp_vault_seal('email', v), cdp_key_version() FROM samples ORDER BY i"
+    + ", cdp_vault_seal('vault_identifiers', 'v1_owner', 'email', v), cdp_key_version() "
+    "FROM samples ORDER BY i"
 )
 
 
@@ -122,7 +133,8 @@ def _check_all_functions(con: duckdb.DuckDBPyConnection) -> None:
         if value is None:
             assert sealed is None
         else:
-            assert cipher.unseal("email", bytes(sealed)) == value
+            opened = cipher.unseal("vault_identifiers", "v1_owner", "email", bytes(sealed))
+            assert opened == value
 
 
 # --------------------------------------------------------------------------- functions
@@ -131,7 +143,7 @@ def _check_all_functions(con: duckdb.DuckDBPyConnection) -> None:
 def test_every_function_on_connection_and_cursor(key: str) -> None:
     plugin = _plugin()
     con = duckdb.connect()
-    plugin.configure_connection(con)
+    plugin.configure_cursor(con)
     _check_all_functions(con)
     cursor = con.cursor()
     plugin.configure_cursor(cursor)
@@ -146,19 +158,19 @@ def test_every_function_on_connection_and_cursor(key: str) -> None:
 
 
 def test_cursor_without_configure_lacks_macros(key: str) -> None:
-    """Why configure_cursor matters: temp macros do not follow a cursor."""
+    """Why configure_cursor matters: the temp macro (key version) does not follow a cursor."""
     con = duckdb.connect()
-    _plugin().configure_connection(con)
+    _plugin().configure_cursor(con)
     bare = con.cursor()
     with pytest.raises(duckdb.CatalogException):
-        bare.execute("SELECT cdp_pseudonym_identity('email', 'x')")
+        bare.execute("SELECT cdp_key_version()")
     con.close()
 
 
 def test_udfs_vectorised_with_duplicates_and_nulls(key: str) -> None:
     plugin = _plugin()
     con = duckdb.connect()
-    plugin.configure_connection(con)
+    plugin.configure_cursor(con)
     con.execute(
         "CREATE TABLE many AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL "
         "WHEN i % 3 = 0 THEN ' User' || (i % 50) || '@Example.COM' "
@@ -181,7 +193,7 @@ def test_udfs_vectorised_with_duplicates_and_nulls(key: str) -> None:
 
 def test_phone_with_region(key: str) -> None:
     con = duckdb.connect()
-    _plugin().configure_connection(con)
+    _plugin().configure_cursor(con)
     row = con.execute(
         "SELECT cdp_normalise_phone_region('030 901820', 'DE'), "
         "cdp_normalise_phone_region('89123456789', 'RU'), "
@@ -195,7 +207,7 @@ def test_phone_with_region(key: str) -> None:
 def test_key_version_from_environment(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_KEY_VERSION, "3")
     con = duckdb.connect()
-    _plugin().configure_connection(con)
+    _plugin().configure_cursor(con)
     row = con.execute("SELECT cdp_key_version(), cdp_pseudonym_person('email', 'x')").fetchone()
     assert row is not None
     assert row[0] == "v3"
@@ -205,7 +217,7 @@ def test_key_version_from_environment(key: str, monkeypatch: pytest.MonkeyPatch)
 
 def test_pseudonym_domains_cannot_be_joined(key: str) -> None:
     con = duckdb.connect()
-    _plugin().configure_connection(con)
+    _plugin().configure_cursor(con)
     row = con.execute(
         "SELECT cdp_pseudonym_identity('email', 'a@b.ru'), cdp_pseudonym_person('email', "
         "'a@b.ru'), cdp_pseudonym_partner('email', 'a@b.ru')"
@@ -218,20 +230,21 @@ def test_pseudonym_domains_cannot_be_joined(key: str) -> None:
 # --------------------------------------------------------------------------- dbt's cursors
 
 
-def _creds(tmp_path: Path) -> DuckDBCredentials:
+def _creds(tmp_path: Path, stage: str = "vault") -> DuckDBCredentials:
     return DuckDBCredentials.from_dict(
         {
             "path": str(tmp_path / "warehouse.duckdb"),
             "schema": "main",
             "threads": 2,
-            "plugins": [{"module": "cdp.plugin", "alias": "cdp"}],
+            "plugins": [{"module": "cdp.plugin", "alias": "cdp", "config": {"stage": stage}}],
             "attach": [{"path": str(tmp_path / "vaultdir" / "vault.duckdb"), "alias": "vault"}],
         }
     )
 
 
 def test_dbt_environment_cursors_see_functions(key: str, tmp_path: Path) -> None:
-    env = environments.create(_creds(tmp_path))
+    with holding(load_master_key()):
+        env = environments.create(_creds(tmp_path))
     handles = [env.handle(), env.handle()]  # type: ignore[no-untyped-call]
     try:
         for handle in handles:
@@ -252,9 +265,10 @@ def test_dbt_environment_cursors_see_functions(key: str, tmp_path: Path) -> None
     ("env", "expected"),
     [
         ({}, "CDP_MASTER_KEY is not set"),
-        ({ENV_KEY: "k9Zq-w3"}, "at least 32 bytes"),
-        ({ENV_KEY: "changeme" * 5}, "placeholder"),
-        ({ENV_KEY: "your-key-here-your-key-here-your-key-here"}, "placeholder"),
+        ({ENV_KEY_FILE: "k9Zq-w3"}, "at least 32 bytes"),
+        ({ENV_KEY_FILE: "changeme" * 5}, "placeholder"),
+        ({ENV_KEY_FILE: "your-key-here-your-key-here-your-key-here"}, "placeholder"),
+        ({ENV_KEY: secrets.token_urlsafe(48)}, "plain dbt run"),
     ],
 )
 def test_bad_key_fails_before_any_file_is_written(
@@ -264,10 +278,18 @@ def test_bad_key_fails_before_any_file_is_written(
     env: dict[str, str],
     expected: str,
 ) -> None:
+    keys_dir = tmp_path.parent / f"{tmp_path.name}-key"
+    keys_dir.mkdir()
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        if name == ENV_KEY_FILE:  # a plain dbt run takes the key from a file
+            key_file = keys_dir / "master.key"
+            key_file.write_text(value)
+            os.chmod(key_file, 0o600)
+            monkeypatch.setenv(name, str(key_file))
+        else:
+            monkeypatch.setenv(name, value)
     with pytest.raises(DbtRuntimeError) as info:
-        environments.create(_creds(tmp_path))
+        environments.create(_creds(tmp_path, stage="privacy"))
     message = str(info.value)
     assert "cdp plugin" in message
     assert expected in message
@@ -286,7 +308,7 @@ def test_world_readable_key_file_refused(
     os.chmod(key_file, 0o644)
     monkeypatch.setenv(ENV_KEY_FILE, str(key_file))
     with pytest.raises(DbtRuntimeError) as info:
-        BasePlugin.create("cdp.plugin", config={})
+        BasePlugin.create("cdp.plugin", config={"stage": "privacy"})
     assert "chmod 600" in str(info.value)
     assert secret not in str(info.value)
 
@@ -300,8 +322,12 @@ def test_key_in_profile_config_is_refused(key: str) -> None:
         assert value not in str(info.value)
 
 
-def test_other_systems_settings_are_not_ours_to_refuse(key: str, tmp_path: Path) -> None:
-    """dbt-duckdb merges DuckDB settings into the plugin config: S3 settings are accepted."""
+def test_settings_must_be_connection_options(key: str, tmp_path: Path) -> None:
+    """dbt-duckdb SETs `settings` on every cursor, which the locked configuration refuses.
+
+    They are refused with one message that names them (never their values);
+    anything naming the master key is refused as a secret first.
+    """
     creds = DuckDBCredentials.from_dict(
         {
             "path": str(tmp_path / "w.duckdb"),
@@ -310,16 +336,24 @@ def test_other_systems_settings_are_not_ours_to_refuse(key: str, tmp_path: Path)
             "plugins": [{"module": "cdp.plugin", "alias": "cdp"}],
         }
     )
-    plugin = BasePlugin.create("cdp.plugin", credentials=creds)
-    assert isinstance(plugin, Plugin)
-    # The same name in the plugin's own config is refused, as is anything naming the
-    # master key even among the settings.
+    with pytest.raises(DbtRuntimeError) as info:
+        BasePlugin.create("cdp.plugin", config={"stage": "analytics"}, credentials=creds)
+    assert "config_options" in str(info.value)
+    assert "s3_access_key_id" in str(info.value)
+    assert "AKIAEXAMPLE" not in str(info.value)
     with pytest.raises(DbtRuntimeError, match=r"must never be in profiles\.yml"):
         BasePlugin.create("cdp.plugin", config={"s3_access_key_id": "A"}, credentials=None)
     creds.settings = {"cdp_master_key": "x" * 40}
     with pytest.raises(DbtRuntimeError, match=r"must never be in profiles\.yml"):
         BasePlugin.create("cdp.plugin", credentials=creds)
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_stage_must_be_named(key: str) -> None:
+    with pytest.raises(DbtRuntimeError, match="must name the stage"):
+        BasePlugin.create("cdp.plugin", config={})
+    with pytest.raises(DbtRuntimeError, match="must name the stage"):
+        BasePlugin.create("cdp.plugin", config={"stage": "everything"})
 
 
 # --------------------------------------------------------------------------- no leaks
@@ -351,22 +385,23 @@ def test_registration_failure_does_not_leak(key: str) -> None:
     con = duckdb.connect()
     con.close()
     with pytest.raises(PluginRegistrationError) as closed:
-        plugin.configure_connection(con)
+        plugin.configure_cursor(con)
     assert_clean(closed.value)
-    assert "withheld" in str(closed.value)
+    assert "cdp plugin: could not" in str(closed.value)
 
-    # A statement DuckDB rejects with a parser error that quotes the statement
-    # (the real macro SQL, made invalid): the quote must not surface.
-    real = plugin._material.macro_sql
-    plugin._material.macro_sql = (real[0] + " )) syntax error",)
+    # No SQL statement holds key material any more: the definitions of the
+    # registered functions show none either (the attack suite reads them too).
     con = duckdb.connect()
-    try:
-        with pytest.raises(PluginRegistrationError) as parser:
-            plugin.configure_connection(con)
-        assert_clean(parser.value)
-    finally:
-        plugin._material.macro_sql = real
-        con.close()
+    plugin.configure_cursor(con)
+    definitions = con.execute(
+        "SELECT coalesce(macro_definition, '') || coalesce(description, '') "
+        "FROM duckdb_functions() WHERE function_name LIKE 'cdp_%'"
+    ).fetchall()
+    con.close()
+    assert definitions
+    for (text,) in definitions:
+        for marker in markers:
+            assert marker.decode("latin-1") not in text
 
 
 @pytest.mark.parametrize(
@@ -392,7 +427,7 @@ def test_refuses_connections_that_record_statements(key: str, tmp_path: Path, se
 def test_second_key_in_same_database_is_detected(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _plugin()
     con = duckdb.connect()
-    first.configure_connection(con)
+    first.configure_cursor(con)
     monkeypatch.setenv(ENV_KEY, secrets.token_urlsafe(48))
     second = _plugin()
     cursor = con.cursor()
@@ -439,13 +474,15 @@ def dbt_project(tmp_path: Path) -> Iterator[Path]:
                   plugins:
                     - module: cdp.plugin
                       alias: cdp
+                      config: {{stage: vault}}
             """
         )
     )
     for i in range(3):
         (project / "models" / f"m{i}.sql").write_text(
             "select v, cdp_pseudonym_identity('email', cdp_normalise_email(v)) as p, "
-            "cdp_vault_seal('email', v) as sealed, cdp_key_version() as key_version "
+            "cdp_vault_seal('vault_identifiers', 'v1_x', 'email', v) as sealed, "
+            "cdp_key_version() as key_version "
             f"from (values (' Ivan{i}@Example.com '), ('a{i}@b.ru'), (null)) t(v)"
         )
     yield project
@@ -459,6 +496,12 @@ def test_dbt_build_uses_functions_and_leaks_nothing(
 
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     monkeypatch.chdir(dbt_project)
+    # A plain dbt run takes the key from an owner-only file, never from CDP_MASTER_KEY.
+    key_file = dbt_project.parent / "master.key"
+    key_file.write_text(key)
+    os.chmod(key_file, 0o600)
+    monkeypatch.delenv(ENV_KEY)
+    monkeypatch.setenv(ENV_KEY_FILE, str(key_file))
     result = dbtRunner().invoke(
         [
             "build",

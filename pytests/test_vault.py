@@ -21,17 +21,18 @@ from cdp.keys import (
     ENV_KEY,
     ENV_KEY_FILE,
     ENV_KEY_VERSION,
+    holding,
     load_master_key,
     pseudonym_key,
     vault_nonce_key,
 )
+from cdp.plugin import Plugin
 from cdp.pseudonym import hmac_sha256_hex, pseudonym
 from cdp.vault import (
     NONCE_BYTES,
     TAG_BYTES,
     VaultCipher,
     VaultError,
-    VaultKeyMismatch,
     prepare_vault_file,
 )
 
@@ -67,26 +68,29 @@ def _identity(id_type: str, value: str) -> str:
 
 def build_vault(path: Path) -> None:
     """Write the vault as dbt does: an in-memory build connection with the vault attached."""
-    plugin = BasePlugin.create("cdp.plugin", config={})
     prepare_vault_file(path)
     con = duckdb.connect()
-    plugin.configure_connection(con)
     con.execute(f"ATTACH '{path}' AS vault")
+    with holding(load_master_key()):
+        plugin = BasePlugin.create("cdp.plugin", config={"stage": "vault"})
+    assert isinstance(plugin, Plugin)
+    plugin.configure_cursor(con)
     con.execute("CREATE TEMP TABLE ids (id_type VARCHAR, id_value VARCHAR)")
     con.executemany("INSERT INTO ids VALUES (?, ?)", IDENTIFIERS)
     con.execute("CREATE TEMP TABLE names (customer_id VARCHAR, attribute VARCHAR, v VARCHAR)")
     con.executemany("INSERT INTO names VALUES (?, ?, ?)", NAMES)
     con.execute(
-        "CREATE TABLE vault.main.vault_identifiers AS SELECT "
-        "cdp_pseudonym_identity(id_type, id_value) AS pseudonym, id_type, "
-        "cdp_vault_seal(id_type, id_value) AS sealed_value, cdp_key_version() AS key_version "
-        "FROM ids"
+        "CREATE TABLE vault.main.vault_identifiers AS SELECT pseudonym, id_type, "
+        "cdp_vault_seal('vault_identifiers', pseudonym, id_type, id_value) AS sealed_value, "
+        "cdp_key_version() AS key_version FROM (SELECT "
+        "cdp_pseudonym_identity(id_type, id_value) AS pseudonym, id_type, id_value FROM ids)"
     )
     con.execute(
-        "CREATE TABLE vault.main.vault_customer_names AS SELECT "
-        "cdp_pseudonym_identity('customer_id', customer_id) AS customer_key, attribute, "
-        "cdp_vault_seal(attribute, v) AS sealed_value, cdp_key_version() AS key_version "
-        "FROM names"
+        "CREATE TABLE vault.main.vault_customer_names AS SELECT customer_key, attribute, "
+        "cdp_vault_seal('vault_customer_names', customer_key, attribute, v) AS sealed_value, "
+        "cdp_key_version() AS key_version FROM (SELECT "
+        "cdp_pseudonym_identity('customer_id', customer_id) AS customer_key, attribute, v "
+        "FROM names)"
     )
     con.execute("CHECKPOINT vault")
     con.close()
@@ -117,49 +121,75 @@ def _file_bytes(path: Path) -> bytes:
 # --------------------------------------------------------------------------- sealing
 
 
+T, OWNER = "vault_identifiers", "v1_" + "ab" * 32
+
+
 def test_seal_unseal_round_trip(master_env: str) -> None:
     cipher = _cipher()
     for id_type, value in [*IDENTIFIERS, ("email", ""), ("name", "Пётр 😀" * 50)]:
-        blob = cipher.seal(id_type, value)
+        blob = cipher.seal(T, OWNER, id_type, value)
         assert len(blob) == NONCE_BYTES + len(value.encode()) + TAG_BYTES
         assert value.encode() not in blob or value == ""
-        assert cipher.unseal(id_type, blob) == value
+        assert cipher.unseal(T, OWNER, id_type, blob) == value
 
 
 @settings(max_examples=50, deadline=None)
-@given(id_type=st.sampled_from(["email", "phone", "first_name"]), value=st.text(max_size=100))
-def test_seal_round_trip_any_text(id_type: str, value: str) -> None:
+@given(
+    kind=st.sampled_from(["email", "phone", "first_name"]),
+    owner=st.text(min_size=1, max_size=80).filter(lambda t: "\x00" not in t),
+    value=st.text(max_size=100),
+    deterministic=st.booleans(),
+)
+def test_seal_round_trip_any_text(kind: str, owner: str, value: str, deterministic: bool) -> None:
     cipher = VaultCipher(b"e" * 32, b"n" * 32, "1")
-    assert cipher.unseal(id_type, cipher.seal(id_type, value)) == value
+    blob = cipher.seal(T, owner, kind, value, deterministic=deterministic)
+    assert cipher.unseal(T, owner, kind, blob, deterministic=deterministic) == value
 
 
-def test_seal_is_deterministic_with_derived_nonce(master_env: str) -> None:
+def test_identifiers_deterministic_names_random(master_env: str) -> None:
     cipher = _cipher()
-    a = cipher.seal("email", "ivan@example.com")
-    assert a == cipher.seal("email", "ivan@example.com")
-    assert a != cipher.seal("email", "ivan@example.co")
-    assert a[:NONCE_BYTES] != cipher.seal("phone", "ivan@example.com")[:NONCE_BYTES]
+    a = cipher.seal(T, OWNER, "email", "ivan@example.com")
+    assert a == cipher.seal(T, OWNER, "email", "ivan@example.com")
+    assert a != cipher.seal(T, OWNER, "email", "ivan@example.co")
+    assert a[:NONCE_BYTES] != cipher.seal(T, OWNER, "phone", "ivan@example.com")[:NONCE_BYTES]
     master = load_master_key()
     nonce_key = vault_nonce_key(master)
-    assert a[:NONCE_BYTES].hex() == hmac_sha256_hex(nonce_key, b"email\x00ivan@example.com")[:24]
+    aad = vault.entry_aad(T, OWNER, "email", "1")
+    expected = hmac_sha256_hex(nonce_key, aad + b"\x00ivan@example.com")[:24]
+    assert a[:NONCE_BYTES].hex() == expected
+    # Names: one value sealed 50 times gives 50 different ciphertexts, all opening.
+    names = {
+        cipher.seal("vault_customer_names", OWNER, "first_name", "ivan", deterministic=False)
+        for _ in range(50)
+    }
+    assert len(names) == 50
+    for blob in names:
+        assert (
+            cipher.unseal("vault_customer_names", OWNER, "first_name", blob, deterministic=False)
+            == "ivan"
+        )
 
 
-def test_unseal_with_wrong_key_or_type_fails_cleanly(
-    master_env: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blob = _cipher().seal("email", "ivan@example.com")
-    with pytest.raises(VaultKeyMismatch):
-        _cipher().unseal("phone", blob)  # AAD is the id type
-    monkeypatch.setenv(ENV_KEY, secrets.token_urlsafe(48))
-    with pytest.raises(VaultKeyMismatch) as info:
-        _cipher().unseal("email", blob)
-    message = str(info.value)
-    assert "does not match the vault's key version v1" in message
-    assert "ivan" not in message
+def test_entry_is_bound_to_its_row(master_env: str) -> None:
+    """A sealed value moved to another row, type, table or key version does not open."""
+    cipher = _cipher()
+    blob = cipher.seal(T, OWNER, "email", "ivan@example.com")
+    for table, owner, kind in [
+        (T, "v1_" + "cd" * 32, "email"),  # another person's row
+        (T, OWNER, "phone"),  # another id type
+        ("vault_customer_names", OWNER, "email"),  # another table
+    ]:
+        with pytest.raises(vault.VaultTampered):
+            cipher.unseal(table, owner, kind, blob)
+    with pytest.raises(vault.VaultTampered):
+        VaultCipher.from_master(load_master_key(), "2").unseal(T, OWNER, "email", blob)
+    edited = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(vault.VaultTampered):
+        cipher.unseal(T, OWNER, "email", edited)
     with pytest.raises(VaultError, match="truncated"):
-        _cipher().unseal("email", blob[:20])
+        cipher.unseal(T, OWNER, "email", blob[:20])
     with pytest.raises(ValueError):
-        _cipher().seal("em\x00ail", "x")
+        cipher.seal(T, OWNER, "em\x00ail", "x")
 
 
 def test_cipher_never_printed_or_pickled(master_env: str) -> None:

@@ -38,17 +38,23 @@
     cdp_key_version()
 {%- endmacro %}
 
-{#- Seal a plaintext identifier for the vault (AES-GCM, key derived in Python). -#}
-{% macro vault_seal(id_type, value) -%}
-    {{ return(adapter.dispatch('vault_seal', 'cdp')(id_type, value)) }}
+{#-
+    Seal a value for the vault (AES-256-GCM, key derived in Python, never in SQL),
+    bound to the row it belongs to: the vault table, the row's owner (its
+    pseudonym or customer key), its kind (id type or name part) and the key
+    version. Identifiers get a deterministic nonce, names a random one
+    (cdp.vault.SEALED_TABLES). Registered only in the vault stage.
+-#}
+{% macro vault_seal(vault_table, owner, kind, value) -%}
+    {{ return(adapter.dispatch('vault_seal', 'cdp')(vault_table, owner, kind, value)) }}
 {%- endmacro %}
 
-{% macro default__vault_seal(id_type, value) -%}
+{% macro default__vault_seal(vault_table, owner, kind, value) -%}
     {{ exceptions.raise_compiler_error("cdp: macro vault_seal has no portable implementation for adapter "
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__vault_seal (the DuckDB version is "
         ~ "duckdb__vault_seal in macros/privacy/pseudonymise.sql)") }}
 {%- endmacro %}
 
-{% macro duckdb__vault_seal(id_type, value) -%}
-    cdp_vault_seal({{ id_type }}, {{ value }})
+{% macro duckdb__vault_seal(vault_table, owner, kind, value) -%}
+    cdp_vault_seal({{ vault_table }}, {{ owner }}, {{ kind }}, {{ value }})
 {%- endmacro %}

@@ -178,13 +178,13 @@ def _vault_entries(
         columns = {c[0] for c in vcon.execute(f"describe main.{table}").fetchall()}
         kind = type_column if type_column in columns else "attribute"
         rows = vcon.execute(
-            f"select ? as tbl, {kind}, {sealed}, key_version from main.{table} "
+            f"select ? as tbl, {key_column}, {kind}, {sealed}, key_version from main.{table} "
             f"where {key_column} in (select unnest(?)) and {sealed} is not null "
             f"order by {kind}",
             [table, list(subject_keys)],
         ).fetchall()
         out += vault._decrypt_rows(
-            [(str(r[0]), str(r[1]), bytes(r[2]), str(r[3])) for r in rows], cipher_for
+            [(str(r[0]), str(r[1]), str(r[2]), bytes(r[3]), str(r[4])) for r in rows], cipher_for
         )
     return out
 
@@ -402,6 +402,7 @@ def export(
             vault.append_log(
                 vcon,
                 request,
+                master=master,
                 id_type=id_type,
                 pseudonym_value=subject_key,
                 rows_returned=rows,
@@ -583,6 +584,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     args = _parser().parse_args(argv)
     value = sys.stdin.readline().rstrip("\n") if args.value == "-" else args.value
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import contract, dbt_invoke, keys, paths, publish
+from cdp import contract, keys, paths, publish, stages
 
 
 class ConfigError(Exception):
@@ -62,21 +62,31 @@ def check_raw_zone(raw: Path) -> None:
 
 
 def preflight() -> keys.MasterKey:
-    """Every configuration check, in the order a user would fix them."""
+    """Every configuration check, in the order a user would fix them.
+
+    The key is taken out of the environment here (``CDP_MASTER_KEY`` is removed
+    from ``os.environ``): the dbt stages that need it get it in memory.
+    """
     try:
-        master = keys.load_master_key()
+        master = keys.take_master_key()
     except keys.KeyConfigError as exc:
         raise ConfigError(str(exc)) from None
     check_raw_zone(paths.raw_db())
     return master
 
 
-def run_dbt(args: Sequence[str]) -> bool:
-    """Run one dbt command in-process from the project root; True on success."""
+def run_dbt(args: Sequence[str], master: keys.MasterKey) -> bool:
+    """Run one dbt command in-process, stage by stage (cdp.stages); True on success."""
     started = time.monotonic()
-    outcome = dbt_invoke.invoke(args)
+    with keys.holding(master):
+        outcome = stages.run(args)
     status = "ok" if outcome.success else "FAILED"
-    _say(f"dbt {' '.join(args)}: {status} in {time.monotonic() - started:.1f} s")
+    if not outcome.success and outcome.messages and outcome.messages[-1].startswith("cdp:"):
+        _say(outcome.messages[-1])
+    _say(
+        f"dbt {' '.join(args)} (privacy, analytics, vault stages): {status} in "
+        f"{time.monotonic() - started:.1f} s"
+    )
     return outcome.success
 
 
@@ -151,7 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not os.environ.get(keys.ENV_KEY) and not os.environ.get(keys.ENV_KEY_FILE):
         key_file = keys.create_demo_key()
         os.environ[keys.ENV_KEY_FILE] = str(key_file)
-    keys.load_master_key()  # a bad key configured by the user stops the demo here
+    master = preflight_key()  # a bad key configured by the user stops the demo here
 
     data = paths.PROJECT_ROOT / "data"
     for var in (
@@ -166,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"demo ignores {var}; it uses its own files under {data} (use `cdp build` for yours)"
             )
         os.environ.pop(var, None)
-    os.environ["CDP_TARGET"] = "local"
+    os.environ.pop("CDP_TARGET", None)
     for path in (paths.raw_db(), paths.truth_file(), paths.warehouse_db(), paths.vault_db()):
         if path.exists():
             path.unlink()
@@ -183,11 +193,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ]
     if args.reference_date:
         generate += ["--reference-date", args.reference_date]
-    if subprocess.run(generate, check=False).returncode != 0:
+    # The generator needs no key: its environment has none.
+    if subprocess.run(generate, check=False, env=keys.child_environment()).returncode != 0:
         _say("generating the landing zone failed (see above)")
         return 1
-    preflight()
-    if not run_dbt(["build"]):
+    check_raw_zone(paths.raw_db())
+    if not run_dbt(["build"], master):
         return 1
     print_accounting(paths.warehouse_db())
     _say(f"warehouse built: {paths.warehouse_db()} (vault: {paths.vault_db()})")
@@ -202,9 +213,16 @@ def cmd_check(_: argparse.Namespace) -> int:
     return 0
 
 
+def preflight_key() -> keys.MasterKey:
+    try:
+        return keys.take_master_key()
+    except keys.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    preflight()
-    if not run_dbt(["build", *args.dbt_args]):
+    master = preflight()
+    if not run_dbt(["build", *args.dbt_args], master):
         return 1
     return 0 if publish_marts() else 1
 
@@ -222,6 +240,11 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "pack": ("cdp.pack.build", "generate the auditor pack (docs, records, lineage, notices)"),
     "gate": ("cdp.pack.gate", "the privacy gate: computed PII lineage against zones and meta"),
     "rotate": ("cdp.rotate", "rotate the master key version (a verified full rebuild)"),
+    "vault": (
+        "cdp.vault",
+        "the privacy officer's re-identification tool (logged); verify, verify-log",
+    ),
+    "keys": ("cdp.keys", "check the master key configuration, or write a demo key"),
 }
 
 
@@ -231,6 +254,9 @@ def run_delegated(command: str, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything this command or dbt creates (databases, WAL, target/, logs/,
+    # reports) is owner-only, before anything is created.
+    os.umask(keys.OWNER_ONLY_UMASK)
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] in DELEGATED:
         return run_delegated(arguments[0], arguments[1:])

@@ -53,8 +53,12 @@ def invoke(
     project_dir: str | None = None,
     extra: Sequence[str] = (),
     echo: bool = True,
+    manifest: Any = None,
 ) -> DbtOutcome:
-    """``dbt <args>`` in-process; log lines are collected (and printed by dbt when ``echo``)."""
+    """``dbt <args>`` in-process; log lines are collected (and printed by dbt when ``echo``).
+
+    ``manifest``: a parsed manifest to reuse (no second parse), as :mod:`cdp.stages` does.
+    """
     from dbt.cli.main import dbtRunner
 
     root = project_dir or str(paths.PROJECT_ROOT)
@@ -67,7 +71,7 @@ def invoke(
     if not echo:
         full.append("--quiet")
     try:
-        outcome = dbtRunner(callbacks=[collect]).invoke(full)
+        outcome = dbtRunner(manifest=manifest, callbacks=[collect]).invoke(full)
     finally:
         release_duckdb()
     return DbtOutcome(bool(outcome.success), messages, outcome.exception, outcome.result)

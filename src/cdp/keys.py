@@ -25,6 +25,8 @@ name                   HKDF info                                   used for
 ``partner``            ``cdp:pseudonym:partner:v<version>``        outward disclosure to partners
 vault encryption       ``cdp:vault:aes-256-gcm:v<version>``        AES-256-GCM of vault entries
 vault nonce            ``cdp:vault:nonce:v<version>``              deterministic GCM nonces
+log chain              ``cdp:vault:log-chain``                     the re-identification log's
+                                                                   keyed hash chain
 =====================  ==========================================  ===============
 
 Pseudonyms of two domains are HMACs under unrelated keys: they cannot be joined
@@ -39,6 +41,7 @@ or any part of it. ``python -m cdp.keys check`` validates the configuration;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import re
@@ -46,7 +49,7 @@ import secrets
 import stat
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -63,6 +66,8 @@ DEFAULT_KEY_VERSION: Final = "1"
 MIN_SECRET_BYTES: Final = 32
 DERIVED_KEY_BYTES: Final = 32
 MAX_KEY_FILE_BYTES: Final = 4096
+#: Every entry point sets this umask before anything is created: owner-only files.
+OWNER_ONLY_UMASK: Final = 0o077
 
 #: The pseudonymisation domains; each has its own derived key.
 DOMAINS: Final[tuple[str, ...]] = ("identity", "person", "partner")
@@ -275,6 +280,44 @@ def load_master_key(environ: Mapping[str, str] | None = None) -> MasterKey:
     return MasterKey(secret=secret, version=version, source=source)
 
 
+# The key a `cdp` command took out of its environment, handed to the dbt plugin
+# of the same process for the stages that need it (never written anywhere).
+_HELD: list[MasterKey] = []
+
+
+@contextlib.contextmanager
+def holding(master: MasterKey) -> Iterator[MasterKey]:
+    """Make ``master`` the key :func:`take_master_key` returns inside the block."""
+    _HELD.append(master)
+    try:
+        yield master
+    finally:
+        _HELD.remove(master)
+
+
+def take_master_key() -> MasterKey:
+    """The master key for a privacy-stage component, taken out of the environment.
+
+    Inside :func:`holding`, the held key. Otherwise the key is read as
+    :func:`load_master_key` does and ``CDP_MASTER_KEY`` is then removed from
+    ``os.environ``: nothing this process does afterwards (a dbt ``env_var()``,
+    a child process, an error report) can read it from there.
+    """
+    if _HELD:
+        return _HELD[-1]
+    master = load_master_key()
+    os.environ.pop(ENV_KEY, None)
+    return master
+
+
+def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment for a child process: no key, no key file."""
+    env = dict(os.environ if environ is None else environ)
+    for name in (ENV_KEY, ENV_KEY_FILE):
+        env.pop(name, None)
+    return env
+
+
 # --------------------------------------------------------------------------- derivation
 
 
@@ -299,6 +342,14 @@ def pseudonym_key(master: MasterKey, domain: str) -> bytes:
 def vault_encryption_key(master: MasterKey, version: str | None = None) -> bytes:
     """The AES-256-GCM key of the vault (32 bytes) for a key version (default: current)."""
     return derive(master, f"cdp:vault:aes-256-gcm:v{version or master.version}".encode("ascii"))
+
+
+def vault_log_key(master: MasterKey) -> bytes:
+    """The HMAC key of the re-identification log's hash chain (32 bytes).
+
+    Not versioned: the chain spans key versions, and a rotation keeps the master secret.
+    """
+    return derive(master, b"cdp:vault:log-chain")
 
 
 def vault_nonce_key(master: MasterKey, version: str | None = None) -> bytes:
@@ -345,6 +396,7 @@ def create_demo_key(path: Path | None = None, *, quiet: bool = False) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.keys",
         description="Check the configured master key, or create a local demo key.",

@@ -2,54 +2,53 @@
 
 Loaded by ``profiles.yml`` (``plugins: - module: cdp.plugin, alias: cdp``).
 
+Each profile target names its stage in the plugin config (``stage:
+analytics | privacy | vault``; docs/decisions.md, "Two stages"):
+
+* **analytics** (the default target ``local``): no key is read, no function is
+  registered, nothing but the warehouse file is opened, and DuckDB starts
+  locked down (``enable_external_access=false``, ``lock_configuration=true``):
+  no SQL can read a file, attach a database, copy out or change a setting.
+* **privacy** (target ``privacy``): the key is taken (``cdp.keys.take_master_key``:
+  held by the ``cdp`` command, or read from ``CDP_MASTER_KEY_FILE``; a plain dbt
+  run with ``CDP_MASTER_KEY`` in its environment is refused, since any model
+  could read it with ``env_var()``); the raw zone and the vault are attached
+  read-only, then DuckDB is locked down; the pseudonym and normaliser
+  functions are registered.
+* **vault** (target ``vault``): as privacy, with the vault attached read-write
+  and the seal function registered: only the vault models run here.
+
 ``initialize`` (when dbt creates its DuckDB environment, *before*
-``duckdb.connect`` creates or writes any file) reads and validates the master
-key from the environment (:mod:`cdp.keys`): a missing, short or placeholder key
-stops the run with a dbt error that says what to set. It derives the domain
-keys, builds the SQL of the pseudonym macros and the vault cipher, and keeps
-only those, in an object that is never printed and refuses to be pickled. The
-key is never part of the plugin's ``config`` (which ``dbt debug`` prints):
-the plugin refuses a config entry that looks like a secret.
+``duckdb.connect`` creates or writes any file) validates the configuration
+(key, vars, landing zone, key version), sets the owner-only umask and takes
+the warehouse's build lock. The keys live only in Python closures of the
+registered Arrow UDFs: no SQL text, macro definition (``duckdb_functions()``),
+plan or profile holds key material or HMAC pads. The plugin refuses a config
+entry that looks like a secret (``dbt debug`` prints the config), and a
+connection on which DuckDB records statements or plans.
 
-``configure_connection`` and ``configure_cursor`` register, on every DuckDB
-connection and every cursor dbt uses (temporary macros are per connection):
+=============================================================  ==========  ==========
+SQL function                                                   stages      kind
+=============================================================  ==========  ==========
+``cdp_pseudonym_identity(id_type VARCHAR, value VARCHAR)``     privacy,    Arrow UDF,
+``cdp_pseudonym_person(id_type VARCHAR, value VARCHAR)``       vault       HMAC-SHA-256:
+``cdp_pseudonym_partner(id_type VARCHAR, value VARCHAR)``                  ``'v<n>_' || hex``
+``cdp_key_version()``                                          privacy,    temp macro
+                                                               vault       (``'v<n>'``)
+``cdp_normalise_email|phone|name(VARCHAR)``,                   privacy,    Arrow UDF
+``cdp_normalise_phone_region``, ``cdp_clean_url``,             vault
+``cdp_truncate_ip``, ``cdp_device_class``
+``cdp_vault_seal(table, owner, kind, value) -> BLOB``          vault       Arrow UDF
+=============================================================  ==========  ==========
 
-=============================================================  =====================
-SQL function                                                   implementation
-=============================================================  =====================
-``cdp_pseudonym_identity(id_type VARCHAR, value VARCHAR)``     temp macro, pure-SQL
-``cdp_pseudonym_person(id_type VARCHAR, value VARCHAR)``       HMAC-SHA-256, returns
-``cdp_pseudonym_partner(id_type VARCHAR, value VARCHAR)``      ``'v<n>_' || 64 hex``
-``cdp_key_version()``                                          temp macro, ``'v<n>'``
-``cdp_normalise_email(VARCHAR) -> VARCHAR``                    Arrow Python UDF
-``cdp_normalise_phone(VARCHAR) -> VARCHAR`` (region RU)        Arrow Python UDF
-``cdp_normalise_phone_region(value VARCHAR, region VARCHAR)``  Arrow Python UDF
-``cdp_normalise_name(VARCHAR) -> VARCHAR``                     Arrow Python UDF
-``cdp_clean_url(VARCHAR) -> VARCHAR``                          Arrow Python UDF
-``cdp_truncate_ip(VARCHAR) -> VARCHAR``                        Arrow Python UDF
-``cdp_device_class(VARCHAR) -> VARCHAR``                       Arrow Python UDF
-``cdp_vault_seal(id_type VARCHAR, value VARCHAR) -> BLOB``     Arrow Python UDF
-=============================================================  =====================
-
-The pseudonym macros take VARCHAR arguments only (cast other types
-explicitly). Every function returns NULL for a NULL argument. The Python
-UDFs are deterministic and side-effect free, and declared with DuckDB's
-``SPECIAL`` NULL handling: they receive NULLs and return NULL for them, and
-they return NULL for an invalid value (``DEFAULT`` handling would reject a
-NULL result for a non-NULL input). Each Arrow batch computes every distinct
-value once. Macros are per connection, so a view that calls them cannot be
-read from another connection: materialise such models as tables.
-
-Python UDFs live in DuckDB's system catalog (shared by a database instance's
-connections); temp macros do not. Registration therefore replaces the macros
-on every cursor, tolerates "already exists" for the UDFs, and ends with a
-self-check query comparing each function with the Python reference, so a
-cursor without the functions, or with functions built from another key,
-fails at once. A failure raises a generic message: the statements embed key
-material and are never logged or put in an exception. For the same reason the
-plugin refuses a connection on which DuckDB records statements or plans
-(``enable_profiling``, ``enable_logging``, ``log_query_path``): a profile of a
-query that calls a macro shows the constant-folded pads.
+Every function returns NULL for a NULL argument; the UDFs use DuckDB's
+``SPECIAL`` NULL handling and compute each distinct value once per Arrow
+batch. A view that calls them cannot be read from another connection:
+materialise such models as tables. Python UDFs live in a database instance's
+system catalog, so registration tolerates "already exists" and ends with a
+self-check against the Python reference: functions built from another key
+(a second key in the same process) stop the build, and any other failure
+raises a generic message.
 """
 
 from __future__ import annotations
@@ -70,8 +69,8 @@ import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
-from cdp import contract
-from cdp.keys import DOMAINS, KeyConfigError, MasterKey, load_master_key, pseudonym_key
+from cdp import contract, keys
+from cdp.keys import DOMAINS, KeyConfigError, MasterKey, pseudonym_key
 from cdp.normalise import (
     clean_url,
     device_class,
@@ -80,12 +79,15 @@ from cdp.normalise import (
     normalise_phone,
     truncate_ip,
 )
-from cdp.pseudonym import key_version_macro_sql, pseudonym, pseudonym_macro_sql
-from cdp.vault import VaultCipher, prepare_vault_file, restrict_file
+from cdp.pseudonym import arrow_pseudonym_function, key_version_macro_sql, pseudonym
+from cdp.vault import SEALED_TABLES, VaultCipher, prepare_vault_file, restrict_file
 
 PSEUDONYM_FUNCTIONS: Final[dict[str, str]] = {d: f"cdp_pseudonym_{d}" for d in DOMAINS}
 KEY_VERSION_FUNCTION: Final = "cdp_key_version"
 SEAL_FUNCTION: Final = "cdp_vault_seal"
+#: The stages of a build (profiles.yml, selectors.yml, docs/decisions.md "Two stages").
+STAGES: Final = ("analytics", "privacy", "vault")
+KEYED_STAGES: Final = ("privacy", "vault")
 PHONE_REGION_FUNCTION: Final = "cdp_normalise_phone_region"
 NORMALISER_FUNCTIONS: Final[dict[str, Callable[[object], str | None]]] = {
     "cdp_normalise_email": normalise_email,
@@ -102,9 +104,9 @@ _CDP_KEY_CONFIG: Final = re.compile(r"cdp|master", re.I)
 
 _GENERIC_FAILURE: Final = (
     "cdp plugin: could not register the privacy functions (cdp_pseudonym_*, "
-    "cdp_key_version, cdp_normalise_*, cdp_vault_seal) on a DuckDB connection. Details are "
-    "withheld because the statements embed key material. Check that duckdb is the pinned "
-    "version and that the connection is open and writable for temporary objects."
+    "cdp_key_version, cdp_normalise_*, cdp_vault_seal) on a DuckDB connection, or they did "
+    "not compute the expected values. Details are withheld: they could quote keyed values. "
+    "Check that duckdb is the pinned version and that the connection is open."
 )
 
 
@@ -113,30 +115,30 @@ class PluginRegistrationError(DbtRuntimeError):
 
 
 class _Material:
-    """What the plugin keeps from the key: macro SQL, the vault cipher, expected probes.
+    """What the plugin keeps from the key: the keyed functions and their expected probes.
 
+    The keys live only in these Python closures: no SQL text ever holds them.
     Never printed, never pickled.
     """
 
-    __slots__ = ("cipher", "expected", "macro_sql", "version")
+    __slots__ = ("cipher", "expected", "pseudonym_udfs", "version")
 
-    def __init__(self, master: MasterKey) -> None:
+    def __init__(self, master: MasterKey, *, seal: bool) -> None:
         self.version = master.version
-        keys = {domain: pseudonym_key(master, domain) for domain in DOMAINS}
-        self.macro_sql: tuple[str, ...] = (
+        domain_keys = {domain: pseudonym_key(master, domain) for domain in DOMAINS}
+        self.pseudonym_udfs: tuple[tuple[str, Callable[..., Any]], ...] = tuple(
+            (PSEUDONYM_FUNCTIONS[d], arrow_pseudonym_function(domain_keys[d], master.version))
+            for d in DOMAINS
+        )
+        self.cipher = VaultCipher.from_master(master) if seal else None
+        # Outputs of every function on a fixed probe: HMACs of a public string,
+        # from which no key can be recovered.
+        self.expected: tuple[object, ...] = (
             *(
-                pseudonym_macro_sql(PSEUDONYM_FUNCTIONS[d], keys[d], master.version)
+                pseudonym(domain_keys[d], master.version, _PROBE_TYPE, _PROBE_VALUE)
                 for d in DOMAINS
             ),
-            key_version_macro_sql(KEY_VERSION_FUNCTION, master.version),
-        )
-        self.cipher = VaultCipher.from_master(master)
-        # Outputs of every function on a fixed probe: HMACs and a ciphertext of a
-        # public string, from which no key can be recovered.
-        self.expected: tuple[object, ...] = (
-            *(pseudonym(keys[d], master.version, _PROBE_TYPE, _PROBE_VALUE) for d in DOMAINS),
             master.version_label,
-            self.cipher.seal(_PROBE_TYPE, _PROBE_VALUE),
         )
 
     def __repr__(self) -> str:
@@ -467,19 +469,27 @@ def arrow_phone_region(values: Any, regions: Any) -> Any:
     )
 
 
-def arrow_seal(cipher: VaultCipher) -> Callable[[Any, Any], Any]:
-    """``cdp_vault_seal`` as an Arrow UDF (NULL in either argument gives NULL)."""
+def arrow_seal(cipher: VaultCipher) -> Callable[[Any, Any, Any, Any], Any]:
+    """``cdp_vault_seal(table, owner, kind, value)`` as an Arrow UDF.
 
-    def apply(id_types: Any, values: Any) -> Any:
-        types = _as_array(id_types).to_pylist()
-        vals = _as_array(values).to_pylist()
-        return pa.array(
-            [
-                None if t is None or v is None else cipher.seal(t, v)
-                for t, v in zip(types, vals, strict=True)
-            ],
-            type=pa.binary(),
-        )
+    Each entry is bound to its row (table, owner pseudonym, id type or name
+    part, key version); identifiers get a deterministic nonce, names a random
+    one (:data:`cdp.vault.SEALED_TABLES`). A NULL argument gives NULL; a table
+    the vault does not know fails the build.
+    """
+
+    def apply(tables: Any, owners: Any, kinds: Any, values: Any) -> Any:
+        columns = [_as_array(c).to_pylist() for c in (tables, owners, kinds, values)]
+        out: list[bytes | None] = []
+        for table, owner, kind, value in zip(*columns, strict=True):
+            if table is None or owner is None or kind is None or value is None:
+                out.append(None)
+                continue
+            if table not in SEALED_TABLES:
+                raise ValueError(f"cdp_vault_seal: {table!r} is not a vault table")
+            deterministic = SEALED_TABLES[table][2]
+            out.append(cipher.seal(table, owner, kind, value, deterministic=deterministic))
+        return pa.array(out, type=pa.binary())
 
     return apply
 
@@ -487,8 +497,24 @@ def arrow_seal(cipher: VaultCipher) -> Callable[[Any, Any], Any]:
 # --------------------------------------------------------------------------- plugin
 
 
+def _lock_down(con: Any) -> None:
+    """Once the stage's files are attached: no file access from SQL, configuration frozen.
+
+    ``read_text``, ``read_blob``, ``ATTACH``, ``COPY``, ``INSTALL``/``LOAD``
+    from a file and every later ``SET``/``RESET`` fail, so no SQL run on the
+    connection can reach the key file, another database file or a setting
+    that would log statements. Settings are global: this runs once per
+    database instance.
+    """
+    row = con.execute("SELECT current_setting('lock_configuration')").fetchone()
+    if row and str(row[0]).lower() == "true":
+        return
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 class Plugin(BasePlugin):
-    """Registers the ``cdp_*`` functions; see the module documentation."""
+    """Registers the stage's ``cdp_*`` functions and locks DuckDB down; see the module docs."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         # dbt-duckdb merges the profile's DuckDB ``settings`` into this dict; those
@@ -508,44 +534,95 @@ class Plugin(BasePlugin):
                 f"or settings: the master key must never be in profiles.yml (dbt debug prints "
                 f"it); set CDP_MASTER_KEY or CDP_MASTER_KEY_FILE in the environment instead"
             )
-        try:
-            master = load_master_key()
-        except KeyConfigError as exc:
-            raise DbtRuntimeError(f"cdp plugin: {exc}") from None
+        stage = plugin_config.get("stage")
+        if stage not in STAGES:
+            raise DbtRuntimeError(
+                f"cdp plugin: the profile's plugin config must name the stage "
+                f"(config: {{stage: analytics | privacy | vault}}); got {_shown(stage)}"
+            )
+        self.stage: str = str(stage)
+        creds = getattr(self, "creds", None)
+        attachments = list(getattr(creds, "attach", None) or [])
+        if settings:
+            raise DbtRuntimeError(
+                f"cdp plugin: move {', '.join(sorted(map(str, settings)))} from the profile's "
+                f"settings to config_options: the stages lock DuckDB's configuration, so a "
+                f"per-cursor SET would fail"
+            )
+        master: MasterKey | None = None
+        if self.stage in KEYED_STAGES:
+            if keys.ENV_KEY in os.environ and not keys._HELD:
+                os.environ.pop(keys.ENV_KEY, None)
+                raise DbtRuntimeError(
+                    f"cdp plugin: {keys.ENV_KEY} is set in the environment of a plain dbt run, "
+                    f"where any model or `dbt show` could read it with env_var(). Run the "
+                    f"{self.stage} stage with `cdp build` (it takes the key out of the "
+                    f"environment before dbt starts), or give dbt the key as a file: "
+                    f"{keys.ENV_KEY_FILE}=/path/to/owner-only/file"
+                )
+            try:
+                master = keys.take_master_key()
+            except KeyConfigError as exc:
+                raise DbtRuntimeError(f"cdp plugin: {exc}") from None
+        else:
+            # The analytics stage holds no key and reaches no other zone.
+            os.environ.pop(keys.ENV_KEY, None)
+            if attachments:
+                names = ", ".join(str(getattr(a, "alias", "?")) for a in attachments)
+                raise DbtRuntimeError(
+                    f"cdp plugin: the analytics stage attaches no other database (found: "
+                    f"{names}); the raw zone and the vault belong to the privacy and vault "
+                    f"stages (profiles.yml targets privacy, vault)"
+                )
         # Configuration checks, in the order a user would fix them, before any file exists.
         check_vars(_dbt_cli_vars())
-        creds = getattr(self, "creds", None)
-        for attachment in getattr(creds, "attach", None) or []:
+        for attachment in attachments:
             alias = getattr(attachment, "alias", None)
             path = local_file(getattr(attachment, "path", None))
             if alias == "raw" and path is not None:
                 check_landing_zone(path)
-            if alias == "vault" and path is not None:
+            if alias == "vault" and path is not None and master is not None:
                 check_key_version(path, master.version, full_refresh=_dbt_full_refresh())
         # From here on the build writes: owner-only, and one build per warehouse.
         os.umask(OWNER_ONLY_UMASK)
         warehouse = local_file(getattr(creds, "path", None))
         if warehouse is not None:
             acquire_build_lock(warehouse)
-        self._material = _Material(master)
-        del master
         self._lock = threading.Lock()
-        self._udfs: tuple[tuple[str, Callable[..., Any], int, str], ...] = (
-            *((name, arrow_unary(fn), 1, "VARCHAR") for name, fn in NORMALISER_FUNCTIONS.items()),
-            (PHONE_REGION_FUNCTION, arrow_phone_region, 2, "VARCHAR"),
-            (SEAL_FUNCTION, arrow_seal(self._material.cipher), 2, "BLOB"),
-        )
+        self._material: _Material | None = None
+        self._udfs: tuple[tuple[str, Callable[..., Any], int, str, bool], ...] = ()
+        if master is None:
+            return
+        self._material = _Material(master, seal=self.stage == "vault")
+        del master
+        udfs: list[tuple[str, Callable[..., Any], int, str, bool]] = [
+            *((name, fn, 2, "VARCHAR", False) for name, fn in self._material.pseudonym_udfs),
+            *(
+                (name, arrow_unary(fn), 1, "VARCHAR", False)
+                for name, fn in NORMALISER_FUNCTIONS.items()
+            ),
+            (PHONE_REGION_FUNCTION, arrow_phone_region, 2, "VARCHAR", False),
+        ]
+        if self._material.cipher is not None:
+            # side effects: names get a random nonce per row, never one shared ciphertext
+            udfs.append((SEAL_FUNCTION, arrow_seal(self._material.cipher), 4, "BLOB", True))
+        self._udfs = tuple(udfs)
 
     def __repr__(self) -> str:
-        return f"<cdp.plugin.Plugin name={self.name!r} key_version=v{self._material.version}>"
+        version = self._material.version if self._material is not None else "-"
+        return f"<cdp.plugin.Plugin name={self.name!r} stage={self.stage} key_version=v{version}>"
 
     # dbt-duckdb hooks ------------------------------------------------------------
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
-        """Before dbt connects: warehouse and vault owner-only, the raw zone tightened."""
+        """Before dbt connects: files owner-only; the analytics stage locked down at once."""
         warehouse = local_file(getattr(creds, "path", None))
         if warehouse is not None:
             restrict_file(warehouse)  # one created by an older build (0644) is tightened
+        if self.stage == "analytics":
+            # Nothing to attach: no file access and a frozen configuration from the start.
+            config["enable_external_access"] = False
+            config["lock_configuration"] = True
         for attachment in getattr(creds, "attach", None) or []:
             raw = local_file(getattr(attachment, "path", None))
             if getattr(attachment, "alias", None) == "raw" and raw is not None:
@@ -553,11 +630,7 @@ class Plugin(BasePlugin):
             alias = getattr(attachment, "alias", None)
             path = str(getattr(attachment, "path", "") or "")
             kind = getattr(attachment, "type", None)
-            if (
-                alias != "vault"
-                or kind not in (None, "duckdb")
-                or getattr(attachment, "read_only", False)
-            ):
+            if alias != "vault" or kind not in (None, "duckdb"):
                 continue
             if not path or path == ":memory:" or ":" in path.split("/", 1)[0]:
                 continue  # in-memory, md:, s3://... are not local files
@@ -570,51 +643,54 @@ class Plugin(BasePlugin):
                 ) from None
 
     def configure_connection(self, conn: Any) -> None:
-        self.register(conn)
+        self._refuse_recording(conn)
 
     def configure_cursor(self, cursor: Any) -> None:
+        # dbt-duckdb attaches the stage's files between configure_connection and
+        # the first cursor: lock down here, then register the functions.
+        self._refuse_recording(cursor)
+        try:
+            _lock_down(cursor)
+        except Exception:
+            raise PluginRegistrationError(
+                "cdp plugin: could not lock DuckDB down (enable_external_access=false, "
+                "lock_configuration=true) on the build's connection"
+            ) from None
         self.register(cursor)
 
     # registration ----------------------------------------------------------------
 
-    def register(self, con: Any) -> None:
-        """Register every function on ``con`` (idempotent), then self-check."""
+    @staticmethod
+    def _refuse_recording(con: Any) -> None:
         recording = _recording_settings(con)
         if recording:
             raise PluginRegistrationError(
                 f"cdp plugin: DuckDB query logging or profiling is on for this connection "
-                f"({', '.join(recording)}); it would write the pseudonym functions' key "
-                f"constants to its log or profile. Remove these from the profile's settings / "
-                f"config_options (or turn them off) and run again"
+                f"({', '.join(recording)}); the build refuses to run with statements or plans "
+                f"recorded. Remove these from the profile's settings / config_options (or turn "
+                f"them off) and run again"
             )
+
+    def register(self, con: Any) -> None:
+        """Register the stage's functions on ``con`` (idempotent), then self-check."""
+        if self._material is None:
+            return  # the analytics stage has no keyed function
         with self._lock:
-            if not self._create_macros(con):
-                raise PluginRegistrationError(_GENERIC_FAILURE)
+            con.execute(key_version_macro_sql(KEY_VERSION_FUNCTION, self._material.version))
             if not self._create_udfs(con):
                 raise PluginRegistrationError(_GENERIC_FAILURE)
             status = self._self_check(con)
-            if status == "seal_mismatch" and self._replace_seal(con):
-                status = self._self_check(con)
-        if status == "seal_mismatch":
+        if status == "pseudonym_mismatch":
             raise PluginRegistrationError(
-                f"cdp plugin: {SEAL_FUNCTION} on this DuckDB database was registered with a "
-                f"different key (another cdp plugin in this process?); use one master key per "
-                f"process"
+                "cdp plugin: the pseudonym functions on this DuckDB database were registered "
+                "with a different key (another cdp plugin in this process?); use one master "
+                "key per process"
             )
         if status != "ok":
             raise PluginRegistrationError(_GENERIC_FAILURE)
 
-    def _create_macros(self, con: Any) -> bool:
-        ok = True
-        try:
-            for sql in self._material.macro_sql:
-                con.execute(sql)
-        except Exception:  # the message may quote the statement: swallow it entirely
-            ok = False
-        return ok
-
     def _create_one_udf(
-        self, con: Any, name: str, fn: Callable[..., Any], arity: int, ret: str
+        self, con: Any, name: str, fn: Callable[..., Any], arity: int, ret: str, effects: bool
     ) -> None:
         varchar = duckdb.sqltype("VARCHAR")
         con.create_function(
@@ -624,33 +700,25 @@ class Plugin(BasePlugin):
             duckdb.sqltype(ret),
             type=duckdb.func.PythonUDFType.ARROW,
             null_handling=duckdb.func.FunctionNullHandling.SPECIAL,
-            side_effects=False,
+            side_effects=effects,
         )
 
     def _create_udfs(self, con: Any) -> bool:
-        for name, fn, arity, ret in self._udfs:
+        for name, fn, arity, ret, effects in self._udfs:
             try:
-                self._create_one_udf(con, name, fn, arity, ret)
+                self._create_one_udf(con, name, fn, arity, ret, effects)
             except Exception as exc:
                 if "already" not in str(exc).lower():
                     return False
         return True
 
-    def _replace_seal(self, con: Any) -> bool:
-        name, fn, arity, ret = self._udfs[-1]
-        try:
-            con.remove_function(name)
-            self._create_one_udf(con, name, fn, arity, ret)
-        except Exception:
-            return False
-        return True
-
     def _self_check(self, con: Any) -> str:
+        assert self._material is not None
         calls = [f"{PSEUDONYM_FUNCTIONS[d]}(?, ?)" for d in DOMAINS]
-        calls += [f"{KEY_VERSION_FUNCTION}()", f"{SEAL_FUNCTION}(?, ?)"]
+        calls += [f"{KEY_VERSION_FUNCTION}()"]
         calls += [f"{name}(NULL)" for name in NORMALISER_FUNCTIONS]
         calls += [f"{PSEUDONYM_FUNCTIONS[d]}(?, NULL)" for d in DOMAINS]
-        params = [_PROBE_TYPE, _PROBE_VALUE] * (len(DOMAINS) + 1) + [_PROBE_TYPE] * len(DOMAINS)
+        params = [_PROBE_TYPE, _PROBE_VALUE] * len(DOMAINS) + [_PROBE_TYPE] * len(DOMAINS)
         try:
             rows = con.execute(f"SELECT {', '.join(calls)}", params).fetchall()
         except Exception:
@@ -658,12 +726,9 @@ class Plugin(BasePlugin):
         if len(rows) != 1:
             return "missing"
         row = rows[0]  # fetchall: no result is left pending on the cursor (DuckDB 2.0)
-        n = len(DOMAINS) + 2
-        got = (*row[: n - 1], bytes(row[n - 1]) if row[n - 1] is not None else None)
+        n = len(DOMAINS) + 1
         if any(v is not None for v in row[n:]):
             return "null_handling"
-        if got[:-1] != self._material.expected[:-1]:
+        if tuple(row[:n]) != self._material.expected:
             return "pseudonym_mismatch"
-        if got[-1] != self._material.expected[-1]:
-            return "seal_mismatch"
         return "ok"

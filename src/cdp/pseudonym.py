@@ -171,14 +171,40 @@ def python_pseudonym_function(
 
 
 def arrow_pseudonym_function(key: bytes, version: str) -> Callable[[Any, Any], Any]:
-    """A vectorised (Arrow) version of :func:`python_pseudonym_function`."""
+    """A vectorised (Arrow) version of :func:`python_pseudonym_function`.
+
+    This is what the build registers (``cdp.plugin``): the key lives in this
+    closure, never in SQL, so no statement, macro definition, plan or profile
+    can show it. Each batch computes every distinct ``(id_type, value)`` once.
+    """
     import pyarrow as pa
 
     scalar = python_pseudonym_function(key, version)
 
     def fn(id_types: Any, values: Any) -> Any:
-        types: Sequence[str | None] = id_types.to_pylist()
-        vals: Sequence[str | None] = values.to_pylist()
-        return pa.array([scalar(t, v) for t, v in zip(types, vals, strict=True)], type=pa.string())
+        types = id_types.combine_chunks() if isinstance(id_types, pa.ChunkedArray) else id_types
+        vals = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        try:
+            type_codes = types.dictionary_encode()
+            value_codes = vals.dictionary_encode()
+        except (pa.ArrowException, AttributeError):
+            pairs = zip(types.to_pylist(), vals.to_pylist(), strict=True)
+            return pa.array([scalar(t, v) for t, v in pairs], type=pa.string())
+        type_dict: Sequence[str | None] = type_codes.dictionary.to_pylist()
+        if len(type_dict) == 1 and types.null_count == 0:
+            # The common case: one id type per call site. Hash each distinct value once.
+            only = type_dict[0]
+            mapped = pa.array(
+                [scalar(only, v) for v in value_codes.dictionary.to_pylist()], type=pa.string()
+            )
+            return mapped.take(value_codes.indices)
+        pairs = zip(types.to_pylist(), vals.to_pylist(), strict=True)
+        cache: dict[tuple[str | None, str | None], str | None] = {}
+        out = []
+        for pair in pairs:
+            if pair not in cache:
+                cache[pair] = scalar(*pair)
+            out.append(cache[pair])
+        return pa.array(out, type=pa.string())
 
     return fn

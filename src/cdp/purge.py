@@ -75,6 +75,7 @@ import csv
 import datetime as dt
 import getpass
 import json
+import os
 import re
 import sys
 import uuid
@@ -1348,6 +1349,7 @@ def _summary(result: PurgeResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="purge.py",
         description=(

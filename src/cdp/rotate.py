@@ -111,7 +111,7 @@ def _check_current_key_opens(vault: Path, version: str) -> None:
                 f"nothing was changed"
             )
         rows = con.execute(
-            f"SELECT id_type, {sealed} FROM main.{IDENTIFIERS_TABLE} "
+            f"SELECT pseudonym, id_type, {sealed} FROM main.{IDENTIFIERS_TABLE} "
             f"WHERE key_version IN (?, ?) AND {sealed} IS NOT NULL LIMIT 1",
             [f"v{version}", version],
         ).fetchall()
@@ -122,9 +122,9 @@ def _check_current_key_opens(vault: Path, version: str) -> None:
             f"the vault {vault} has no readable v{version} entry to check the key against; "
             f"nothing was changed"
         )
-    for id_type, blob in rows:
+    for owner, id_type, blob in rows:
         try:
-            cipher.unseal(str(id_type), bytes(blob))
+            cipher.unseal(IDENTIFIERS_TABLE, str(owner), str(id_type), bytes(blob))
         except VaultError:
             raise RotationError(
                 f"the configured master key does not open the vault's v{version} entries: "
@@ -221,6 +221,7 @@ def rotate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.rotate",
         description=(

@@ -2,25 +2,47 @@
 
 Sealing
 -------
-``seal(id_type, value)`` encrypts an identifier with AES-256-GCM under a key
-derived from the master secret (HKDF, ``cdp:vault:aes-256-gcm:v<version>``):
+``seal(table, owner, kind, value)`` encrypts a value with AES-256-GCM under a
+key derived from the master secret (HKDF, ``cdp:vault:aes-256-gcm:v<version>``).
+The authenticated data binds the entry to the row it belongs to::
 
-* nonce = the first 12 bytes of HMAC-SHA-256(nonce_key, ``id_type || 0x00 ||
-  value``), nonce_key derived separately (``cdp:vault:nonce:v<version>``);
-* AAD = ``id_type`` (an email sealed as a phone does not open);
-* blob = nonce (12 bytes) || ciphertext || tag (16 bytes).
+    AAD = "cdp-vault/2" 0x00 table 0x00 owner 0x00 kind 0x00 "v" version
 
-Why a deterministic nonce is safe here (the SIV argument, as in RFC 5297 and
-AES-GCM-SIV): GCM breaks only when one nonce is used for two *different*
-messages. The nonce is a PRF of the whole input (id type and value) under a
-key independent of the encryption key, so two different inputs get the same
-nonce only by a 96-bit PRF collision (negligible below ~2^40 identifiers),
-while the same input always gets the same nonce *and* the same ciphertext,
-which reveals only that the two are equal: the vault row's pseudonym reveals
-that already. In exchange builds are reproducible (a rebuild writes identical
-bytes) and no random-number state is needed inside DuckDB's threads.
-:meth:`VaultCipher.unseal` also recomputes the nonce from the plaintext and
-refuses a blob whose nonce does not match.
+(``owner`` is the pseudonym or customer key of the row, ``kind`` its id type or
+name part). A sealed value copied to another row, another table, another id
+type or another key version does not open: a swapped or edited row fails
+loudly (:class:`VaultTampered`) instead of answering with another person's
+identifier.
+
+Nonces:
+
+* identifiers (``deterministic=True``): nonce = the first 12 bytes of
+  HMAC-SHA-256(nonce_key, AAD || 0x00 || value), nonce_key derived
+  separately (``cdp:vault:nonce:v<version>``). The SIV argument (RFC 5297,
+  AES-GCM-SIV): GCM breaks only when one nonce serves two *different*
+  messages; the nonce is a PRF of the whole input, so that needs a 96-bit
+  PRF collision. The same identifier always gets the same ciphertext, which
+  reveals only what the row's pseudonym already reveals (equality), and lets
+  a rebuild write identical bytes. :meth:`VaultCipher.unseal` recomputes the
+  nonce and refuses a blob whose nonce does not match.
+* names (``deterministic=False``): a random 96-bit nonce per row
+  (``os.urandom``). Names are not identifiers: nobody looks them up by
+  equality, and a deterministic seal would show which customers share a
+  name, so one known name would reveal all of them (decision 36).
+
+blob = nonce (12 bytes) || ciphertext || tag (16 bytes).
+
+The re-identification log
+-------------------------
+Every lookup appends one row to ``main.reidentification_log`` in the vault
+file. Rows form a keyed hash chain: ``entry_hash = HMAC-SHA-256(log_key,
+prev_hash || canonical row)`` with ``log_key`` derived from the master secret
+(``cdp:vault:log-chain``), and ``seq`` counting from 1. The chain's head (last
+seq and hash, under its own MAC) is also written to ``<vault>.loghead`` beside
+the vault. ``python -m cdp.vault verify-log`` recomputes the chain and reports
+an edited row (its hash does not match), a deleted row (a gap in ``seq`` or a
+broken link), rows removed from the end (the head file is ahead of the table),
+and a row written without the key (its MAC does not match).
 
 The vault file
 --------------
@@ -76,6 +98,7 @@ from cdp.keys import (
     load_master_key,
     pseudonym_key,
     vault_encryption_key,
+    vault_log_key,
     vault_nonce_key,
 )
 from cdp.normalise import IDENTIFIER_NORMALISERS, normalise_identifier
@@ -103,15 +126,41 @@ CREATE TABLE IF NOT EXISTS main.{LOG_TABLE} (
     outcome VARCHAR NOT NULL,
     key_version VARCHAR,
     tool VARCHAR NOT NULL,
-    request_id VARCHAR
+    request_id VARCHAR,
+    seq BIGINT,
+    prev_hash VARCHAR,
+    entry_hash VARCHAR
 )
 """
-# A log created before access exports existed lacks the request id: added in place.
-LOG_MIGRATE: Final = f"ALTER TABLE main.{LOG_TABLE} ADD COLUMN IF NOT EXISTS request_id VARCHAR"
-LOG_COLUMNS: Final = (
-    "log_id, logged_at, officer, reason, os_user, action, id_type, pseudonym, rows_returned, "
-    "outcome, key_version, tool, request_id"
+# A log created before these columns existed: added in place (its old rows are unchained).
+LOG_MIGRATE: Final = tuple(
+    f"ALTER TABLE main.{LOG_TABLE} ADD COLUMN IF NOT EXISTS {column} {ctype}"
+    for column, ctype in (
+        ("request_id", "VARCHAR"),
+        ("seq", "BIGINT"),
+        ("prev_hash", "VARCHAR"),
+        ("entry_hash", "VARCHAR"),
+    )
 )
+#: The columns of a log row, in the order the chain hashes them.
+CHAINED_COLUMNS: Final = (
+    "log_id",
+    "logged_at",
+    "officer",
+    "reason",
+    "os_user",
+    "action",
+    "id_type",
+    "pseudonym",
+    "rows_returned",
+    "outcome",
+    "key_version",
+    "tool",
+    "request_id",
+)
+LOG_COLUMNS: Final = ", ".join((*CHAINED_COLUMNS, "seq", "prev_hash", "entry_hash"))
+GENESIS_HASH: Final = "0" * 64
+HEAD_SUFFIX: Final = ".loghead"
 
 
 class VaultError(RuntimeError):
@@ -122,11 +171,25 @@ class VaultKeyMismatch(VaultError):
     """The configured master key does not open the vault's entries."""
 
 
+class VaultTampered(VaultError):
+    """An entry opens under the key but not for the row it sits in, or the log chain is broken."""
+
+
 # --------------------------------------------------------------------------- sealing
+
+AAD_LABEL: Final = b"cdp-vault/2"
+
+
+def entry_aad(table: str, owner: str, kind: str, version: str) -> bytes:
+    """The authenticated data of one vault entry: table, owner, kind and key version."""
+    parts = (table, owner, kind, f"v{version}")
+    if any("\x00" in part for part in parts):
+        raise ValueError("a vault table, owner, kind or version must not contain a NUL character")
+    return b"\x00".join((AAD_LABEL, *(part.encode("utf-8") for part in parts)))
 
 
 class VaultCipher:
-    """Seal and unseal identifiers for one key version. Holds keys: never printed."""
+    """Seal and unseal vault entries for one key version. Holds keys: never printed."""
 
     __slots__ = ("_aead", "_nonce_key", "version")
 
@@ -153,41 +216,66 @@ class VaultCipher:
         mac = hmac.new(self._nonce_key, aad + b"\x00" + plaintext, hashlib.sha256)
         return mac.digest()[:NONCE_BYTES]
 
-    @staticmethod
-    def _aad(id_type: str) -> bytes:
-        if "\x00" in id_type:
-            raise ValueError("an id_type must not contain a NUL character")
-        return id_type.encode("utf-8")
+    def seal(
+        self, table: str, owner: str, kind: str, value: str, *, deterministic: bool = True
+    ) -> bytes:
+        """nonce || AES-256-GCM(value, aad=entry_aad(...)) || tag.
 
-    def seal(self, id_type: str, value: str) -> bytes:
-        """nonce || AES-256-GCM(value, aad=id_type) || tag; deterministic."""
-        aad = self._aad(id_type)
+        ``deterministic``: the nonce derives from the AAD and the value (identifiers);
+        otherwise it is random (names).
+        """
+        aad = entry_aad(table, owner, kind, self.version)
         plaintext = value.encode("utf-8")
-        nonce = self._nonce(aad, plaintext)
+        nonce = self._nonce(aad, plaintext) if deterministic else os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
-    def unseal(self, id_type: str, blob: bytes) -> str:
-        """The plaintext of a sealed blob, or :class:`VaultKeyMismatch`."""
-        aad = self._aad(id_type)
+    def opens(self, blob: bytes, table: str, owner: str, kind: str) -> bool:
+        """Whether the blob opens for this row (no exception; used to tell tampering from keys)."""
+        data = bytes(blob)
+        try:
+            self._aead.decrypt(
+                data[:NONCE_BYTES], data[NONCE_BYTES:], entry_aad(table, owner, kind, self.version)
+            )
+        except (InvalidTag, ValueError):
+            return False
+        return True
+
+    def unseal(
+        self, table: str, owner: str, kind: str, blob: bytes, *, deterministic: bool = True
+    ) -> str:
+        """The plaintext of a sealed blob for its row.
+
+        :class:`VaultTampered` when the blob does not belong to this row (moved,
+        swapped or edited), :class:`VaultKeyMismatch` when the key opens nothing.
+        """
+        aad = entry_aad(table, owner, kind, self.version)
         data = bytes(blob)
         if len(data) < NONCE_BYTES + TAG_BYTES:
-            raise VaultError("a vault entry is truncated (shorter than nonce and tag)")
+            raise VaultTampered(f"a vault entry in {table} ({kind}) is truncated")
         nonce, body = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
             plaintext = self._aead.decrypt(nonce, body, aad)
         except InvalidTag:
-            raise VaultKeyMismatch(
-                f"a vault entry ({id_type}) does not open with the configured master key: the "
-                f"key does not match the vault's key version v{self.version}. Set "
-                f"CDP_MASTER_KEY / CDP_MASTER_KEY_FILE to the master key the vault was built "
-                f"with (and CDP_KEY_VERSION to its version)"
+            raise VaultTampered(
+                f"a vault entry in {table} ({kind}) does not authenticate for its row: it was "
+                f"edited, moved from another row, or sealed with another master key. Run "
+                f"`python -m cdp.vault verify` to check the whole vault; if every entry fails, "
+                f"CDP_MASTER_KEY / CDP_MASTER_KEY_FILE is not the key the vault was built with "
+                f"(key version v{self.version})"
             ) from None
-        if not hmac.compare_digest(nonce, self._nonce(aad, plaintext)):
-            raise VaultKeyMismatch(
-                f"a vault entry ({id_type}) has a nonce that does not derive from its content "
-                f"under key version v{self.version}: it was not sealed with this master key"
+        if deterministic and not hmac.compare_digest(nonce, self._nonce(aad, plaintext)):
+            raise VaultTampered(
+                f"a vault entry in {table} ({kind}) has a nonce that does not derive from its "
+                f"content under key version v{self.version}"
             )
         return plaintext.decode("utf-8")
+
+
+#: How each vault table's entries are sealed: owner column, kind column, deterministic nonce.
+SEALED_TABLES: Final[dict[str, tuple[str, str, bool]]] = {
+    "vault_identifiers": ("pseudonym", "id_type", True),
+    "vault_customer_names": ("customer_key", "name_part", False),
+}
 
 
 def parse_version(label: str | None) -> str:
@@ -278,10 +366,15 @@ def open_vault(path: Path | None = None) -> duckdb.DuckDBPyConnection:
                 f"try again when it has finished"
             ) from None
         raise VaultError(f"the vault file {target} cannot be opened as a DuckDB database") from None
-    con.execute(LOG_DDL)
-    con.execute(LOG_MIGRATE)
+    _ensure_log(con)
     restrict_file(target)
     return con
+
+
+def _ensure_log(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LOG_DDL)
+    for statement in LOG_MIGRATE:
+        con.execute(statement)
 
 
 # --------------------------------------------------------------------------- lookups
@@ -321,10 +414,60 @@ def _check_request(officer: str | None, reason: str | None, action: str) -> Requ
     return Request(officer=who, reason=why, action=action)
 
 
+def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return Path(str(row[0])) if row and row[0] else None
+
+
+def head_path(vault_file: Path) -> Path:
+    """Where the log chain's head is kept: ``<vault>.loghead`` beside the vault file."""
+    return vault_file.with_name(vault_file.name + HEAD_SUFFIX)
+
+
+def _canonical(values: Sequence[object]) -> bytes:
+    def text(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.isoformat(timespec="microseconds")
+        return value
+
+    return json.dumps([text(v) for v in values], ensure_ascii=True, separators=(",", ":")).encode(
+        "ascii"
+    )
+
+
+def chain_hash(log_key: bytes, prev_hash: str, seq: int, values: Sequence[object]) -> str:
+    """The keyed hash of one log row, linked to the previous row's hash."""
+    message = prev_hash.encode("ascii") + b"\x00" + str(seq).encode("ascii") + b"\x00"
+    return hmac.new(log_key, message + _canonical(values), hashlib.sha256).hexdigest()
+
+
+def _head_mac(log_key: bytes, seq: int, entry_hash: str) -> str:
+    message = f"head\x00{seq}\x00{entry_hash}".encode("ascii")
+    return hmac.new(log_key, message, hashlib.sha256).hexdigest()
+
+
+def _write_head(vault_file: Path, log_key: bytes, seq: int, entry_hash: str) -> None:
+    path = head_path(vault_file)
+    payload = json.dumps(
+        {"seq": seq, "entry_hash": entry_hash, "mac": _head_mac(log_key, seq, entry_hash)}
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, payload.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def append_log(
     con: duckdb.DuckDBPyConnection,
     request: Request,
     *,
+    master: MasterKey,
     id_type: str | None,
     pseudonym_value: str | None,
     rows_returned: int,
@@ -333,43 +476,196 @@ def append_log(
     request_id: str | None = None,
     tool: str = TOOL,
 ) -> None:
-    """Append one row to ``main.reidentification_log`` (never a plaintext identifier)."""
-    con.execute(LOG_DDL)
-    con.execute(LOG_MIGRATE)
+    """Append one chained row to ``main.reidentification_log`` (never a plaintext identifier).
+
+    The row's hash links it to the previous one under a key derived from the
+    master secret; the chain's head goes to ``<vault>.loghead``. Raises if the
+    row cannot be written: nothing is revealed then.
+    """
+    _ensure_log(con)
     try:
         os_user = getpass.getuser()
     except Exception:
         os_user = None
-    con.execute(
-        f"INSERT INTO main.{LOG_TABLE} ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            str(uuid.uuid4()),
-            datetime.now(UTC).replace(tzinfo=None),
-            request.officer,
-            request.reason,
-            os_user,
-            request.action,
-            id_type,
-            pseudonym_value,
-            rows_returned,
-            outcome,
-            key_version,
-            tool,
-            request_id,
-        ],
-    )
+    log_key = vault_log_key(master)
+    values: list[object] = [
+        str(uuid.uuid4()),
+        datetime.now(UTC).replace(tzinfo=None),
+        request.officer,
+        request.reason,
+        os_user,
+        request.action,
+        id_type,
+        pseudonym_value,
+        rows_returned,
+        outcome,
+        key_version,
+        tool,
+        request_id,
+    ]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        last = con.execute(
+            f"SELECT seq, entry_hash FROM main.{LOG_TABLE} WHERE seq IS NOT NULL "
+            f"ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        seq = int(last[0]) + 1 if last else 1
+        prev = str(last[1]) if last and last[1] else GENESIS_HASH
+        entry = chain_hash(log_key, prev, seq, values)
+        placeholders = ", ".join("?" for _ in range(len(CHAINED_COLUMNS) + 3))
+        con.execute(
+            f"INSERT INTO main.{LOG_TABLE} ({LOG_COLUMNS}) VALUES ({placeholders})",
+            [*values, seq, prev, entry],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    vault_file = _database_path(con)
+    if vault_file is not None:
+        _write_head(vault_file, log_key, seq, entry)
+
+
+@dataclass(frozen=True)
+class LogCheck:
+    """What ``verify-log`` found: rows checked and every problem, in order."""
+
+    rows: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_log(con: duckdb.DuckDBPyConnection, master: MasterKey) -> LogCheck:
+    """Recompute the log's hash chain and compare it with the table and the head file."""
+    _ensure_log(con)
+    log_key = vault_log_key(master)
+    rows = con.execute(
+        f"SELECT {', '.join(CHAINED_COLUMNS)}, seq, prev_hash, entry_hash "
+        f"FROM main.{LOG_TABLE} ORDER BY seq NULLS FIRST, logged_at"
+    ).fetchall()
+    problems: list[str] = []
+    n = len(CHAINED_COLUMNS)
+    unchained = [r for r in rows if r[n] is None]
+    if unchained:
+        problems.append(
+            f"{len(unchained)} row(s) carry no chain position (written without the vault tool, "
+            f"or before the log was chained)"
+        )
+    prev, expected_seq = GENESIS_HASH, 1
+    for row in (r for r in rows if r[n] is not None):
+        seq, prev_hash, entry_hash = int(row[n]), row[n + 1], row[n + 2]
+        if seq != expected_seq:
+            problems.append(
+                f"row(s) {expected_seq}..{seq - 1} are missing (deleted)"
+                if seq > expected_seq
+                else f"row {seq} appears twice or out of order"
+            )
+        if prev_hash != prev:
+            problems.append(f"row {seq} does not link to the row before it")
+        if chain_hash(log_key, str(prev_hash), seq, row[:n]) != entry_hash:
+            problems.append(f"row {seq} was edited (its hash does not match its content)")
+        prev, expected_seq = str(entry_hash), seq + 1
+    last_seq = expected_seq - 1
+    vault_file = _database_path(con)
+    head = head_path(vault_file) if vault_file is not None else None
+    if head is not None and head.is_file():
+        try:
+            recorded = json.loads(head.read_text(encoding="ascii"))
+            head_seq, head_hash = int(recorded["seq"]), str(recorded["entry_hash"])
+            head_ok = hmac.compare_digest(
+                str(recorded["mac"]), _head_mac(log_key, head_seq, head_hash)
+            )
+        except (ValueError, KeyError, TypeError, OSError):
+            head_ok, head_seq, head_hash = False, 0, ""
+        if not head_ok:
+            problems.append(f"the chain head {head} is unreadable or was not written by the tool")
+        elif head_seq > last_seq:
+            problems.append(
+                f"the log ends at row {last_seq} but its head says {head_seq}: "
+                f"{head_seq - last_seq} row(s) were removed from the end"
+            )
+        elif head_seq == last_seq and head_hash != prev:
+            problems.append(f"the last row ({last_seq}) differs from the one the head records")
+    elif last_seq > 0:
+        problems.append(f"the chain head {head} is missing (deleted?)")
+    return LogCheck(rows=len(rows), problems=tuple(problems))
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """What ``verify`` found in the sealed tables: entries checked and the ones that fail."""
+
+    entries: int
+    problems: tuple[str, ...]
+
+
+def verify_entries(con: duckdb.DuckDBPyConnection, master: MasterKey) -> EntryCheck:
+    """Check that every sealed entry opens for the row it sits in (no swap, no edit)."""
+    ciphers: dict[str, VaultCipher] = {}
+    problems: list[str] = []
+    total = 0
+    for table, (owner_column, kind_column, deterministic) in SEALED_TABLES.items():
+        if not _table_exists(con, table):
+            continue
+        sealed = _sealed_column(con, table)
+        rows = con.execute(
+            f"SELECT {owner_column}, {kind_column}, {sealed}, key_version FROM main.{table} "
+            f"WHERE {sealed} IS NOT NULL"
+        ).fetchall()
+        bad = 0
+        for owner, kind, blob, version_label in rows:
+            total += 1
+            version = parse_version(str(version_label))
+            if version not in ciphers:
+                ciphers[version] = VaultCipher.from_master(master, version)
+            try:
+                ciphers[version].unseal(
+                    table, str(owner), str(kind), bytes(blob), deterministic=deterministic
+                )
+            except VaultError:
+                bad += 1
+        if bad:
+            problems.append(f"{bad} of {len(rows)} entries of {table} do not open for their row")
+    return EntryCheck(entries=total, problems=tuple(problems))
 
 
 def _decrypt_rows(
-    rows: Sequence[tuple[str, str, bytes, str]],
+    rows: Sequence[tuple[str, str, str, bytes, str]],
     cipher_for: Callable[[str], VaultCipher],
 ) -> list[Identifier]:
+    """Open ``(table, owner, kind, blob, key_version)`` rows; each must belong to its row."""
     out = []
-    for table, id_type, blob, version_label in rows:
+    for table, owner, kind, blob, version_label in rows:
         version = parse_version(version_label)
-        value = cipher_for(version).unseal(id_type, blob)
-        out.append(Identifier(table, id_type, value, f"v{version}"))
+        deterministic = SEALED_TABLES.get(table, ("", "", True))[2]
+        value = cipher_for(version).unseal(table, owner, kind, blob, deterministic=deterministic)
+        out.append(Identifier(table, kind, value, f"v{version}"))
     return out
+
+
+def _key_opens_vault(
+    con: duckdb.DuckDBPyConnection, cipher_for: Callable[[str], VaultCipher], sample: int = 20
+) -> bool:
+    """Whether the key opens any identifier entry for its own row (a key, not a tamper, check)."""
+    if not _table_exists(con, IDENTIFIERS_TABLE):
+        return False
+    sealed = _sealed_column(con, IDENTIFIERS_TABLE)
+    rows = con.execute(
+        f"SELECT pseudonym, id_type, {sealed}, key_version FROM main.{IDENTIFIERS_TABLE} "
+        f"WHERE {sealed} IS NOT NULL LIMIT ?",
+        [sample],
+    ).fetchall()
+    for owner, kind, blob, version in rows:
+        try:
+            cipher = cipher_for(parse_version(str(version)))
+        except VaultError:
+            continue
+        if cipher.opens(bytes(blob), IDENTIFIERS_TABLE, str(owner), str(kind)):
+            return True
+    return False
 
 
 def lookup(
@@ -384,8 +680,8 @@ def lookup(
             f"the vault has no main.{IDENTIFIERS_TABLE} table yet: run `dbt build` first"
         )
     sealed = _sealed_column(con, IDENTIFIERS_TABLE)
-    rows: list[tuple[str, str, bytes, str]] = [
-        (IDENTIFIERS_TABLE, str(r[0]), bytes(r[1]), str(r[2]))
+    rows: list[tuple[str, str, str, bytes, str]] = [
+        (IDENTIFIERS_TABLE, pseudonym_value, str(r[0]), bytes(r[1]), str(r[2]))
         for r in con.execute(
             f"SELECT id_type, {sealed}, key_version FROM main.{IDENTIFIERS_TABLE} "
             f"WHERE pseudonym = ? AND {sealed} IS NOT NULL ORDER BY id_type",
@@ -397,7 +693,7 @@ def lookup(
         # The dbt model names the column name_part; older vault files called it attribute.
         part = "name_part" if "name_part" in _columns(con, NAMES_TABLE) else "attribute"
         rows += [
-            (NAMES_TABLE, str(r[0]), bytes(r[1]), str(r[2]))
+            (NAMES_TABLE, pseudonym_value, str(r[0]), bytes(r[1]), str(r[2]))
             for r in con.execute(
                 f"SELECT {part}, {names_sealed}, key_version FROM main.{NAMES_TABLE} "
                 f"WHERE customer_key = ? AND {names_sealed} IS NOT NULL ORDER BY {part}",
@@ -411,23 +707,33 @@ def lookup(
             ciphers[version] = VaultCipher.from_master(master, version)
         return ciphers[version]
 
-    versions = ",".join(sorted({r[3] for r in rows})) or master.version_label
+    versions = ",".join(sorted({r[4] for r in rows})) or master.version_label
     try:
         found = _decrypt_rows(rows, cipher_for)
-    except VaultError:
+    except VaultError as exc:
+        mismatch = not _key_opens_vault(con, cipher_for)
         append_log(
             con,
             request,
+            master=master,
             id_type=None,
             pseudonym_value=pseudonym_value,
             rows_returned=0,
-            outcome="key_mismatch",
+            outcome="key_mismatch" if mismatch else "entry_not_authentic",
             key_version=versions,
         )
-        raise
+        if mismatch:
+            raise VaultKeyMismatch(
+                f"the configured master key does not open the vault's entries: it does not "
+                f"match the vault's key version v{master.version}. Set CDP_MASTER_KEY / "
+                f"CDP_MASTER_KEY_FILE to the master key the vault was built with (and "
+                f"CDP_KEY_VERSION to its version)"
+            ) from None
+        raise exc
     append_log(
         con,
         request,
+        master=master,
         id_type=None,
         pseudonym_value=pseudonym_value,
         rows_returned=len(found),
@@ -457,6 +763,7 @@ def find(
         append_log(
             con,
             request,
+            master=master,
             id_type=id_type,
             pseudonym_value=None,
             rows_returned=0,
@@ -475,6 +782,7 @@ def find(
     append_log(
         con,
         request,
+        master=master,
         id_type=id_type,
         pseudonym_value=p,
         rows_returned=held,
@@ -496,7 +804,8 @@ def _parser() -> argparse.ArgumentParser:
             "how many rows; never the plaintext) before anything is shown. The master key "
             "comes from CDP_MASTER_KEY or CDP_MASTER_KEY_FILE, as for the build."
         ),
-        epilog="exit status: 0 found, 3 nothing found, 1 error, 2 usage error",
+        epilog="exit status: 0 found (or verified), 3 nothing found, 4 verification failed, "
+        "1 error, 2 usage error",
     )
     parser.add_argument(
         "--vault",
@@ -533,6 +842,16 @@ def _parser() -> argparse.ArgumentParser:
 
     lg = sub.add_parser("log", help="show the latest re-identification log entries")
     lg.add_argument("--limit", type=int, default=20)
+    sub.add_parser(
+        "verify-log",
+        help="check the re-identification log's hash chain: reports an edited, deleted or "
+        "forged entry (exit 4 if any)",
+    )
+    sub.add_parser(
+        "verify",
+        help="check that every sealed vault entry opens for the row it sits in (no swapped or "
+        "edited entry) and the log's chain (exit 4 if anything fails)",
+    )
     return parser
 
 
@@ -547,6 +866,7 @@ def _print_log(con: duckdb.DuckDBPyConnection, limit: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # the log, the head file and DuckDB's WAL are owner-only
     args = _parser().parse_args(argv)
     try:
         request: Request | None = None
@@ -557,6 +877,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "log":
                 _print_log(con, args.limit)
                 return 0
+            if args.command in ("verify-log", "verify"):
+                master = load_master_key()
+                problems: list[str] = []
+                if args.command == "verify":
+                    entries = verify_entries(con, master)
+                    problems += entries.problems
+                    print(f"vault entries checked: {entries.entries}")
+                chain = verify_log(con, master)
+                problems += chain.problems
+                print(f"log rows checked: {chain.rows}")
+                for problem in problems:
+                    print(f"FAIL: {problem}")
+                if not problems:
+                    print("OK: every entry authentic, the log's chain intact")
+                return 4 if problems else 0
             assert request is not None
             master = load_master_key()
             if args.command == "lookup":

@@ -1,4 +1,4 @@
-{{ config(tags=['privacy']) }}
+{{ config(tags=['privacy', 'vault_stage']) }}
 {#-
     Plain (unkeyed) hashes of emails and phones are reversible by dictionary:
     no string column of any warehouse relation may hold md5 or sha256 of a

@@ -1,3 +1,4 @@
+{{ config(tags=['privacy_stage'], pre_hook="{{ require_stage() }}") }}
 {#-
     The identity interface of the consent ledger: which person each identifier
     pseudonym (subject_key) belongs to, one row per identifier and candidate

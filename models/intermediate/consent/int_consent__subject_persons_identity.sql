@@ -1,4 +1,4 @@
-{{ config(materialized='ephemeral') }}
+{{ config(materialized='ephemeral', tags=['privacy_stage']) }}
 
 {#-
     In-flight only (ephemeral): the identity map of the consent ledger from

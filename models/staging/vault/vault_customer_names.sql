@@ -43,15 +43,27 @@ names as (
 
 ),
 
-final as (
+pseudonymised as (
 
     select
         {{ pseudonymise("'customer_id'", 'customer_id') }} as customer_key,
         name_part,
-        {{ vault_seal('name_part', 'name_value') }} as sealed_value,
-        {{ key_version() }} as key_version
+        name_value
     from names
     where name_value is not null
+
+),
+
+final as (
+
+    -- Bound to the row (table, customer key, name part, key version); a random
+    -- nonce per row, so two customers with one name do not share a ciphertext.
+    select
+        customer_key,
+        name_part,
+        {{ vault_seal("'vault_customer_names'", 'customer_key', 'name_part', 'name_value') }} as sealed_value,
+        {{ key_version() }} as key_version
+    from pseudonymised
 
 )
 

@@ -168,15 +168,26 @@ all_identifiers as (
 
 ),
 
-final as (
+pseudonymised as (
 
     select
         {{ pseudonymise('id_type', 'id_value') }} as pseudonym,
         id_type,
-        {{ vault_seal('id_type', 'id_value') }} as sealed_value,
-        {{ key_version() }} as key_version
+        id_value
     from all_identifiers
     where id_type is not null and id_value is not null
+
+),
+
+final as (
+
+    -- Each sealed value is bound to its row (table, pseudonym, id type, key version).
+    select
+        pseudonym,
+        id_type,
+        {{ vault_seal("'vault_identifiers'", 'pseudonym', 'id_type', 'id_value') }} as sealed_value,
+        {{ key_version() }} as key_version
+    from pseudonymised
 
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     """Run the generator; returns the process exit code."""
     args = build_parser().parse_args(argv)
     opts = Options(

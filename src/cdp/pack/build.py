@@ -19,6 +19,7 @@ opening from disk without a server or network:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -132,6 +133,7 @@ def build_pack(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.pack",
         description="Generate the auditor pack (docs, record of processing, notices, lineage, "

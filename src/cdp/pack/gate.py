@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -419,6 +420,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.pack.gate",
         description="Check computed PII lineage against zones and declared meta.",

@@ -1,0 +1,216 @@
+"""A build in three stages, each with only the privileges it needs.
+
+=========  ==========  ===============================================  =================
+stage      target      what runs                                        holds
+=========  ==========  ===============================================  =================
+privacy    ``privacy``  seeds, staging, identity resolution: whatever   the key (Python
+                        reads the raw zone or derives keyed values       closures only),
+                                                                         raw + vault read-only
+analytics  ``local``    everything downstream: consent, rights,         the warehouse file
+                        profile, audiences, BI, audit, their tests       only; no key
+vault      ``vault``    the vault models (its only writers) and the     the key, raw
+                        warehouse-wide scan for unkeyed hashes          read-only, vault
+=========  ==========  ===============================================  =================
+
+Which node belongs to which stage is said once, by tags in
+``dbt_project.yml`` (``privacy_stage``, ``vault_stage``) and the three
+selectors of ``selectors.yml``; a test (``test_stages``) proves every node is
+in exactly one stage. DuckDB is locked down in every stage once its files are
+attached (``cdp.plugin``).
+
+:func:`run` runs one dbt command (``build``, ``run``, ``test``, ``seed``,
+``compile``) through the stages in order, parsing the project once and
+handing the same manifest to each stage. A user's own selection
+(``--select``/``--exclude``) is honoured: each stage runs the selected
+nodes that belong to it, and a stage with none is skipped, so a command that
+touches only the analytics stage needs no key. The key is taken out of the
+environment before dbt starts (:func:`cdp.keys.take_master_key`) and handed to
+the plugin in memory. The privacy and vault stages write their dbt artefacts
+under ``<target-path>/privacy`` and ``<target-path>/vault``; the analytics
+stage writes ``<target-path>`` itself, as a plain ``dbt build`` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cdp import dbt_invoke, keys, paths
+from cdp.dbt_invoke import DbtOutcome
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str
+    selector: str
+    keyed: bool
+
+
+#: The stages, in the order a build runs them.
+STAGES: Final[tuple[Stage, ...]] = (
+    Stage("privacy", "privacy", "privacy_stage", keyed=True),
+    Stage("analytics", "local", "analytics_stage", keyed=False),
+    Stage("vault", "vault", "vault_stage", keyed=True),
+)
+#: dbt commands that build or test nodes: run stage by stage.
+STAGED_COMMANDS: Final = frozenset({"build", "run", "test", "seed", "compile"})
+_SELECTION_FLAGS: Final = frozenset(
+    {"--select", "-s", "--models", "-m", "--exclude", "--selector", "--resource-type"}
+)
+_PARSE_FLAGS: Final = frozenset({"--vars"})
+
+
+def _option_values(args: Sequence[str], names: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Split ``args`` into (the named options with their values, everything else)."""
+    picked: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in names:
+            if "=" in arg:
+                picked.append(arg)
+                i += 1
+                continue
+            picked.append(arg)
+            i += 1
+            while i < len(args) and not args[i].startswith("-"):
+                picked.append(args[i])
+                i += 1
+            continue
+        rest.append(arg)
+        i += 1
+    return picked, rest
+
+
+def _target_path(extra: Sequence[str]) -> tuple[Path, list[str]]:
+    """The ``--target-path`` of ``extra`` (default ``target``) and ``extra`` without it."""
+    rest: list[str] = []
+    found = paths.PROJECT_ROOT / "target"
+    i = 0
+    while i < len(extra):
+        if extra[i] == "--target-path" and i + 1 < len(extra):
+            found = Path(extra[i + 1])
+            i += 2
+            continue
+        rest.append(extra[i])
+        i += 1
+    return found, rest
+
+
+@contextlib.contextmanager
+def _key_for(stages: Sequence[Stage]) -> Iterator[str | None]:
+    """Take the key once if a keyed stage will run; yields an error message instead."""
+    if not any(stage.keyed for stage in stages):
+        yield None
+        return
+    try:
+        master = keys.take_master_key()
+    except keys.KeyConfigError as exc:
+        yield f"cdp: {exc}"
+        return
+    with keys.holding(master):
+        yield None
+
+
+def _ls(manifest: Any, selection: Sequence[str], common: Sequence[str]) -> set[str] | None:
+    outcome = dbt_invoke.invoke(
+        ["ls", "--output", "name", "--quiet", *selection, *common], echo=False, manifest=manifest
+    )
+    if not outcome.success or not isinstance(outcome.result, list):
+        return None
+    return {str(item) for item in outcome.result}
+
+
+def run(
+    args: Sequence[str],
+    *,
+    extra: Sequence[str] = (),
+    echo: bool = True,
+) -> DbtOutcome:
+    """``dbt <args>`` stage by stage (see the module docs); other commands run as they are."""
+    if not args or args[0] not in STAGED_COMMANDS:
+        return dbt_invoke.invoke(args, extra=extra, echo=echo)
+    command, options = args[0], list(args[1:])
+    if any(o == "--target" or o.startswith("--target=") or o == "-t" for o in options):
+        return DbtOutcome(
+            False,
+            [
+                "cdp: the stages choose their own targets (privacy, local, vault); "
+                "run a single target with plain dbt instead"
+            ],
+        )
+    target_path, common_extra = _target_path(extra)
+    selection, rest = _option_values(options, _SELECTION_FLAGS)
+    parse_options, _ = _option_values(options, _PARSE_FLAGS)
+
+    parsed = dbt_invoke.invoke(
+        ["parse", *parse_options],
+        extra=["--target-path", str(target_path), *common_extra],
+        echo=False,
+    )
+    if not parsed.success or parsed.result is None:
+        return DbtOutcome(False, ["cdp: dbt parse failed", *parsed.messages], parsed.exception)
+    manifest = parsed.result
+    ls_common = [*parse_options, "--target-path", str(target_path), *common_extra]
+
+    plan: list[tuple[Stage, list[str]]] = []
+    if not selection:
+        plan = [(stage, ["--selector", stage.selector]) for stage in STAGES]
+    else:
+        chosen = _ls(manifest, selection, ls_common)
+        if chosen is None:
+            return DbtOutcome(False, ["cdp: the selection could not be resolved by dbt ls"])
+        for stage in STAGES:
+            members = _ls(manifest, ["--selector", stage.selector], ls_common)
+            if members is None:
+                return DbtOutcome(False, [f"cdp: the {stage.name} stage could not be listed"])
+            nodes = sorted(chosen & members)
+            if nodes:
+                plan.append((stage, ["--select", *nodes, "--indirect-selection", "empty"]))
+
+    messages: list[str] = []
+    results: list[Any] = []
+    failure: DbtOutcome | None = None
+    with _key_for([stage for stage, _ in plan]) as key_error:
+        if key_error is not None:
+            return DbtOutcome(False, [key_error])
+        for stage, stage_selection in plan:
+            if failure is not None and stage.name != "vault":
+                break  # the vault stage depends on the raw zone only: it still runs
+            stage_path = target_path if not stage.keyed else target_path / stage.name
+            messages.append(f"cdp: {stage.name} stage (target {stage.target})")
+            outcome = dbt_invoke.invoke(
+                [command, *rest, *stage_selection, "--target", stage.target],
+                extra=["--target-path", str(stage_path), *common_extra],
+                echo=echo,
+                manifest=manifest,
+            )
+            messages += outcome.messages
+            results.append(outcome.result)
+            if not outcome.success:
+                if stage.name == "privacy":
+                    return DbtOutcome(False, messages, outcome.exception, StagedResult(results))
+                failure = failure or outcome
+    if failure is not None:
+        return DbtOutcome(False, messages, failure.exception, StagedResult(results))
+    return DbtOutcome(True, messages, None, StagedResult(results))
+
+
+class StagedResult:
+    """The dbt results of each stage that ran; ``results`` lists every node's result."""
+
+    def __init__(self, stage_results: Sequence[Any]) -> None:
+        self.stage_results = list(stage_results)
+
+    @property
+    def results(self) -> list[Any]:
+        out: list[Any] = []
+        for result in self.stage_results:
+            out += list(getattr(result, "results", None) or [])
+        return out
