@@ -34,7 +34,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)  ## create the local virtual environment from the pinned requirements
 
 demo: $(STAMP)  ## generate a demo landing zone and build the warehouse on it
-	$(BIN)/python -m cdp.cli demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
+	umask 077; $(BIN)/python -m cdp.cli demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
 
 test: $(STAMP) lint typecheck sqllint chromium pytest  ## every check CI runs
 
@@ -59,7 +59,7 @@ DEMO_KEY_FILE := .secrets/master.key
 pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineage, summary, privacy gate) into $(PACK_DIR)
 	@if [ -z "$${CDP_MASTER_KEY:-}$${CDP_MASTER_KEY_FILE:-}" ] && [ -f $(DEMO_KEY_FILE) ]; then \
 	  echo "make pack: using the demo key $(DEMO_KEY_FILE)"; export CDP_MASTER_KEY_FILE=$(DEMO_KEY_FILE); fi; \
-	$(BIN)/python -m cdp.pack --out $(PACK_DIR)
+	umask 077; $(BIN)/python -m cdp.pack --out $(PACK_DIR)
 
 pytest: $(STAMP)  ## Python and dbt tests (builds a small generated landing zone)
 	$(BIN)/python -m pytest

@@ -25,7 +25,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cdp import paths
-from cdp.keys import DOMAINS, ENV_KEY, ENV_KEY_FILE, ENV_KEY_VERSION, load_master_key, pseudonym_key
+from cdp.keys import (
+    DOMAINS,
+    ENV_KEY,
+    ENV_KEY_FILE,
+    ENV_KEY_VERSION,
+    holding,
+    load_master_key,
+    pseudonym_key,
+)
 from cdp.normalise import IDENTIFIER_NORMALISERS, normalise_phone
 from cdp.plugin import NORMALISER_FUNCTIONS, PHONE_REGION_FUNCTION, PSEUDONYM_FUNCTIONS, Plugin
 from cdp.pseudonym import pseudonym
@@ -75,7 +83,8 @@ def key() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def plugin(key: str) -> Plugin:
-    created = BasePlugin.create("cdp.plugin", config={})
+    with holding(load_master_key()):
+        created = BasePlugin.create("cdp.plugin", config={"stage": "privacy"})
     assert isinstance(created, Plugin)
     return created
 
@@ -85,6 +94,7 @@ def con(plugin: Plugin) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with the plugin's functions, as dbt-duckdb configures one."""
     connection = duckdb.connect()
     plugin.configure_connection(connection)
+    plugin.configure_cursor(connection)
     _PLUGIN[:] = [plugin]
     yield connection
     connection.close()

@@ -159,7 +159,7 @@ def _differences(first: Path, second: Path, skip: frozenset[str] = frozenset()) 
 
 def test_event_models_ran_incrementally(increment: Increment) -> None:
     """The plain build really took the incremental path (else the comparison proves nothing)."""
-    run_dir = increment.incremental.root / "target" / "compiled" / "cdp" / "models" / "staging"
+    run_dir = increment.incremental.root / "target" / "privacy" / "compiled" / "cdp" / "models"
     for model in EVENT_MODELS:
         [compiled] = run_dir.rglob(f"{model}.sql")
         assert "triage_changed_batches" in compiled.read_text(), model

@@ -28,6 +28,9 @@ PORTABILITY_DOC = ROOT / "docs" / "portability.md"
 #: Macros dbt itself calls by name, overriding dbt's own: they stay as they are.
 EXEMPT: dict[str, str] = {
     "generate_schema_name": "dbt calls it by name for every node (an override of dbt's own macro)",
+    "target_stage": "pure Jinja over target.name: no SQL, the same on every engine",
+    "node_stage": "pure Jinja over a node's tags: no SQL, the same on every engine",
+    "require_stage": "a pre-hook that raises or renders nothing: no SQL on any engine",
 }
 #: Generic tests (``{% test x %}`` blocks become macros named ``test_x``) are called by dbt.
 GENERIC_TEST_PREFIX = "test_"

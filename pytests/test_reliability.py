@@ -313,7 +313,11 @@ def test_plugin_tightens_a_readable_warehouse_and_creates_folders_0700(
     os.chmod(old, 0o644)
     for path in (old, tmp_path / "new" / "deeper" / "warehouse.duckdb"):
         creds = DuckDBCredentials.from_dict(
-            {"path": str(path), "schema": "main", "plugins": [{"module": "cdp.plugin"}]}
+            {
+                "path": str(path),
+                "schema": "main",
+                "plugins": [{"module": "cdp.plugin", "config": {"stage": "analytics"}}],
+            }
         )
         env = environments.create(creds)
         env.handle().close()  # type: ignore[no-untyped-call]

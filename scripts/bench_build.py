@@ -266,7 +266,9 @@ def bench_hmac(rows: int) -> dict[str, float]:
     )
     figures: dict[str, float] = {}
     for line in result.stdout.splitlines():
-        match = re.match(r"(native sha256|sql macro over distinct|sql macro)\s+([\d,]+)\s", line)
+        match = re.match(
+            r"(native sha256|sql macro over distinct|sql macro|arrow udf)\s+([\d,]+)\s", line
+        )
         if match:
             figures[match.group(1)] = float(match.group(2).replace(",", ""))
     if "native sha256" not in figures or "sql macro" not in figures:
@@ -404,7 +406,7 @@ def render(results: dict[str, Any]) -> str:
             "| function | rows/s | of native |",
             "|---|---:|---:|",
         ]
-        for name in ("native sha256", "sql macro", "sql macro over distinct"):
+        for name in ("native sha256", "arrow udf", "sql macro", "sql macro over distinct"):
             if name in hmac:
                 lines.append(f"| {name} | {hmac[name]:,.0f} | {hmac[name] / native:.2f} |")
         lines.append("")

@@ -310,6 +310,33 @@ def take_master_key() -> MasterKey:
     return master
 
 
+#: Set when the dbt key guard (``dbt_cdp_keyguard``) took the key out of a dbt run's environment.
+GUARD_REMOVED_KEY: list[bool] = []
+
+
+def guard_dbt_environment() -> None:
+    """Remove ``CDP_MASTER_KEY`` from ``os.environ`` and dbt's copy of it, before any Jinja.
+
+    dbt's ``env_var()`` reads the invocation context's snapshot of the
+    environment (``dbt_common.context``), taken when the command started: the
+    key is removed from that snapshot too.
+    """
+    GUARD_REMOVED_KEY.clear()  # per dbt command: the guard runs as each one loads the project
+    removed = os.environ.pop(ENV_KEY, None) is not None
+    try:
+        from dbt_common.context import get_invocation_context
+
+        context = get_invocation_context()
+        if ENV_KEY in context.env:
+            removed = True
+            # The snapshot is a private dict of dbt's; replace it without the key.
+            context._env = {k: v for k, v in context.env.items() if k != ENV_KEY}
+    except ImportError:
+        pass
+    if removed:
+        GUARD_REMOVED_KEY.append(True)
+
+
 def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of the environment for a child process: no key, no key file."""
     env = dict(os.environ if environ is None else environ)

@@ -551,7 +551,9 @@ class Plugin(BasePlugin):
             )
         master: MasterKey | None = None
         if self.stage in KEYED_STAGES:
-            if keys.ENV_KEY in os.environ and not keys._HELD:
+            removed = bool(keys.GUARD_REMOVED_KEY) or keys.ENV_KEY in os.environ
+            keys.GUARD_REMOVED_KEY.clear()
+            if removed and not keys._HELD:
                 os.environ.pop(keys.ENV_KEY, None)
                 raise DbtRuntimeError(
                     f"cdp plugin: {keys.ENV_KEY} is set in the environment of a plain dbt run, "

@@ -44,7 +44,7 @@ from typing import Final
 
 import duckdb
 
-from cdp import dbt_invoke, paths
+from cdp import paths, stages
 from cdp.keys import ENV_KEY_VERSION, KeyConfigError, key_version, load_master_key
 from cdp.vault import IDENTIFIERS_TABLE, VaultCipher, VaultError, parse_version
 
@@ -201,7 +201,7 @@ def rotate(
     saved = os.environ.get(ENV_KEY_VERSION)
     os.environ[ENV_KEY_VERSION] = target
     try:
-        outcome = dbt_invoke.invoke(["build", "--full-refresh", *dbt_args], extra=extra)
+        outcome = stages.run(["build", "--full-refresh", *dbt_args], extra=extra)
     finally:
         if saved is None:
             os.environ.pop(ENV_KEY_VERSION, None)

@@ -33,7 +33,9 @@ stage writes ``<target-path>`` itself, as a plain ``dbt build`` would.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -91,7 +93,7 @@ def _option_values(args: Sequence[str], names: frozenset[str]) -> tuple[list[str
 def _target_path(extra: Sequence[str]) -> tuple[Path, list[str]]:
     """The ``--target-path`` of ``extra`` (default ``target``) and ``extra`` without it."""
     rest: list[str] = []
-    found = paths.PROJECT_ROOT / "target"
+    found = Path(os.environ.get("DBT_TARGET_PATH") or paths.PROJECT_ROOT / "target")
     i = 0
     while i < len(extra):
         if extra[i] == "--target-path" and i + 1 < len(extra):
@@ -103,19 +105,12 @@ def _target_path(extra: Sequence[str]) -> tuple[Path, list[str]]:
     return found, rest
 
 
-@contextlib.contextmanager
-def _key_for(stages: Sequence[Stage]) -> Iterator[str | None]:
-    """Take the key once if a keyed stage will run; yields an error message instead."""
-    if not any(stage.keyed for stage in stages):
-        yield None
-        return
+def _take_key() -> tuple[keys.MasterKey | None, str | None]:
+    """The key (taken out of the environment before dbt's key guard drops it), or why not."""
     try:
-        master = keys.take_master_key()
+        return keys.take_master_key(), None
     except keys.KeyConfigError as exc:
-        yield f"cdp: {exc}"
-        return
-    with keys.holding(master):
-        yield None
+        return None, f"cdp: {exc}"
 
 
 def _ls(manifest: Any, selection: Sequence[str], common: Sequence[str]) -> set[str] | None:
@@ -145,6 +140,21 @@ def run(
                 "run a single target with plain dbt instead"
             ],
         )
+    # Before dbt starts: its key guard (dbt_cdp_keyguard) removes the key from the environment.
+    master, key_error = _take_key()
+    with contextlib.ExitStack() as stack:
+        if master is not None:
+            stack.enter_context(keys.holding(master))
+        return _run_staged(command, options, extra, echo, key_error)
+
+
+def _run_staged(
+    command: str,
+    options: list[str],
+    extra: Sequence[str],
+    echo: bool,
+    key_error: str | None,
+) -> DbtOutcome:
     target_path, common_extra = _target_path(extra)
     selection, rest = _option_values(options, _SELECTION_FLAGS)
     parse_options, _ = _option_values(options, _PARSE_FLAGS)
@@ -177,26 +187,27 @@ def run(
     messages: list[str] = []
     results: list[Any] = []
     failure: DbtOutcome | None = None
-    with _key_for([stage for stage, _ in plan]) as key_error:
-        if key_error is not None:
-            return DbtOutcome(False, [key_error])
-        for stage, stage_selection in plan:
-            if failure is not None and stage.name != "vault":
-                break  # the vault stage depends on the raw zone only: it still runs
-            stage_path = target_path if not stage.keyed else target_path / stage.name
-            messages.append(f"cdp: {stage.name} stage (target {stage.target})")
-            outcome = dbt_invoke.invoke(
-                [command, *rest, *stage_selection, "--target", stage.target],
-                extra=["--target-path", str(stage_path), *common_extra],
-                echo=echo,
-                manifest=manifest,
-            )
-            messages += outcome.messages
-            results.append(outcome.result)
-            if not outcome.success:
-                if stage.name == "privacy":
-                    return DbtOutcome(False, messages, outcome.exception, StagedResult(results))
-                failure = failure or outcome
+    if key_error is not None and any(stage.keyed for stage, _ in plan):
+        if echo:
+            print(key_error, file=sys.stderr, flush=True)
+        return DbtOutcome(False, [key_error])
+    for stage, stage_selection in plan:
+        if failure is not None and stage.name != "vault":
+            break  # the vault stage depends on the raw zone only: it still runs
+        stage_path = target_path if not stage.keyed else target_path / stage.name
+        messages.append(f"cdp: {stage.name} stage (target {stage.target})")
+        outcome = dbt_invoke.invoke(
+            [command, *rest, *stage_selection, "--target", stage.target],
+            extra=["--target-path", str(stage_path), *common_extra],
+            echo=echo,
+            manifest=manifest,
+        )
+        messages += outcome.messages
+        results.append(outcome.result)
+        if not outcome.success:
+            if stage.name == "privacy":
+                return DbtOutcome(False, messages, outcome.exception, StagedResult(results))
+            failure = failure or outcome
     if failure is not None:
         return DbtOutcome(False, messages, failure.exception, StagedResult(results))
     return DbtOutcome(True, messages, None, StagedResult(results))

@@ -46,8 +46,10 @@ def generate_docs(target: Path) -> None:
     """``dbt docs generate --static`` into ``target`` (needs the build's environment)."""
     from cdp import dbt_invoke
 
+    # Every stage's nodes (the default selector of the analytics target would
+    # compile only its own): the gate traces lineage from the raw zone.
     outcome = dbt_invoke.invoke(
-        ["docs", "generate", "--static"],
+        ["docs", "generate", "--static", "--select", "fqn:*"],
         extra=["--target-path", str(target)],
         echo=False,
     )
