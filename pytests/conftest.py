@@ -140,3 +140,57 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not result.success:
         pytest.fail("dbt build failed on the generated landing zone:\n" + result.output[-6000:])
     yield workspace
+
+
+# Three builds on successive as_of dates, a purge before the third, each recorded as evidence.
+HISTORY_AS_OF = ("2026-11-01", "2026-11-02", "2026-11-03")
+
+
+@dataclass
+class Evidenced:
+    """A workspace built three times, its evidence record and each build's own run_results."""
+
+    workspace: Workspace
+    folder: Path
+    run_results: list[Path]
+
+    @property
+    def target(self) -> Path:
+        return self.workspace.root / "target"
+
+
+@pytest.fixture(scope="session")
+def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
+    """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each."""
+    from cdp import evidence
+    from cdp.purge import parse_as_of, purge
+
+    workspace = make_workspace(tmp_path_factory.mktemp("evidenced"))
+    folder = workspace.root / "evidence"
+    workspace.env["CDP_EVIDENCE_DIR"] = str(folder)
+    generate_landing(workspace.raw_db, workspace.truth_db)
+    kept: list[Path] = []
+    for number, as_of in enumerate(HISTORY_AS_OF, start=1):
+        args = ["build", "--vars", "{as_of: '" + as_of + "'}"]
+        if number == len(HISTORY_AS_OF):
+            purge(
+                raw_db=workspace.raw_db,
+                warehouse_db=workspace.warehouse_db,
+                as_of=parse_as_of(as_of),
+                operator="pytest",
+                environ={"CDP_MASTER_KEY": workspace.key},
+            )
+            args.append("--full-refresh")
+        result = workspace.dbt(*args)
+        if not result.success:
+            pytest.fail(f"build {number} failed:\n" + result.output[-6000:])
+        copy = workspace.root / f"run_results_{number}.json"
+        copy.write_bytes((workspace.root / "target" / "run_results.json").read_bytes())
+        kept.append(copy)
+        evidence.record(
+            workspace.root / "target",
+            folder=folder,
+            warehouse=workspace.warehouse_db,
+            raw=workspace.raw_db,
+        )
+    yield Evidenced(workspace, folder, kept)
