@@ -220,3 +220,27 @@ def test_the_catalogue_reasons_are_documented_columns() -> None:
         rows = list(csv.DictReader(handle))
     assert all("untested_models" in r and "untested_reason" in r for r in rows)
     assert next(r for r in rows if r["data_category"] == "destruction_records")["untested_reason"]
+
+
+def test_the_command_line_verifies_shows_and_explains(
+    evidenced: Evidenced, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cdp import cli
+
+    assert cli.main(["evidence", "--dir", str(evidenced.folder), "verify"]) == 0
+    assert "verified, 3 entries" in capsys.readouterr().out
+    assert cli.main(["evidence", "--dir", str(evidenced.folder), "show"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 3 and all("privacy tests passed" in line for line in shown)
+    for as_of, line in zip(HISTORY_AS_OF, shown, strict=True):
+        assert f"as_of {as_of}" in line
+    empty = tmp_path / "no-build"
+    empty.mkdir()
+    code = cli.main(
+        ["evidence", "--dir", str(tmp_path / "ev"), "record", "--target-path", str(empty)]
+    )
+    assert code == 2
+    assert "run_results.json is missing: run a build first" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evidence", "--help"])
+    assert exit_info.value.code == 0

@@ -361,5 +361,7 @@ def test_first_page_says_which_build_and_whether_every_rule_held(
     said = "every privacy rule held" if verdict.held else "NOT every privacy rule held"
     assert said in line and "the evidence record verifies" in line
     assert f"{verdict.passed} of {verdict.tests}" in line or verdict.held
+    for test in [t for t in last["privacy_tests"] if t["status"] != "pass"][:3]:
+        assert f"{test['rule']} on {test['model'] or test['test']} {test['status']}" in line
     index = (pack / "index.html").read_text(encoding="utf-8")
     assert pages.esc(line) in index

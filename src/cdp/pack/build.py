@@ -163,9 +163,14 @@ def quotable_line(entry: dict[str, Any] | None, problems: Sequence[str]) -> str:
     if v.held:
         outcome = f"every privacy rule held (all {v.tests} privacy tests passed)"
     else:
+        others = [t for t in entry.get("privacy_tests", []) if t["status"] != evidence.PASSED]
+        named = ", ".join(
+            f"{t['rule']} on {t['model'] or t['test']} {t['status']}" for t in others[:3]
+        )
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         outcome = (
             f"NOT every privacy rule held ({v.passed} of {v.tests} privacy tests passed, "
-            f"{v.warned} warned, {v.failed} failed)"
+            f"{v.warned} warned, {v.failed} failed: {named}{more})"
         )
     record = (
         "the evidence record verifies"

@@ -81,7 +81,8 @@ def retention_status(catalogue: Catalogue, entry: dict[str, Any]) -> list[tuple[
     From the build's evidence only: the within_retention tests it ran (with the categories
     each covers) and the models it found holding each category. Status: ``fail`` (a test
     failed or errored), ``warn``, ``pass``, ``not run`` (skipped), ``not tested`` (no test);
-    ``no model`` when nothing in the warehouse holds the category.
+    ``no model`` when nothing in the warehouse holds the category. A tested model that did
+    not pass is named with its status.
     """
     tests = [t for t in entry.get("privacy_tests", []) if t["rule"] == "within_retention"]
     holders = entry.get("retention_holders") or {}
@@ -90,6 +91,13 @@ def retention_status(catalogue: Catalogue, entry: dict[str, Any]) -> list[tuple[
         covering = [t for t in tests if category in (t.get("categories") or [])]
         statuses = {str(t["status"]) for t in covering}
         tested = sorted({str(t["model"]) for t in covering})
+        by_model: dict[str, set[str]] = {}
+        for test in covering:
+            by_model.setdefault(str(test["model"]), set()).add(str(test["status"]))
+        shown = [
+            m + ("" if by_model[m] == {"pass"} else f" ({', '.join(sorted(by_model[m]))})")
+            for m in tested
+        ]
         untested = sorted(set(holders.get(category, [])) - set(tested))
         if statuses & FAILING:
             status = "fail"
@@ -114,7 +122,7 @@ def retention_status(catalogue: Catalogue, entry: dict[str, Any]) -> list[tuple[
             (
                 category,
                 catalogue.retention(category),
-                ", ".join(tested) or "—",
+                ", ".join(shown) or "—",
                 status,
                 str(failing),
                 why,
