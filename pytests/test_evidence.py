@@ -244,3 +244,24 @@ def test_the_command_line_verifies_shows_and_explains(
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["evidence", "--help"])
     assert exit_info.value.code == 0
+
+
+def test_a_build_in_stages_is_one_entry(evidenced: Evidenced, tmp_path: Path) -> None:
+    """The results of two dbt invocations (e.g. a privacy stage and an analytics stage) together."""
+    run = json.loads(evidenced.run_results[-1].read_text(encoding="utf-8"))
+    half = len(run["results"]) // 2
+    stages = []
+    for number, part in enumerate((run["results"][:half], run["results"][half:]), start=1):
+        stage = tmp_path / f"stage{number}"
+        stage.mkdir()
+        shutil.copyfile(evidenced.target / "manifest.json", stage / "manifest.json")
+        (stage / "run_results.json").write_text(
+            json.dumps({**run, "results": part}), encoding="utf-8"
+        )
+        stages.append(stage)
+    ws = evidenced.workspace
+    whole = evidence.collect(evidenced.target, warehouse=ws.warehouse_db, raw=ws.raw_db, commit="c")
+    staged = evidence.collect(stages, warehouse=ws.warehouse_db, raw=ws.raw_db, commit="c")
+    assert staged["privacy_tests"] == whole["privacy_tests"]
+    assert staged["results"] == whole["results"]
+    assert staged["command"] == "build,build"

@@ -302,28 +302,41 @@ def _destructions(raw: Path) -> list[dict[str, Any]] | None:
     ]
 
 
+def _targets(target: Path | Sequence[Path]) -> list[Path]:
+    return [target] if isinstance(target, Path) else list(target)
+
+
 def collect(
-    target: Path,
+    target: Path | Sequence[Path],
     *,
     warehouse: Path | None = None,
     raw: Path | None = None,
     commit: str | None = None,
 ) -> dict[str, Any]:
-    """The evidence of the build whose artefacts are in ``target`` (not yet chained)."""
+    """The evidence of the build whose artefacts are in ``target`` (not yet chained).
+
+    A build run in stages (each its own dbt invocation and target dir) is one entry: give
+    every stage's target dir; their results are taken together, the last one's manifest.
+    """
     warehouse = warehouse or paths.warehouse_db()
     raw = raw or paths.raw_db()
+    runs: list[dict[str, Any]] = []
     try:
-        run_results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
-        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+        for folder in _targets(target):
+            runs.append(json.loads((folder / "run_results.json").read_text(encoding="utf-8")))
+        manifest = json.loads((_targets(target)[-1] / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise EvidenceError(f"{exc.filename} is missing: run a build first") from None
-    metadata = run_results.get("metadata", {})
+    if not runs:
+        raise EvidenceError("no target dir given")
+    run_results = {"results": [r for run in runs for r in run.get("results", [])]}
+    metadata = [run.get("metadata", {}) for run in runs]
     holders = retention_holders(manifest, warehouse)
     return {
         "format": FORMAT,
-        "built_at": str(metadata.get("generated_at", "")),
-        "invocation_id": str(metadata.get("invocation_id", "")),
-        "command": str((run_results.get("args") or {}).get("which", "")),
+        "built_at": str(metadata[-1].get("generated_at", "")),
+        "invocation_id": ",".join(str(m.get("invocation_id", "")) for m in metadata),
+        "command": ",".join(str((run.get("args") or {}).get("which", "")) for run in runs),
         "commit": commit if commit is not None else git_commit(),
         "as_of": _as_of(warehouse),
         "key_version": _key_version(warehouse),
@@ -450,20 +463,21 @@ def verify(folder: Path | None = None, *, expect_head: str | None = None) -> lis
 
 
 def record(
-    target: Path,
+    target: Path | Sequence[Path],
     *,
     folder: Path | None = None,
     warehouse: Path | None = None,
     raw: Path | None = None,
     since: float | None = None,
 ) -> dict[str, Any]:
-    """Collect the evidence of the build in ``target`` and append it to the record.
+    """Collect the evidence of the build in ``target`` (or its stages' dirs) and append it.
 
     ``since`` (a time.time()) refuses run results older than the build that just ran.
     """
-    results = target / "run_results.json"
-    if since is not None and results.is_file() and results.stat().st_mtime < since - 1:
-        raise EvidenceError(f"{results} predates this build: dbt wrote no results")
+    for folder_ in _targets(target):
+        results = folder_ / "run_results.json"
+        if since is not None and results.is_file() and results.stat().st_mtime < since - 1:
+            raise EvidenceError(f"{results} predates this build: dbt wrote no results")
     return append(collect(target, warehouse=warehouse, raw=raw), folder)
 
 
@@ -518,8 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument(
         "--target-path",
         type=Path,
-        default=paths.PROJECT_ROOT / "target",
-        help="dbt target dir of the build (default: target)",
+        nargs="+",
+        default=[paths.PROJECT_ROOT / "target"],
+        help="dbt target dir of the build, or one per stage of a staged build (default: target)",
     )
     ver = sub.add_parser("verify", help="exit 1 if an entry was edited or deleted")
     ver.add_argument("--expect-head", help="SEQ:HASH an auditor kept (the pack's first page)")
