@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -139,10 +140,14 @@ def _mixed_categories(node: dict[str, Any], warehouse: Path) -> list[str]:
     if declared:
         return sorted(str(c) for c in declared)
     column = str(meta["data_category_column"])
-    relation = node.get("relation_name")
-    if not relation or not column.isidentifier():
+    schema, alias = str(node.get("schema", "")), str(node.get("alias") or node.get("name", ""))
+    if not all(part.isidentifier() for part in (column, schema, alias)):
         return []
-    rows = _query(warehouse, f"select distinct {column} from {relation} where {column} is not null")
+    # Schema and table only: the database name is the warehouse file's, whatever it is called.
+    rows = _query(
+        warehouse,
+        f'select distinct "{column}" from "{schema}"."{alias}" where "{column}" is not null',
+    )
     return sorted(str(r[0]) for r in rows or [])
 
 
@@ -400,6 +405,15 @@ def append(evidence: dict[str, Any], folder: Path | None = None) -> dict[str, An
     """Chain ``evidence`` to the record and append it (the record is verified first)."""
     folder = folder or evidence_dir()
     _secure_folder(folder)
+    lock = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds appending at once take turns
+        return _append_locked(evidence, folder)
+    finally:
+        os.close(lock)
+
+
+def _append_locked(evidence: dict[str, Any], folder: Path) -> dict[str, Any]:
     problems = verify(folder)
     if problems:
         raise EvidenceError(
