@@ -7,6 +7,7 @@ a random master key, so tests never touch a developer's data/ or demo key.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -143,3 +144,68 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     if not result.success:
         pytest.fail("dbt build failed on the generated landing zone:\n" + result.output[-6000:])
     yield workspace
+
+
+# Three builds on successive as_of dates, a purge before the third, each recorded as evidence.
+HISTORY_AS_OF = ("2026-11-01", "2026-11-02", "2026-11-03")
+
+
+@dataclass
+class Evidenced:
+    """A workspace built three times, its evidence record and each build's own run_results."""
+
+    workspace: Workspace
+    folder: Path
+    run_results: list[Path]
+
+    @property
+    def target(self) -> Path:
+        return self.workspace.root / "target"
+
+
+@pytest.fixture(scope="session")
+def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
+    """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each."""
+    from cdp import evidence
+    from cdp.purge import parse_as_of, purge
+
+    workspace = make_workspace(tmp_path_factory.mktemp("evidenced"))
+    folder = workspace.root / "evidence"
+    workspace.env["CDP_EVIDENCE_DIR"] = str(folder)
+    generate_landing(workspace.raw_db, workspace.truth_db)
+    kept: list[Path] = []
+    for number, as_of in enumerate(HISTORY_AS_OF, start=1):
+        args = ["build", "--vars", "{as_of: '" + as_of + "'}"]
+        if number == len(HISTORY_AS_OF):
+            purge(
+                raw_db=workspace.raw_db,
+                warehouse_db=workspace.warehouse_db,
+                as_of=parse_as_of(as_of),
+                operator="pytest",
+                environ={"CDP_MASTER_KEY": workspace.key},
+            )
+            args.append("--full-refresh")
+        result = workspace.dbt(*args)
+        if not result.success:
+            pytest.fail(f"build {number} failed:\n" + result.output[-6000:])
+        # The build ran in stages (cdp.stages): its results are the stages' results together.
+        targets = stages.stage_target_paths(workspace.root / "target")
+        runs = [json.loads((t / "run_results.json").read_text(encoding="utf-8")) for t in targets]
+        merged = {
+            **runs[0],
+            "metadata": {
+                **runs[0]["metadata"],
+                "invocation_id": ",".join(str(r["metadata"]["invocation_id"]) for r in runs),
+            },
+            "results": [result for run in runs for result in run["results"]],
+        }
+        copy = workspace.root / f"run_results_{number}.json"
+        copy.write_text(json.dumps(merged), encoding="utf-8")
+        kept.append(copy)
+        evidence.record(
+            targets,
+            folder=folder,
+            warehouse=workspace.warehouse_db,
+            raw=workspace.raw_db,
+        )
+    yield Evidenced(workspace, folder, kept)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
+import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
+from cdp import evidence
 from cdp.pack import build, lineage, pages
 from cdp.pack.lineage import ColumnRef
-from conftest import ROOT, Workspace
+from conftest import HISTORY_AS_OF, ROOT, Evidenced, run_dbt
 
 ARTIFACTS = ROOT / "artifacts" / "pack"
 PAGES = [
@@ -26,28 +33,53 @@ PAGES = [
     "privacy_notice_en.html",
     "privacy_notice_ru.html",
     "compliance_summary.html",
+    "history.html",
     "privacy_gate.html",
     "dbt_docs/index.html",
 ]
 
 
 @pytest.fixture(scope="module")
-def documented(built: Workspace) -> Path:
-    """The session build's target dir with catalog.json and static_index.html (docs generate once)."""
-    target = built.root / "target"
-    if not (target / "static_index.html").is_file():
-        result = built.dbt("docs", "generate", "--static", "--select", "fqn:*")
-        assert result.success, result.output[-3000:]
+def documented(evidenced: Evidenced, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the last build's target dir, documented there (the build's own stays as built)."""
+    target = tmp_path_factory.mktemp("documented") / "target"
+    shutil.copytree(evidenced.target, target)
+    result = run_dbt(
+        ("docs", "generate", "--static", "--select", "fqn:*"),
+        evidenced.workspace.env,
+        target.parent,
+    )
+    assert result.success, result.output[-3000:]
     return target
 
 
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="module")
-def pack(built: Workspace, documented: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pack(evidenced: Evidenced, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`cdp pack` as a user runs it: docs generated in a dir of its own, the build's target untouched."""
     out = tmp_path_factory.mktemp("pack")
-    result = build.build_pack(
-        out, documented, warehouse=built.warehouse_db, raw=built.raw_db, vault=built.vault_db
-    )
-    assert result.gate_passed, "\n".join(str(f) for f in result.findings if not f.warning)
+    results = evidenced.target / "run_results.json"
+    before = (results.read_bytes(), results.stat().st_mtime_ns)
+    listing = sorted(p.name for p in evidenced.target.iterdir())
+    with environment(evidenced.workspace.env):
+        code = build.main(["--out", str(out)])
+    assert code == 0, "the privacy gate failed"
+    assert (results.read_bytes(), results.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in evidenced.target.iterdir()) == listing
+    assert results.read_bytes() == evidenced.run_results[-1].read_bytes()
     return out
 
 
@@ -232,3 +264,106 @@ def test_transformations_are_classified(expression: str, label: str) -> None:
     )
     assert model.error is None
     assert model.columns["out"] == {ColumnRef("source.cdp.crm.customers", "email"): label}
+
+
+@pytest.mark.dbt
+def test_summary_retention_is_the_builds_own_outcome(pack: Path, evidenced: Evidenced) -> None:
+    """Each category's status, recomputed here from the last build's run_results and manifest."""
+    run = json.loads(evidenced.run_results[-1].read_text(encoding="utf-8"))
+    manifest = json.loads((evidenced.target / "manifest.json").read_text(encoding="utf-8"))
+    nodes = manifest["nodes"]
+    con = duckdb.connect(str(evidenced.workspace.warehouse_db), read_only=True)
+    statuses: dict[str, set[str]] = {}
+    try:
+        for result in run["results"]:
+            node = nodes.get(result["unique_id"], {})
+            if (node.get("test_metadata") or {}).get("name") != "within_retention":
+                continue
+            model = nodes[node["attached_node"]]
+            meta = model["config"]["meta"]
+            if meta.get("data_category"):
+                categories = {meta["data_category"]}
+            else:
+                column = meta["data_category_column"]
+                categories = {
+                    r[0]
+                    for r in con.execute(
+                        f"select distinct {column} from {model['relation_name']}"
+                    ).fetchall()
+                }
+            for category in categories:
+                statuses.setdefault(category, set()).add(result["status"])
+    finally:
+        con.close()
+    expected = {
+        c: "fail" if s & {"fail", "error"} else "warn" if "warn" in s else "pass"
+        for c, s in statuses.items()
+    }
+    rows = _md_rows((pack / "compliance_summary.md").read_text(encoding="utf-8"), "Category")
+    shown = {row[0]: row for row in rows}
+    catalogue = pages.Catalogue.load(ROOT / "seeds")
+    assert set(shown) == set(catalogue.categories)
+    for category, row in shown.items():
+        assert row[3] == expected.get(category, "no model"), row
+        assert "not tested" not in row[3] and "NO REASON" not in row[5], row
+        if row[3] == "no model":
+            assert catalogue.categories[category]["untested_reason"] in row[5]
+    # The staging tables hold expired raw rows until the purge: before it they warn, after it
+    # (the third build) they pass; the person-level models passed all along.
+    assert expected["site_activity"] == "pass"
+    first = evidence.read_entries(evidenced.folder)[0]
+    assert {
+        t["status"]
+        for t in first["privacy_tests"]
+        if t["model"] == "stg_web__events_triaged" and t["rule"] == "within_retention"
+    } == {"warn"}
+    results = _md_rows((pack / "compliance_summary.md").read_text(encoding="utf-8"), "Kind")
+    assert sum(int(r[2]) for r in results) == len(run["results"])
+
+
+@pytest.mark.dbt
+def test_history_pictures_show_a_point_per_build(pack: Path) -> None:
+    text = (pack / "history.html").read_text(encoding="utf-8")
+    svgs = re.findall(r"<svg class=\"history\".*?</svg>", text, flags=re.S)
+    charts = {}
+    for svg in svgs:
+        root = ET.fromstring(svg)  # noqa: S314  (the pack's own output, not untrusted input)
+        ns = "{http://www.w3.org/2000/svg}"
+        series = {
+            g.get("data-series"): [c for c in g.iter(f"{ns}circle") if c.get("class") == "point"]
+            for g in root.iter(f"{ns}g")
+            if g.get("class") == "series"
+        }
+        charts[root.get("data-chart")] = series
+    assert set(charts) == {"consent", "requests", "destructions", "rules"}
+    for name, series in charts.items():
+        assert series, name
+        for label, points in series.items():
+            assert len(points) == len(HISTORY_AS_OF), (name, label, len(points))
+    assert set(charts["requests"]) == {"received", "overdue", "closed"}
+    purposes = {p["purpose_code"] for p in pages.Catalogue.load(ROOT / "seeds").purposes}
+    assert set(charts["consent"]) <= purposes and len(charts["consent"]) >= 5
+    assert {"within_retention", "consent_presence"} <= set(charts["rules"])
+    assert len(charts["destructions"]) >= 2  # all categories, and each category destroyed
+    for as_of in HISTORY_AS_OF:
+        assert as_of in text
+    assert "The evidence record verifies" in text
+
+
+@pytest.mark.dbt
+def test_first_page_says_which_build_and_whether_every_rule_held(
+    pack: Path, evidenced: Evidenced
+) -> None:
+    last = evidence.read_entries(evidenced.folder)[-1]
+    line = (pack / "describes.txt").read_text(encoding="utf-8").strip()
+    assert "\n" not in line
+    for part in (last["built_at"], str(last["commit"]), str(last["as_of"]), last["hash"][:16]):
+        assert part in line, part
+    verdict = evidence.verdict(last)
+    said = "every privacy rule held" if verdict.held else "NOT every privacy rule held"
+    assert said in line and "the evidence record verifies" in line
+    assert f"{verdict.passed} of {verdict.tests}" in line or verdict.held
+    for test in [t for t in last["privacy_tests"] if t["status"] != "pass"][:3]:
+        assert f"{test['rule']} on {test['model'] or test['test']} {test['status']}" in line
+    index = (pack / "index.html").read_text(encoding="utf-8")
+    assert pages.esc(line) in index

@@ -6,6 +6,7 @@
     cdp publish validate the anonymised marts and publish them to data/published/
     cdp access  subject access / portability export (privacy officer only)
     cdp pack    the auditor pack; cdp gate: the privacy gate
+    cdp evidence  the build evidence record: verify, show, record
     cdp rotate  rotate the master key version
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
@@ -157,6 +158,24 @@ def publish_marts() -> bool:
     return True
 
 
+def record_evidence(since: float) -> None:
+    """Append the build's evidence (its run_results, as_of, counts) to the evidence record."""
+    from cdp import evidence
+
+    try:
+        # Every stage's results: privacy, analytics and vault (cdp.stages).
+        entry = evidence.record(stages.stage_target_paths(), since=since)
+    except evidence.EvidenceError as exc:
+        _say(f"evidence not recorded: {exc}")
+        return
+    verdict = evidence.verdict(entry)
+    _say(
+        f"evidence entry {entry['seq']} recorded in {evidence.log_file()}: "
+        f"{verdict.passed}/{verdict.tests} privacy tests passed, {verdict.warned} warned, "
+        f"{verdict.failed} failed"
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if not os.environ.get(keys.ENV_KEY) and not os.environ.get(keys.ENV_KEY_FILE):
         key_file = keys.create_demo_key()
@@ -198,7 +217,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say("generating the landing zone failed (see above)")
         return 1
     check_raw_zone(paths.raw_db())
-    if not run_dbt(["build"], master):
+    started = time.time()
+    built = run_dbt(["build"], master)
+    record_evidence(started)
+    if not built:
         return 1
     print_accounting(paths.warehouse_db())
     _say(f"warehouse built: {paths.warehouse_db()} (vault: {paths.vault_db()})")
@@ -222,7 +244,10 @@ def preflight_key() -> keys.MasterKey:
 
 def cmd_build(args: argparse.Namespace) -> int:
     master = preflight()
-    if not run_dbt(["build", *args.dbt_args], master):
+    started = time.time()
+    built = run_dbt(["build", *args.dbt_args], master)
+    record_evidence(started)
+    if not built:
         return 1
     return 0 if publish_marts() else 1
 
@@ -238,6 +263,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
         "subject access / portability export (privacy officer only; logged in the vault)",
     ),
     "pack": ("cdp.pack.build", "generate the auditor pack (docs, records, lineage, notices)"),
+    "evidence": ("cdp.evidence", "the build evidence record: record, verify (tamper check), show"),
     "gate": ("cdp.pack.gate", "the privacy gate: computed PII lineage against zones and meta"),
     "rotate": ("cdp.rotate", "rotate the master key version (a verified full rebuild)"),
     "vault": (

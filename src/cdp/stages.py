@@ -105,6 +105,12 @@ def _target_path(extra: Sequence[str]) -> tuple[Path, list[str]]:
     return found, rest
 
 
+def stage_target_paths(target_path: Path | None = None) -> list[Path]:
+    """Where each stage writes its dbt artefacts, in stage order (for the evidence record)."""
+    base, _ = _target_path([] if target_path is None else ["--target-path", str(target_path)])
+    return [base if not stage.keyed else base / stage.name for stage in STAGES]
+
+
 def _take_key() -> tuple[keys.MasterKey | None, str | None]:
     """The key (taken out of the environment before dbt's key guard drops it), or why not."""
     try:

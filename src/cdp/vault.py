@@ -28,7 +28,7 @@ Nonces:
 * names (``deterministic=False``): a random 96-bit nonce per row
   (``os.urandom``). Names are not identifiers: nobody looks them up by
   equality, and a deterministic seal would show which customers share a
-  name, so one known name would reveal all of them (decision 36).
+  name, so one known name would reveal all of them (decision 37).
 
 blob = nonce (12 bytes) || ciphertext || tag (16 bytes).
 

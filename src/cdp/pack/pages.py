@@ -39,6 +39,7 @@ NAV = [
     ("privacy_notice_ru.html", "Уведомление (RU)"),
     ("lineage.html", "PII lineage"),
     ("compliance_summary.html", "Compliance summary"),
+    ("history.html", "Evidence history"),
     ("privacy_gate.html", "Privacy gate"),
     ("dbt_docs/index.html", "dbt docs"),
 ]

@@ -1,8 +1,7 @@
-"""The compliance summary: read from the built databases (read-only) and run_results.json."""
+"""The compliance summary: from the build's evidence entry and the built databases (read-only)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -73,27 +72,68 @@ def _requests(warehouse: Path) -> list[tuple[Any, ...]] | str:
     return [(k, *v) for k, v in sorted(summary.items())]
 
 
-def test_results(target: Path) -> tuple[list[tuple[Any, ...]], dict[str, list[str]]]:
-    file = target / "run_results.json"
-    if not file.is_file():
-        return [], {}
-    results = json.loads(file.read_text(encoding="utf-8"))
-    counts: dict[tuple[str, str], int] = {}
-    retention: dict[str, list[str]] = {}
-    for result in results.get("results", []):
-        kind = str(result["unique_id"]).split(".", 1)[0]
-        key = (kind, str(result["status"]))
-        counts[key] = counts.get(key, 0) + 1
-        if kind == "test" and "within_retention" in result["unique_id"]:
-            retention.setdefault(str(result["status"]), []).append(result["unique_id"])
-    rows = [(k, s, n) for (k, s), n in sorted(counts.items())]
-    return rows, retention
+FAILING = frozenset({"fail", "error"})
+
+
+def retention_status(catalogue: Catalogue, entry: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per data category: window, tested models, status, failing rows, untested models and why.
+
+    From the build's evidence only: the within_retention tests it ran (with the categories
+    each covers) and the models it found holding each category. Status: ``fail`` (a test
+    failed or errored), ``warn``, ``pass``, ``not run`` (skipped), ``not tested`` (no test);
+    ``no model`` when nothing in the warehouse holds the category. A tested model that did
+    not pass is named with its status.
+    """
+    tests = [t for t in entry.get("privacy_tests", []) if t["rule"] == "within_retention"]
+    holders = entry.get("retention_holders") or {}
+    rows: list[tuple[str, ...]] = []
+    for category, spec in catalogue.categories.items():
+        covering = [t for t in tests if category in (t.get("categories") or [])]
+        statuses = {str(t["status"]) for t in covering}
+        tested = sorted({str(t["model"]) for t in covering})
+        by_model: dict[str, set[str]] = {}
+        for test in covering:
+            by_model.setdefault(str(test["model"]), set()).add(str(test["status"]))
+        shown = [
+            m + ("" if by_model[m] == {"pass"} else f" ({', '.join(sorted(by_model[m]))})")
+            for m in tested
+        ]
+        untested = sorted(set(holders.get(category, [])) - set(tested))
+        if statuses & FAILING:
+            status = "fail"
+        elif "skipped" in statuses:
+            status = "not run"
+        elif "warn" in statuses:
+            status = "warn"
+        elif covering:
+            status = "pass"
+        else:
+            status = "not tested" if holders.get(category) else "no model"
+        reason = (spec.get("untested_reason") or "").strip()
+        declared = {m for m in (spec.get("untested_models") or "").split(";") if m}
+        if untested and not set(untested) <= declared:
+            why = "NO REASON GIVEN for " + ", ".join(sorted(set(untested) - declared))
+        elif untested or not covering:
+            why = (", ".join(untested) + ": " if untested else "") + (reason or "NO REASON GIVEN")
+        else:
+            why = "—"
+        failing = sum(int(t.get("failures") or 0) for t in covering)
+        rows.append(
+            (
+                category,
+                catalogue.retention(category),
+                ", ".join(shown) or "—",
+                status,
+                str(failing),
+                why,
+            )
+        )
+    return rows
 
 
 def compliance_summary(
     catalogue: Catalogue,
-    manifest: dict[str, Any],
-    target: Path,
+    entry: dict[str, Any] | None,
     warehouse: Path,
     raw: Path,
     vault: Path,
@@ -121,33 +161,18 @@ def compliance_summary(
             coverage,
         )
     )
-    runs, retention_tests = test_results(target)
-    by_category: dict[str, list[str]] = {}
-    for node in manifest["nodes"].values():
-        meta = node.get("config", {}).get("meta") or {}
-        category = meta.get("data_category")
-        if node.get("resource_type") == "model" and category:
-            by_category.setdefault(str(category), []).append(node["name"])
-    status_of = {uid: status for status, uids in retention_tests.items() for uid in uids}
-    retention_rows = []
-    for category in catalogue.categories:
-        models = sorted(by_category.get(category, []))
-        tests = [s for uid, s in status_of.items() if any(m in uid for m in models)]
-        verdict = (
-            "no model"
-            if not models
-            else (
-                "fail" if any(s != "pass" for s in tests) else ("pass" if tests else "not tested")
-            )
-        )
-        retention_rows.append(
-            (category, catalogue.retention(category), ", ".join(models) or "—", verdict)
-        )
     parts.append(
         _section(
-            "Retention status per data category (test within_retention)",
-            ("Category", "Window", "Models", "Status"),
-            retention_rows,
+            "Retention status per data category (tests within_retention of the build)",
+            (
+                "Category",
+                "Window",
+                "Models tested",
+                "Status",
+                "Rows past the window",
+                "Untested, and why",
+            ),
+            retention_status(catalogue, entry) if entry else "no build evidence recorded",
         )
     )
     requests = _requests(warehouse)
@@ -185,9 +210,11 @@ def compliance_summary(
     )
     parts.append(
         _section(
-            "Results of the last build (run_results.json)",
+            "Results of the build (its run_results, kept in the evidence record)",
             ("Kind", "Status", "Count"),
-            runs or "no run_results.json in the target",
+            [(r["kind"], r["status"], r["count"]) for r in entry["results"]]
+            if entry
+            else "no build evidence recorded",
         )
     )
     body = "".join(html_part for html_part, _md in parts)
