@@ -81,6 +81,9 @@ def test_rotation_repseudonymises_and_old_pseudonyms_stop_resolving(
 
     assert rotate.main(["--to-version", "2", *SELECT, *_dbt_paths(ws)]) == 0
     assert "v1 -> v2; no older pseudonym left" in capsys.readouterr().out.splitlines()[-1]
+    # The rotation took the key out of its process's environment (cdp.keys.take_master_key);
+    # the officer's next command is a new process with the key in its environment again.
+    monkeypatch.setenv("CDP_MASTER_KEY", ws.key)
 
     # The vault follows: only v2 entries, and it opens with the v2 keys.
     assert rotate.vault_versions(ws.vault_db) == ["v2"]

@@ -179,6 +179,11 @@ def _run_staged(
     if not selection:
         plan = [(stage, ["--selector", stage.selector]) for stage in STAGES]
     else:
+        # Without a --select, dbt would apply the target's default selector (one stage):
+        # a --resource-type or --exclude alone narrows the whole project instead.
+        named = {"--select", "-s", "--models", "-m", "--selector"}
+        if not any(arg.split("=", 1)[0] in named for arg in selection):
+            selection = ["--select", "fqn:*", *selection]
         chosen = _ls(manifest, selection, ls_common)
         if chosen is None:
             return DbtOutcome(False, ["cdp: the selection could not be resolved by dbt ls"])
