@@ -180,6 +180,11 @@ def _step(node: exp.Expr, child: exp.Expr) -> str | None:
         if name.startswith("cdp_pseudonym"):
             return PSEUDONYMISED
         if name == "cdp_vault_seal":
+            # cdp_vault_seal(table, owner, kind, value): only the value is encrypted into
+            # the blob; the others are authenticated data, bound to it but not in it.
+            arguments = list(getattr(node, "expressions", None) or [])
+            if arguments and child is not arguments[-1]:
+                return DERIVED
             return SEALED
         if name in HASHING:
             return HASHED
@@ -507,6 +512,30 @@ def _schema(catalog: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _declared_schema(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Fill in relations the catalog lacks from their declared columns.
+
+    The catalog lists what the docs run could see: the analytics stage that
+    generates the docs attaches neither the raw zone nor the vault (decision
+    35). Sources' declared columns are the landing-zone contract, which every
+    build checks column by column before it starts; the vault models' are
+    their enforced yml.
+    """
+    for entry in (*manifest.get("sources", {}).values(), *manifest.get("nodes", {}).values()):
+        columns = entry.get("columns") or {}
+        database, db_schema = entry.get("database"), entry.get("schema")
+        name = entry.get("identifier") or entry.get("alias") or entry.get("name")
+        if not columns or not database or not db_schema or not name:
+            continue
+        tables = schema.setdefault(str(database).lower(), {}).setdefault(str(db_schema).lower(), {})
+        if str(name).lower() in tables:
+            continue
+        tables[str(name).lower()] = {
+            str(column).lower(): str(spec.get("data_type") or "varchar")
+            for column, spec in columns.items()
+        }
+
+
 def is_materialised(node: dict[str, Any]) -> bool:
     return node.get("resource_type") in ("model", "snapshot") and node.get("config", {}).get(
         "materialized"
@@ -546,6 +575,7 @@ def project_lineage(
     """Lineage of every materialised model in the manifest."""
     relations = _relations(manifest)
     schema = _schema(catalog)
+    _declared_schema(manifest, schema)
     models: dict[str, ModelLineage] = {}
     for unique_id, node in sorted(manifest["nodes"].items()):
         if not is_materialised(node) or node.get("package_name") != manifest["metadata"].get(
