@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp import dbt_invoke, keys, paths, vault
+from cdp import dbt_invoke, keys, paths, stages, vault
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import MasterKey, pseudonym_key
 from cdp.pseudonym import _IPAD, _OPAD, blob_literal, hmac_pads, pseudonym_macro_sql
@@ -406,6 +406,65 @@ def test_nothing_written_holds_key_material(scene: Scene) -> None:
     scanned, hits = scan([ws.root, scene.analyst.runs, scene.analyst.project], key_markers(ws))
     assert scanned > 20
     assert hits == []
+
+
+# --------------------------------------------------------------------------- Python models
+
+STEAL_MODEL = """
+def model(dbt, session):
+    import os
+    import pandas
+    from cdp import keys
+    held = keys._HELD[-1].secret.decode() if keys._HELD else "nothing held"
+    with open(os.environ["CDP_TEST_STEAL_TO"], "w") as out:
+        out.write(held)
+    return pandas.DataFrame({"x": [1]})
+"""
+
+
+def test_a_python_model_would_read_the_held_key_and_is_refused(scene: Scene) -> None:
+    """A Python model runs arbitrary Python in the build's process, which holds the key."""
+    analyst, ws = scene.analyst, scene.ws
+    model = analyst.project / "models" / "attack" / "attack_steal.py"
+    model.write_text(STEAL_MODEL)
+    try:
+        # Planted weak configuration: the key held in the process, Python models allowed.
+        loot = analyst.runs / "stolen.txt"
+        with keys.holding(_master(scene.ws)):
+            analyst.dbt("run", "--select", "attack_steal", env={"CDP_TEST_STEAL_TO": str(loot)})
+        assert loot.read_text() == ws.key
+        loot.unlink()
+        # The product: the staged build refuses a project with a Python model ...
+        saved = os.environ.get(keys.ENV_KEY)
+        os.environ.update({**analyst.env, keys.ENV_KEY: ws.key})
+        try:
+            refused = stages.run(
+                ["build", "--select", "attack_steal"],
+                extra=["--target-path", str(analyst.runs / "staged")],
+                echo=False,
+                project_dir=str(analyst.project),
+            )
+        finally:
+            os.environ.pop(keys.ENV_KEY, None)
+            if saved is not None:
+                os.environ[keys.ENV_KEY] = saved
+        assert not refused.success
+        assert "Python models (attack_steal)" in refused.output
+        # ... and so does a plain dbt run of a keyed stage.
+        keyed = analyst.dbt(
+            "run",
+            "--select",
+            "attack_steal",
+            "--target",
+            "privacy",
+            env={keys.ENV_KEY_FILE: str(scene.key_file), "CDP_TEST_STEAL_TO": str(loot)},
+        )
+        assert not keyed.success
+        assert "Python models" in keyed.output
+        assert ws.key not in keyed.output + refused.output
+        assert not loot.exists()
+    finally:
+        model.unlink()
 
 
 # --------------------------------------------------------------------------- the vault

@@ -333,6 +333,21 @@ def check_landing_zone(raw: Path) -> None:
         )
 
 
+def _python_model_files() -> list[str]:
+    """Python model files of the dbt project being run (``models/**/*.py``)."""
+    try:
+        from dbt.flags import get_flags
+
+        project = getattr(get_flags(), "PROJECT_DIR", None)  # type: ignore[no-untyped-call]
+    except Exception:
+        project = None
+    root = Path(str(project)) if project else Path.cwd()
+    models = root / "models"
+    if not models.is_dir():
+        return []
+    return sorted(str(p.relative_to(root)) for p in models.rglob("*.py"))
+
+
 def _dbt_full_refresh() -> bool:
     try:
         from dbt.flags import get_flags
@@ -561,6 +576,13 @@ class Plugin(BasePlugin):
                     f"{self.stage} stage with `cdp build` (it takes the key out of the "
                     f"environment before dbt starts), or give dbt the key as a file: "
                     f"{keys.ENV_KEY_FILE}=/path/to/owner-only/file"
+                )
+            python = _python_model_files()
+            if python:
+                raise DbtRuntimeError(
+                    f"cdp plugin: the {self.stage} stage holds the master key, and the project "
+                    f"has Python models ({', '.join(python[:5])}), which would run arbitrary "
+                    f"Python beside it; write them as SQL models"
                 )
             try:
                 master = keys.take_master_key()

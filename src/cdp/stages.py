@@ -111,6 +111,23 @@ def stage_target_paths(target_path: Path | None = None) -> list[Path]:
     return [base if not stage.keyed else base / stage.name for stage in STAGES]
 
 
+def python_models(manifest: Any) -> list[str]:
+    """The project's Python models: they would run arbitrary Python in the build process."""
+    return sorted(
+        str(node.name)
+        for node in manifest.nodes.values()
+        if getattr(node, "language", "sql") == "python"
+    )
+
+
+def python_models_refused(names: Sequence[str]) -> str:
+    return (
+        f"cdp: the project has Python models ({', '.join(names)}); a Python model runs "
+        f"arbitrary Python inside the build, whose keyed stages hold the master key in "
+        f"memory, so the build refuses them. Write them as SQL models (docs/decisions.md, 35)"
+    )
+
+
 def _take_key() -> tuple[keys.MasterKey | None, str | None]:
     """The key (taken out of the environment before dbt's key guard drops it), or why not."""
     try:
@@ -119,9 +136,14 @@ def _take_key() -> tuple[keys.MasterKey | None, str | None]:
         return None, f"cdp: {exc}"
 
 
-def _ls(manifest: Any, selection: Sequence[str], common: Sequence[str]) -> set[str] | None:
+def _ls(
+    manifest: Any, selection: Sequence[str], common: Sequence[str], project_dir: str | None = None
+) -> set[str] | None:
     outcome = dbt_invoke.invoke(
-        ["ls", "--output", "name", "--quiet", *selection, *common], echo=False, manifest=manifest
+        ["ls", "--output", "name", "--quiet", *selection, *common],
+        echo=False,
+        manifest=manifest,
+        project_dir=project_dir,
     )
     if not outcome.success or not isinstance(outcome.result, list):
         return None
@@ -133,10 +155,11 @@ def run(
     *,
     extra: Sequence[str] = (),
     echo: bool = True,
+    project_dir: str | None = None,
 ) -> DbtOutcome:
     """``dbt <args>`` stage by stage (see the module docs); other commands run as they are."""
     if not args or args[0] not in STAGED_COMMANDS:
-        return dbt_invoke.invoke(args, extra=extra, echo=echo)
+        return dbt_invoke.invoke(args, extra=extra, echo=echo, project_dir=project_dir)
     command, options = args[0], list(args[1:])
     if any(o == "--target" or o.startswith("--target=") or o == "-t" for o in options):
         return DbtOutcome(
@@ -151,7 +174,7 @@ def run(
     with contextlib.ExitStack() as stack:
         if master is not None:
             stack.enter_context(keys.holding(master))
-        return _run_staged(command, options, extra, echo, key_error)
+        return _run_staged(command, options, extra, echo, key_error, project_dir)
 
 
 def _run_staged(
@@ -160,6 +183,7 @@ def _run_staged(
     extra: Sequence[str],
     echo: bool,
     key_error: str | None,
+    project_dir: str | None,
 ) -> DbtOutcome:
     target_path, common_extra = _target_path(extra)
     selection, rest = _option_values(options, _SELECTION_FLAGS)
@@ -169,10 +193,14 @@ def _run_staged(
         ["parse", *parse_options],
         extra=["--target-path", str(target_path), *common_extra],
         echo=False,
+        project_dir=project_dir,
     )
     if not parsed.success or parsed.result is None:
         return DbtOutcome(False, ["cdp: dbt parse failed", *parsed.messages], parsed.exception)
     manifest = parsed.result
+    python = python_models(manifest)
+    if python:
+        return DbtOutcome(False, [python_models_refused(python)])
     ls_common = [*parse_options, "--target-path", str(target_path), *common_extra]
 
     plan: list[tuple[Stage, list[str]]] = []
@@ -184,11 +212,11 @@ def _run_staged(
         named = {"--select", "-s", "--models", "-m", "--selector"}
         if not any(arg.split("=", 1)[0] in named for arg in selection):
             selection = ["--select", "fqn:*", *selection]
-        chosen = _ls(manifest, selection, ls_common)
+        chosen = _ls(manifest, selection, ls_common, project_dir)
         if chosen is None:
             return DbtOutcome(False, ["cdp: the selection could not be resolved by dbt ls"])
         for stage in STAGES:
-            members = _ls(manifest, ["--selector", stage.selector], ls_common)
+            members = _ls(manifest, ["--selector", stage.selector], ls_common, project_dir)
             if members is None:
                 return DbtOutcome(False, [f"cdp: the {stage.name} stage could not be listed"])
             nodes = sorted(chosen & members)
@@ -212,6 +240,7 @@ def _run_staged(
             extra=["--target-path", str(stage_path), *common_extra],
             echo=echo,
             manifest=manifest,
+            project_dir=project_dir,
         )
         messages += outcome.messages
         results.append(outcome.result)
