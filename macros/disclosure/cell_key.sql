@@ -78,13 +78,14 @@
       no_perturbation             exact counts and sums (the cell key method off)
       fresh_noise                 a new random draw every build (as the old DuckDB random() noise)
       totals_without_l_diversity  totals published whatever their class's sensitive values
+      suppressed_rows_shown       bi_cohort_retention shows its suppressed cells as empty rows
 -#}
 {% macro disclosure_weakened() -%}
     {{ return(adapter.dispatch('disclosure_weakened', 'cdp')()) }}
 {%- endmacro %}
 
 {% macro default__disclosure_weakened() -%}
-    {%- set allowed = ['no_perturbation', 'fresh_noise', 'totals_without_l_diversity'] -%}
+    {%- set allowed = ['no_perturbation', 'fresh_noise', 'totals_without_l_diversity', 'suppressed_rows_shown'] -%}
     {%- set value = var('disclosure_weaken', []) -%}
     {%- if value is string or value is mapping or value is not iterable -%}
         {{ exceptions.raise_compiler_error("var disclosure_weaken must be a list of " ~ allowed | join(', ')) }}

@@ -99,6 +99,7 @@ MARTS: dict[str, MartSpec] = {
     "bi_consent_coverage": MartSpec(
         ("purpose_code", "coverage_month"), "consent_channel", "persons_in_force", totals=True
     ),
+    # suppressed cells are left out (their cells are added by _add_cohort_relations)
     "bi_cohort_retention": MartSpec(
         ("cohort_month",), "months_since_first", "active_customers", secondary=False
     ),
@@ -192,6 +193,7 @@ class _Model:
         self.high: list[float] = []
         self.required: dict[int, float] = {}
         self.rows: list[tuple[dict[int, float], bool]] = []  # (terms, is_equality): sum <= or == 0
+        self.problems: list[str] = []
 
     def var(self, table: str, row: tuple[str, ...], column: str) -> int:
         name = (table, row, column)
@@ -225,6 +227,8 @@ def _number(value: Any) -> float | None:
 def _count_bounds(value: float, params: Parameters, floor: int) -> tuple[float, float]:
     """True counts consistent with a published count (perturbed counts are never below ``floor``)."""
     noise = params.max_count_noise
+    if value < floor:  # a rule broken (reported as a problem): only the noise bounds it
+        return max(0.0, value - noise), value + noise
     return max(float(floor), value - noise), value + noise
 
 
@@ -289,6 +293,10 @@ def _add_mart(
                 model.bound(var, 0.0, params.k - 1)
             model.required[var] = float(params.protection) if is_count else -1.0
         elif is_count:
+            if value < params.k:
+                model.problems.append(
+                    f"{table} {'/'.join((*group, label))}: {column} {value:g} below k"
+                )
             model.bound(var, *_count_bounds(value, params, params.k))
         else:
             model.bound(var, *_sum_bounds(value, params))
@@ -312,45 +320,65 @@ def _add_mart(
             model.relation(terms, equality=True)
 
 
-def _add_cohort_relations(model: _Model, cohorts: list[dict[str, Any]], params: Parameters) -> None:
-    """A cohort's size is its month 0; month m is part of it; the sales mart counts the same buyers."""
+def _month_index(text: str) -> int:
+    day = dt.date.fromisoformat(text)
+    return day.year * 12 + day.month - 1
+
+
+def _month_text(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}-01"
+
+
+def _add_cohort_relations(
+    model: _Model, cohorts: list[dict[str, Any]], sales: list[dict[str, Any]], params: Parameters
+) -> None:
+    """Cohort cells left out of the table, and the relations a BI user knows.
+
+    Every (cohort, month) cell not shown is a number from 0 to k - 1 (only primary
+    suppression); a cohort's size is its month 0 and bounds its other months; the cohorts'
+    active buyers of a calendar month add up to that month's buyers in the sales mart
+    (exactly when the month is within 12 months of the first order month, which the sales
+    mart's rows show, suppressed or not).
+    """
     table = "bi_cohort_retention"
     spec = MARTS[table]
-    months: dict[str, list[int]] = {}
-    cohort_months = sorted({_text(r["cohort_month"]) for r in cohorts})
-    for record in cohorts:
-        cohort = _text(record["cohort_month"])
-        offset = int(record["months_since_first"])
-        var = model.var(table, (cohort, str(offset)), spec.people)
-        size = model.var(table, (cohort, "0"), spec.people)
-        value = _number(record["cohort_size"])
-        if value is not None:
-            model.bound(size, *_count_bounds(value, params, params.k))
-        else:
-            model.bound(size, 1.0, params.k - 1)  # a cohort below k is suppressed whole
-        if offset:
-            model.relation({var: 1.0, size: -1.0}, equality=False)
-        calendar = dt.date.fromisoformat(cohort)
-        month_index = calendar.year * 12 + calendar.month - 1 + offset
-        key = f"{month_index // 12:04d}-{month_index % 12 + 1:02d}-01"
-        months.setdefault(key, []).append(var)
-    if not cohort_months:
+    sales_spec = MARTS["bi_sales_by_region_month"]
+    shown = {(_text(r["cohort_month"]), int(r["months_since_first"])): r for r in cohorts}
+    rows_shown = any(r["is_suppressed"] for r in cohorts)  # the previous layout
+    months = {_month_index(_text(r["order_month"])) for r in sales} | {
+        _month_index(cohort) for cohort, _ in shown
+    }
+    if not months:
         return
-    first = dt.date.fromisoformat(cohort_months[0])
-    first_index = first.year * 12 + first.month - 1
-    sales = "bi_sales_by_region_month"
-    sales_spec = MARTS[sales]
-    for month, terms in months.items():
-        total = model.index.get((sales, (month, sales_spec.total_label), sales_spec.people))
+    first, last = min(months), max(months)
+    by_calendar: dict[int, list[int]] = {}
+    for cohort_index in range(first, last + 1):
+        cohort = _month_text(cohort_index)
+        size = model.var(table, (cohort, "0"), spec.people)
+        for offset in range(0, min(COHORT_MONTHS, last - cohort_index) + 1):
+            var = model.var(table, (cohort, str(offset)), spec.people)
+            record = shown.get((cohort, offset))
+            if record is None and rows_shown:
+                model.bound(var, 0.0, 0.0)  # suppressed cells have rows: a missing one is empty
+            elif record is None:
+                model.bound(var, 0.0, params.k - 1)
+                model.required[var] = float(params.protection)
+            if offset:
+                model.relation({var: 1.0, size: -1.0}, equality=False)
+            by_calendar.setdefault(cohort_index + offset, []).append(var)
+        published_size = next(
+            (_number(r["cohort_size"]) for (c, _), r in shown.items() if c == cohort), None
+        )
+        if published_size is not None:
+            model.bound(size, *_count_bounds(published_size, params, params.k))
+    for month_index, terms in by_calendar.items():
+        key = (_month_text(month_index), sales_spec.total_label)
+        total = model.index.get(("bi_sales_by_region_month", key, sales_spec.people))
         if total is None:
             continue
-        calendar = dt.date.fromisoformat(month)
-        # Every buyer of the month is in a cohort at most 12 months before it, unless the month is
-        # more than 12 months after the first cohort: then the cohorts count only part of them.
-        complete = calendar.year * 12 + calendar.month - 1 - first_index <= COHORT_MONTHS
         relation = {var: 1.0 for var in terms}
         relation[total] = -1.0
-        model.relation(relation, equality=complete)
+        model.relation(relation, equality=month_index - first <= COHORT_MONTHS)
 
 
 def _components(model: _Model) -> list[tuple[list[int], list[int]]]:
@@ -481,9 +509,15 @@ def audit_release(published_db: Path, params: Parameters) -> AuditReport:
                 "active_customers",
                 params,
             )
-            _add_cohort_relations(model, data["bi_cohort_retention"], params)
+            _add_cohort_relations(
+                model,
+                data["bi_cohort_retention"],
+                data.get("bi_sales_by_region_month", []),
+                params,
+            )
         elif column == "active_customers":
             continue  # audited together with the sales mart's buyers above
+        report.problems.extend(model.problems)
         report.variables += len(model.names)
         report.constraints += len(model.rows)
         report.intervals.extend(_solve(model, params))

@@ -5,7 +5,7 @@
     (within the purchase-history window, with analytics consent), and for each
     of the 12 months after it how many of them ordered again. A cohort of
     fewer than k people is suppressed whole; a month with fewer than k active
-    people is suppressed. Active counts of one cohort are not additive, but
+    people is suppressed; suppressed cells are left out. Active counts of one cohort are not additive, but
     the cohorts' active counts of one calendar month add up to the buyers of
     bi_sales_by_region_month: the publish audit checks that relation across
     marts (decision 36). The cohort size is the perturbed count of month 0
@@ -117,6 +117,11 @@ final as (
         cast(is_suppressed as boolean) as is_suppressed,
         cast({{ as_of() }} as timestamp) as as_of
     from joined
+    -- A suppressed cell is left out, not shown empty: its row alone would tell that at least one
+    -- person is in it, which, added up against the sales mart's month, narrows it (decision 36).
+    {%- if 'suppressed_rows_shown' not in disclosure_weakened() %}
+    where not is_suppressed
+    {%- endif %}
 
 )
 
