@@ -540,3 +540,71 @@ def test_release_difference_attack(erasures: Erasures, tmp_path: Path) -> None:
         if key[0] == "bi_sales_by_region_month" and key[1] not in erasures.sales_contribution
     ]
     assert elsewhere, "the changes are not confined to the erased person's cells"
+
+
+# --- a metric that broke publishing ----------------------------------------------------------------
+
+
+def test_campaign_rates_stay_in_range_when_opens_outnumber_deliveries(
+    built: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdp import cli, gx_checkpoint
+
+    ws = copy_workspace(built, tmp_path / "db")
+    con = duckdb.connect(str(ws.raw_db))
+    try:
+        # The plant: in the busiest email week, two of three deliveries were logged as opens.
+        (week,) = con.execute(
+            "select date_trunc('week', event_at) from messaging.message_events "
+            "where channel = 'email' and event_type = 'delivered' group by 1 order by count(*) desc limit 1"
+        ).fetchall()[0]
+        con.execute(
+            "update messaging.message_events set event_type = 'opened' where channel = 'email' "
+            "and event_type = 'delivered' and date_trunc('week', event_at) = ? "
+            "and hash(message_event_id) % 3 <> 0",
+            [week],
+        )
+    finally:
+        con.close()
+    for name, value in ws.env.items():
+        monkeypatch.setenv(name, value)
+    published = tmp_path / "published"
+    monkeypatch.setenv("CDP_PUBLISHED_DIR", str(published))
+    monkeypatch.setenv("CDP_QUALITY_REPORT_DIR", str(tmp_path / "quality"))
+    assert cli.main(["build", "--full-refresh", "--vars", _vars()]) == 0
+
+    # The previous definition (messages opened / messages delivered of the week) exceeds 1 there.
+    (opened, delivered) = query(
+        ws.warehouse_db,
+        "select count(*) filter (where event_type = 'opened'), count(*) filter (where event_type = 'delivered') "
+        "from intermediate.int_bi__analytics_events where event_source = 'message' and channel = 'email' "
+        "and date_trunc('week', event_at) = ?",
+        [week],
+    )[0]
+    assert opened > delivered > 0
+    rows = _rows(published / "marts.duckdb", "bi_campaign_performance")
+    planted = [
+        r for r in rows if r["channel"] == "email" and str(r["campaign_week"]) == str(week.date())
+    ]
+    assert planted and not planted[0]["is_suppressed"]
+    rates = [r[c] for r in rows for c in ("open_rate", "click_rate") if r[c] is not None]
+    assert rates and all(0 <= rate <= 1 for rate in rates)
+    for r in rows:
+        if not r["is_suppressed"]:
+            assert r["clicked_recipients"] <= r["opened_recipients"] <= r["delivered_recipients"]
+            assert r["delivered_recipients"] <= r["recipient_count"]
+
+    # The checkpoint still checks it: a planted rate above 1 fails it, naming the mart and the rule.
+    candidate = tmp_path / "candidate.duckdb"
+    candidate.write_bytes((published / "marts.duckdb").read_bytes())
+    con = duckdb.connect(str(candidate))
+    try:
+        con.execute("update bi.bi_campaign_performance set open_rate = 1.5 where not is_suppressed")
+    finally:
+        con.close()
+    outcome = gx_checkpoint.run_checkpoint(candidate, tmp_path / "report", k=K)
+    assert not outcome.success
+    assert any(
+        f.startswith("bi_campaign_performance:") and "between" in f.lower() and "open_rate" in f
+        for f in outcome.failures
+    ), outcome.failures
