@@ -119,9 +119,7 @@ final as (
     from joined
     -- A suppressed cell is left out, not shown empty: its row alone would tell that at least one
     -- person is in it, which, added up against the sales mart's month, narrows it (decision 36).
-    {%- if 'suppressed_rows_shown' not in disclosure_weakened() %}
-    where not is_suppressed
-    {%- endif %}
+    where {{ 'true' if 'suppressed_rows_shown' in disclosure_weakened() else 'not is_suppressed' }}
 
 )
 
