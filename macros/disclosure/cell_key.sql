@@ -24,7 +24,8 @@
 {% macro default__record_key(person_key, stream) -%}
     {{ exceptions.raise_compiler_error("cdp: macro record_key has no portable implementation for adapter "
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__record_key (a 32-bit slice of sha256 of "
-        ~ "'cdp-cell-key:v1:' || person_key; the DuckDB version is in macros/disclosure/cell_key.sql)") }}
+        ~ "'cdp-cell-key:v1:' || person_key; the DuckDB version is duckdb__record_key in "
+        ~ "macros/disclosure/cell_key.sql)") }}
 {%- endmacro %}
 
 {% macro duckdb__record_key(person_key, stream) -%}
@@ -67,6 +68,10 @@
     `sum_magnitude` times the cell's mean contribution, with a continuous draw.
 -#}
 {% macro cell_key_parameters() -%}
+    {{ return(adapter.dispatch('cell_key_parameters', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__cell_key_parameters() -%}
     {{ return({'max_count_noise': 2, 'count_table': [(-2, 0.15), (-1, 0.20), (0, 0.30), (1, 0.20), (2, 0.15)],
                'sum_magnitude': 1.0}) }}
 {%- endmacro %}
@@ -101,11 +106,29 @@
 
 {#- Whether the cell key perturbation is on (always, unless weakened for a test). -#}
 {% macro cell_key_perturbation_on() -%}
+    {{ return(adapter.dispatch('cell_key_perturbation_on', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__cell_key_perturbation_on() -%}
     {{ return('no_perturbation' not in disclosure_weakened()) }}
 {%- endmacro %}
 
 {#- The key actually used: the cell key, or (weakened: fresh_noise) a new random one every build. -#}
 {% macro effective_cell_key(key_column) -%}
+    {{ return(adapter.dispatch('effective_cell_key', 'cdp')(key_column)) }}
+{%- endmacro %}
+
+{% macro default__effective_cell_key(key_column) -%}
+    {%- if 'fresh_noise' in disclosure_weakened() -%}
+        {{ exceptions.raise_compiler_error("cdp: the fresh_noise weakening has no portable random draw for "
+            ~ adapter.type() ~ " (it is a DuckDB-only test device)") }}
+    {%- else -%}
+        {{ key_column }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- DuckDB: random() is uniform on [0, 1); only the fresh_noise weakening uses it. -#}
+{% macro duckdb__effective_cell_key(key_column) -%}
     {%- if 'fresh_noise' in disclosure_weakened() -%}
         ((coalesce({{ key_column }}, 0) + cast(floor(random() * 4294967296) as bigint)) % 4294967296)
     {%- else -%}
