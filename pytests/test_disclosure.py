@@ -608,3 +608,28 @@ def test_campaign_rates_stay_in_range_when_opens_outnumber_deliveries(
         f.startswith("bi_campaign_performance:") and "between" in f.lower() and "open_rate" in f
         for f in outcome.failures
     ), outcome.failures
+
+
+def test_the_gate_counts_changed_people_from_bucket_counts_and_checks_a_pending_release() -> None:
+    before = [3] * 256
+    added = list(before)
+    added[7] += 1  # one person more
+    moved = list(before)
+    moved[1] -= 1
+    moved[2] += 1  # one person whose cells changed: their fingerprint moved to another bucket
+    assert disclosure_audit.changed_people_at_least(before, added) == 1
+    assert disclosure_audit.changed_people_at_least(before, moved) == 1
+    many = [count - 1 if bucket < 2 * K else count for bucket, count in enumerate(before)]
+    assert disclosure_audit.changed_people_at_least(before, many) == K
+
+    state = disclosure_audit.ReleaseState()
+    assert disclosure_audit.release_gate(state, before, "a", K).allowed  # the first release
+    state.committed = {"sketch": before, "content_digest": "a"}
+    assert disclosure_audit.release_gate(state, added, "a", K).same_content
+    assert not disclosure_audit.release_gate(state, added, "b", K).allowed
+    assert disclosure_audit.release_gate(state, many, "b", K).allowed
+    # A release written before a crash may have reached BI: the next one must differ from it too.
+    state.pending = {"sketch": many, "content_digest": "b"}
+    assert not disclosure_audit.release_gate(
+        state, [c + (b == 99) for b, c in enumerate(many)], "c", K
+    ).allowed
