@@ -237,6 +237,8 @@ def test_every_publish_runs_the_audit_and_refuses_a_weakened_build(
 
 def test_the_audit_refuses_a_table_it_does_not_know(perturbed: Workspace, tmp_path: Path) -> None:
     release = _copy_release(perturbed, tmp_path / "release.duckdb")
+    command = ["--published", str(release), "--warehouse", str(perturbed.warehouse_db)]
+    assert disclosure_audit.main(command) == 0
     con = duckdb.connect(str(release))
     try:
         con.execute("create table bi.bi_new_mart as select 1 as customer_count")
@@ -245,6 +247,7 @@ def test_the_audit_refuses_a_table_it_does_not_know(perturbed: Workspace, tmp_pa
     params = disclosure_audit.parameters_from_warehouse(perturbed.warehouse_db)
     report = disclosure_audit.audit_release(release, params)
     assert not report.passed and "bi_new_mart" in report.summary()
+    assert disclosure_audit.main(command) == 1
 
 
 # --- through totals --------------------------------------------------------------------------------
