@@ -1,16 +1,20 @@
 {#-
-    Small-cell suppression with secondary suppression, l-diversity and
-    optional differential-privacy noise: the one place the anonymised marts
-    decide what a BI user may see.
+    Small-cell suppression with secondary suppression, l-diversity (of cells
+    and of totals) and the cell key perturbation: the one place the anonymised
+    marts decide what a BI user may see.
 
     k_anonymise(relation, group_by, cell_column, k_column, ...) renders the
     CTEs `<relation>__ranked`, `<relation>__flagged`, `<relation>__released`
-    (so call it between other CTEs, after a comma, and select from
-    `<relation>__released`). Input: `relation` has one row per cell, with the
-    columns `group_by` + `cell_column`, the number of distinct people in the
-    cell (`k_column`) and additive `measures`.
+    and `<relation>__published` (so call it between other CTEs, after a comma,
+    and select from `<relation>__published`). Input: `relation` has one row per
+    cell, with the columns `group_by` + `cell_column`, the number of distinct
+    people in the cell (`k_column`), additive `measures`, and the cell keys
+    `<k_column>__key` and `<measure>__key` (macro cell_key, streams 0, 1, 2...).
+    `subcounts` are counts of people of a subset of the cell (e.g. the
+    recipients who opened), each with its `__key`: perturbed like counts, never
+    below 0, not subject to k (a share of a k-anonymous cell).
 
-    Rules, per group (the rows sharing `group_by`):
+    Rules, per group (the rows sharing `group_by`), all on the true counts:
       1. primary: a cell with fewer than k people is suppressed (k = var k_anonymity);
       2. secondary (`secondary`): when a group has any suppressed cell, the
          smallest other cells are suppressed too until the group has at least two
@@ -22,26 +26,28 @@
          suppressed cell is left out of the output (its key would tell that
          someone in the class has that value), only the class total remains;
       4. totals (`totals`): one extra row per group (cell = `total_label`,
-         is_total) with the sum over all cells, suppressed when below k. Only
-         for cells that partition people (each person in one cell of the group).
-    A suppressed row keeps its key and has null k_column and measures.
-    With var dp_epsilon set, every released count and sum gets Laplace noise
-    of scale sensitivity / epsilon (`sensitivity`: column -> sensitivity; counts
-    of people 1, sums the per-person bound the model clamped to); the k column
-    is then clamped to at least k, which is post-processing and keeps the guarantee.
+         is_total) with the sum over all cells, suppressed when below k, and in
+         an l-diverse mart also when the group's people hold fewer than l
+         distinct sensitive values (its sums would tell what they all are).
+         Only for cells that partition people (each person in one cell).
+    A suppressed row keeps its key and has null k_column and measures. What is
+    published is perturbed by the cell key method (macros/disclosure/cell_key.sql):
+    counts move by -2..2 (never below k), sums by a continuous draw; the same
+    people give the same noise in every release. The publish audit
+    (cdp.disclosure_audit) then checks the whole release, across marts.
 -#}
 {% macro k_anonymise(relation, group_by, cell_column, k_column, measures=[], totals=false, secondary=true,
-                     l_diverse=false, total_label='(all)', sensitivity={}) -%}
+                     l_diverse=false, total_label='(all)', subcounts=[]) -%}
     {{ return(adapter.dispatch('k_anonymise', 'cdp')(relation, group_by, cell_column, k_column, measures,
-        totals, secondary, l_diverse, total_label, sensitivity)) }}
+        totals, secondary, l_diverse, total_label, subcounts)) }}
 {%- endmacro %}
 
 {% macro default__k_anonymise(relation, group_by, cell_column, k_column, measures, totals, secondary,
-                              l_diverse, total_label, sensitivity) -%}
+                              l_diverse, total_label, subcounts) -%}
 {%- set k = k_anonymity_k() -%}
 {%- set l = l_diversity_l() -%}
 {%- set groups = group_by | join(', ') -%}
-{%- set epsilon = dp_epsilon() -%}
+{%- set totals_l_diverse = l_diverse and 'totals_without_l_diversity' not in disclosure_weakened() -%}
 {{ relation }}__ranked as (
 
     select
@@ -85,9 +91,11 @@
         {%- else %}
         is_suppressed_k as is_suppressed,
         {%- endif %}
-        {{ k_column }}
-        {%- for measure in measures %},
-        {{ measure }}
+        {{ k_column }},
+        {{ k_column }}__key
+        {%- for measure in measures + subcounts %},
+        {{ measure }},
+        {{ measure }}__key
         {%- endfor %}
     from {{ relation }}__flagged
     {%- if totals %}
@@ -98,10 +106,15 @@
         {{ groups }},
         '{{ total_label }}' as {{ cell_column }},
         true as is_total,
-        sum({{ k_column }}) < {{ k }} as is_suppressed,
-        sum({{ k_column }}) as {{ k_column }}
-        {%- for measure in measures %},
-        sum({{ measure }}) as {{ measure }}
+        sum({{ k_column }}) < {{ k }}
+        {%- if totals_l_diverse %}
+        or count(distinct {{ cell_column }}) < {{ l }}
+        {%- endif %} as is_suppressed,
+        sum({{ k_column }}) as {{ k_column }},
+        {{ total_cell_key(k_column ~ '__key') }} as {{ k_column }}__key
+        {%- for measure in measures + subcounts %},
+        sum({{ measure }}) as {{ measure }},
+        {{ total_cell_key(measure ~ '__key') }} as {{ measure }}__key
         {%- endfor %}
     from {{ relation }}
     group by {{ groups }}
@@ -118,21 +131,19 @@
         is_suppressed,
         case
             when is_suppressed then null
-            {%- if epsilon is not none %}
-            else greatest({{ k }}, round({{ k_column }} + {{ dp_laplace_noise(sensitivity.get(k_column, 1) / epsilon) }}))
-            {%- else %}
-            else {{ k_column }}
-            {%- endif %}
+            else {{ perturb_count(k_column, k_column ~ '__key', k) }}
         end as {{ k_column }}
         {%- for measure in measures %},
         case
             when is_suppressed then null
-            {%- if epsilon is not none and measure in sensitivity %}
-            else greatest(0, {{ measure }} + {{ dp_laplace_noise(sensitivity[measure] / epsilon) }})
-            {%- else %}
-            else {{ measure }}
-            {%- endif %}
+            else {{ perturb_sum(measure, k_column, measure ~ '__key') }}
         end as {{ measure }}
+        {%- endfor %}
+        {%- for subcount in subcounts %},
+        case
+            when is_suppressed then null
+            else {{ perturb_count(subcount, subcount ~ '__key', 0) }}
+        end as {{ subcount }}
         {%- endfor %}
     from {{ relation }}__released
     {%- if l_diverse %}
@@ -144,58 +155,19 @@
 )
 {%- endmacro %}
 
-{#- The per-cell, per-measure epsilon of this release (var dp_epsilon), or none when noise is off. -#}
-{% macro dp_epsilon() -%}
-    {{ return(adapter.dispatch('dp_epsilon', 'cdp')()) }}
-{%- endmacro %}
-
-{% macro default__dp_epsilon() -%}
-    {%- set value = var('dp_epsilon', none) -%}
-    {%- if value is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- if value is not number or value <= 0 or value > 10 -%}
-        {{ exceptions.raise_compiler_error("var dp_epsilon must be a number in (0, 10] (or null: no noise); got "
-            ~ ((value | string)[:20] | tojson)) }}
-    {%- endif -%}
-    {{ return(value) }}
-{%- endmacro %}
-
 {#-
-    One draw of Laplace(0, scale) noise: the difference of two Exp(1) draws,
-    scaled. 1 - random() lies in (0, 1], so the logarithm is finite.
+    The Laplace mode (var dp_epsilon) was removed in favour of the cell key
+    method (docs/decisions.md, 42): fresh noise every build averages out, and a
+    per-person budget across releases cannot be kept honestly by a model that
+    a full refresh rebuilds. Setting the var stops the build with that message.
 -#}
-{% macro dp_laplace_noise(scale) -%}
-    {{ return(adapter.dispatch('dp_laplace_noise', 'cdp')(scale)) }}
+{% macro reject_removed_disclosure_vars() -%}
+    {{ return(adapter.dispatch('reject_removed_disclosure_vars', 'cdp')()) }}
 {%- endmacro %}
 
-{% macro default__dp_laplace_noise(scale) -%}
-    {{ exceptions.raise_compiler_error("cdp: macro dp_laplace_noise has no portable implementation for adapter "
-        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__dp_laplace_noise (the DuckDB version is "
-        ~ "duckdb__dp_laplace_noise in macros/disclosure/suppress.sql)") }}
-{%- endmacro %}
-
-{#-
-    DuckDB: random() is uniform on [0, 1). SQL has no standard random function
-    and engines differ (Snowflake's random() is a 64-bit integer), so noise that
-    silently came out wrong would void the privacy guarantee: no default.
--#}
-{% macro duckdb__dp_laplace_noise(scale) -%}
-    ({{ scale }} * (ln(1 - random()) - ln(1 - random())))
-{%- endmacro %}
-
-{#-
-    A per-person contribution clamped to `bound` when noise is on (a sum's
-    sensitivity is the most one person can add); unchanged otherwise.
--#}
-{% macro dp_clamp(expression, bound) -%}
-    {{ return(adapter.dispatch('dp_clamp', 'cdp')(expression, bound)) }}
-{%- endmacro %}
-
-{% macro default__dp_clamp(expression, bound) -%}
-    {%- if dp_epsilon() is none -%}
-        {{ expression }}
-    {%- else -%}
-        least({{ expression }}, {{ bound }})
+{% macro default__reject_removed_disclosure_vars() -%}
+    {%- if var('dp_epsilon', none) is not none -%}
+        {{ exceptions.raise_compiler_error("var dp_epsilon was removed: every release is perturbed by the "
+            ~ "cell key method instead (docs/decisions.md, 42); drop the var") }}
     {%- endif -%}
 {%- endmacro %}

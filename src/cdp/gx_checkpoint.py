@@ -91,7 +91,7 @@ def _expectations(table: str, columns: list[str], string_columns: list[str], k: 
             found.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=k))
         elif column.endswith(RATE_SUFFIX):
             found.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1))
-        elif column.endswith(("_count", "_rub")) or column.startswith("messages_"):
+        elif column.endswith(("_count", "_rub", "_recipients")) or column.startswith("messages_"):
             found.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0))
     if "is_suppressed" in columns:
         found.append(gxe.ExpectColumnValuesToNotBeNull(column="is_suppressed"))

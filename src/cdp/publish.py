@@ -13,6 +13,14 @@ Only the tables of the warehouse schema ``bi`` (the public marts with enforced
 contracts) are copied. The warehouse is attached read-only: publishing never
 writes into the warehouse or the raw zone.
 
+Before the swap, every publish runs the disclosure audit over the whole new
+release (``cdp.disclosure_audit``: the interval of every suppressed number
+given everything published, by linear programming) and the release gate (a
+release waits until at least k people changed since the last one); either
+refusal replaces nothing. A build made with a test-only weakening
+(var ``disclosure_weaken``) is refused too. The gate's state lives in an
+owner-only folder that no rebuild touches (decisions 43-45).
+
     python -m cdp.publish            # publish from CDP_WAREHOUSE_DB to CDP_PUBLISHED_DIR
 """
 
@@ -34,7 +42,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import paths
+from cdp import disclosure_audit, paths
 
 PUBLISHED_SCHEMA = "bi"
 # The published zone is anonymised and meant for BI, often another OS user; the build runs
@@ -48,6 +56,10 @@ class PublishError(Exception):
     """Publishing cannot proceed; nothing was replaced."""
 
 
+class ReleaseHeld(PublishError):
+    """Too few people changed since the last release: it stays published (decision 45)."""
+
+
 @dataclass
 class PublishResult:
     """What one publish wrote."""
@@ -56,6 +68,8 @@ class PublishResult:
     parquet_dir: Path
     tables: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    audit: str = ""
+    gate: str = ""
 
 
 def _fsync_path(path: Path) -> None:
@@ -81,16 +95,27 @@ def published_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
+@dataclass(frozen=True)
+class DisclosureControl:
+    """What a publish checks beyond the contracts. Only attack tests loosen it."""
+
+    allow_weakened: bool = False  # publish a build made with var disclosure_weaken
+    min_changed_people: int | None = None  # the release gate; None: the build's k
+    state_dir: Path | None = None  # default: disclosure_audit.state_dir()
+
+
 def publish(
     warehouse: Path | None = None,
     published_dir: Path | None = None,
     *,
     validate: Callable[[Path], None] | None = None,
+    control: DisclosureControl | None = None,
 ) -> PublishResult:
     """Copy the marts of ``warehouse`` into a new published file and Parquet version, then swap.
 
-    ``validate`` is called with the finished new file before the swap; if it raises,
-    nothing is replaced and the new file is removed.
+    The disclosure audit and the release gate run on the finished new file; then
+    ``validate`` is called with it. If any refuses, nothing is replaced and the new
+    file is removed.
     """
     started = time.monotonic()
     warehouse = warehouse or paths.warehouse_db()
@@ -104,7 +129,9 @@ def publish(
         folder.chmod(DIR_MODE)
     with _publish_lock(target_dir):
         _sweep_interrupted(target_dir, versions)
-        result = _publish_locked(warehouse, target_dir, versions, validate)
+        result = _publish_locked(
+            warehouse, target_dir, versions, validate, control or DisclosureControl()
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -151,6 +178,7 @@ def _publish_locked(
     target_dir: Path,
     versions: Path,
     validate: Callable[[Path], None] | None,
+    control: DisclosureControl,
 ) -> PublishResult:
 
     release = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -199,13 +227,20 @@ def _publish_locked(
         _fsync_path(version_dir / "release.json")
         _fsync_path(version_dir)
         _fsync_path(temp_db)
+        state_dir, state, entry = _disclosure_control(warehouse, temp_db, release, control, result)
         if validate is not None:
             validate(temp_db)
+        # Recorded before the swap: after a crash the gate treats this release as possibly published.
+        state.pending = entry
+        disclosure_audit.save_state(state_dir, state)
         # The swap: one rename each, atomic; a reader of the old file keeps its inode.
         os.replace(temp_db, result.database)
         os.symlink(Path("versions") / release, temp_link)
         os.replace(temp_link, target_dir / "parquet")
         _fsync_path(target_dir)
+        state.committed, state.pending = entry, {}
+        state.releases.append({key: value for key, value in entry.items() if key != "sketch"})
+        disclosure_audit.save_state(state_dir, state)
     except BaseException:
         temp_db.unlink(missing_ok=True)
         Path(str(temp_db) + ".wal").unlink(missing_ok=True)
@@ -216,6 +251,54 @@ def _publish_locked(
         raise
     _prune_versions(versions, keep=KEEP_VERSIONS)
     return result
+
+
+def _disclosure_control(
+    warehouse: Path,
+    candidate: Path,
+    release: str,
+    control: DisclosureControl,
+    result: PublishResult,
+) -> tuple[Path, disclosure_audit.ReleaseState, dict[str, object]]:
+    """The disclosure audit and the release gate on the candidate; raises to refuse it."""
+    try:
+        params = disclosure_audit.parameters_from_warehouse(warehouse)
+        if params.weakened and not control.allow_weakened:
+            raise PublishError(
+                "the marts were built with a test-only weakening of disclosure control "
+                f"(var disclosure_weaken: {', '.join(params.weakened)}): rebuild without it"
+            )
+        report = disclosure_audit.audit_release(candidate, params)
+        result.audit = report.summary()
+        if not report.passed:
+            raise PublishError("the disclosure audit refused the release: " + report.summary())
+        sketch = disclosure_audit.population_sketch(warehouse)
+        digest = disclosure_audit.content_digest(candidate)
+    except disclosure_audit.DisclosureError as exc:
+        raise PublishError(f"the disclosure audit could not run: {exc}") from None
+    state_dir = control.state_dir or disclosure_audit.state_dir()
+    state = disclosure_audit.load_state(state_dir)
+    minimum = params.k if control.min_changed_people is None else control.min_changed_people
+    decision = disclosure_audit.release_gate(state, sketch, digest, minimum)
+    result.gate = decision.reason
+    if not decision.allowed:
+        raise ReleaseHeld(decision.reason)
+    entry: dict[str, object] = {
+        "release": release,
+        "published_at": datetime.now(UTC).isoformat(),
+        "k": params.k,
+        "l": params.l,
+        "perturbation_max_count_noise": params.max_count_noise,
+        "perturbation_sum_magnitude": params.sum_magnitude,
+        "suppression_protection": params.protection,
+        "weakened": list(params.weakened),
+        "audit": report.summary(),
+        "gate": decision.reason,
+        "changed_people_at_least": decision.changed_at_least,
+        "content_digest": digest,
+        "sketch": sketch,
+    }
+    return state_dir, state, entry
 
 
 def _prune_versions(versions: Path, keep: int) -> None:

@@ -7,8 +7,10 @@
     the current month), plus a total row per purpose and month (consent_channel
     '(all)'). From the person consent ledger (purpose consent_management:
     aggregate accountability statistics); people under restriction or erasure
-    are left out. k-anonymity with secondary suppression against the total.
+    are left out. k-anonymity with secondary suppression against the total;
+    what is published is perturbed by the cell key method (decision 42).
 -#}
+{{- reject_removed_disclosure_vars() -}}
 with person_ledger as (
 
     select * from {{ ref('int_consent__person_ledger') }}
@@ -52,22 +54,34 @@ ledger as (
 
 ),
 
-cells as (
+person_months as (
 
-    select
+    select distinct
         ledger.purpose_code,
         months.coverage_month,
-        coalesce(ledger.grant_channel, 'unknown') as consent_channel,
-        count(distinct ledger.person_key) as persons_in_force
+        ledger.person_key,
+        coalesce(ledger.grant_channel, 'unknown') as consent_channel
     from ledger
     inner join months
         on {{ consent_valid_at('ledger', 'months.measured_at') }}
+
+),
+
+cells as (
+
+    select
+        purpose_code,
+        coverage_month,
+        consent_channel,
+        count(*) as persons_in_force,
+        {{ cell_key('person_key', 0) }} as persons_in_force__key
+    from person_months
     group by all
 
 ),
 
-{{ k_anonymise('cells', ['purpose_code', 'coverage_month'], 'consent_channel', 'persons_in_force', [], totals=true,
-    sensitivity={'persons_in_force': 1}) }},
+{{ k_anonymise('cells', ['purpose_code', 'coverage_month'], 'consent_channel', 'persons_in_force', [],
+    totals=true) }},
 
 final as (
 

@@ -5,9 +5,12 @@
     their orders and RUB revenue, plus a total row per age band and region
     (rfm_segment '(all)'). People in the customer profile who also consented to
     analytics. The RFM segment is the sensitive attribute: an age band and
-    region whose visible cells show fewer than l segments is suppressed whole
-    (l-diversity), on top of k-anonymity and secondary suppression.
+    region whose visible cells show fewer than l segments is suppressed whole,
+    and its total too when its people hold fewer than l segments (l-diversity
+    of totals), on top of k-anonymity and secondary suppression; what is
+    published is perturbed by the cell key method (decision 42).
 -#}
+{{- reject_removed_disclosure_vars() -}}
 with analytics_persons as (
 
     select * from {{ ref('int_bi__analytics_persons') }}
@@ -23,12 +26,12 @@ customer_profile as (
 persons as (
 
     select
+        analytics_persons.person_key,
         analytics_persons.age_band,
         analytics_persons.region,
         customer_profile.rfm_segment,
-        {{ dp_clamp('customer_profile.order_count', var('dp_max_orders_per_cell', 10)) }} as order_count,
-        {{ dp_clamp('coalesce(customer_profile.revenue_rub, 0)', var('dp_max_revenue_rub_per_cell', 100000)) }}
-            as revenue_rub
+        customer_profile.order_count,
+        coalesce(customer_profile.revenue_rub, 0) as revenue_rub
     from analytics_persons
     inner join customer_profile
         on analytics_persons.person_key = customer_profile.person_key
@@ -42,17 +45,18 @@ cells as (
         region,
         rfm_segment,
         count(*) as customer_count,
+        {{ cell_key('person_key', 0) }} as customer_count__key,
         sum(order_count) as order_count,
-        sum(revenue_rub) as revenue_rub
+        {{ cell_key('person_key', 1) }} as order_count__key,
+        sum(revenue_rub) as revenue_rub,
+        {{ cell_key('person_key', 2) }} as revenue_rub__key
     from persons
     group by all
 
 ),
 
 {{ k_anonymise('cells', ['age_band', 'region'], 'rfm_segment', 'customer_count', ['order_count', 'revenue_rub'],
-    totals=true, l_diverse=true,
-    sensitivity={'customer_count': 1, 'order_count': var('dp_max_orders_per_cell', 10),
-                 'revenue_rub': var('dp_max_revenue_rub_per_cell', 100000)}) }},
+    totals=true, l_diverse=true) }},
 
 final as (
 

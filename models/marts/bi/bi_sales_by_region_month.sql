@@ -5,8 +5,10 @@
     per order month and region, plus a total row per month (region '(all)').
     Orders that were not cancelled or returned, of people with analytics consent
     (int_bi__analytics_events). Every cell holds at least k people or is
-    suppressed, with secondary suppression against the month total.
+    suppressed, with secondary suppression against the month total; what is
+    published is perturbed by the cell key method (decision 42).
 -#}
+{{- reject_removed_disclosure_vars() -}}
 with analytics_events as (
 
     select * from {{ ref('int_bi__analytics_events') }}
@@ -19,9 +21,8 @@ person_months as (
         {{ month_of('event_at') }} as order_month,
         region,
         person_key,
-        {{ dp_clamp('count(*)', var('dp_max_orders_per_cell', 10)) }} as order_count,
-        {{ dp_clamp("coalesce(sum(order_amount) filter (where order_currency = 'RUB'), 0)",
-            var('dp_max_revenue_rub_per_cell', 100000)) }} as revenue_rub
+        count(*) as order_count,
+        coalesce(sum(order_amount) filter (where order_currency = 'RUB'), 0) as revenue_rub
     from analytics_events
     where event_source = 'order' and event_type not in ('cancelled', 'returned')
     group by all
@@ -34,16 +35,17 @@ cells as (
         order_month,
         region,
         count(*) as customer_count,
+        {{ cell_key('person_key', 0) }} as customer_count__key,
         sum(order_count) as order_count,
-        sum(revenue_rub) as revenue_rub
+        {{ cell_key('person_key', 1) }} as order_count__key,
+        sum(revenue_rub) as revenue_rub,
+        {{ cell_key('person_key', 2) }} as revenue_rub__key
     from person_months
     group by all
 
 ),
 
-{{ k_anonymise('cells', ['order_month'], 'region', 'customer_count', ['order_count', 'revenue_rub'], totals=true,
-    sensitivity={'customer_count': 1, 'order_count': var('dp_max_orders_per_cell', 10),
-                 'revenue_rub': var('dp_max_revenue_rub_per_cell', 100000)}) }},
+{{ k_anonymise('cells', ['order_month'], 'region', 'customer_count', ['order_count', 'revenue_rub'], totals=true) }},
 
 final as (
 
@@ -54,7 +56,7 @@ final as (
         cast(customer_count as bigint) as customer_count,
         cast(round(order_count) as bigint) as order_count,
         cast(revenue_rub as decimal(18, 2)) as revenue_rub,
-        cast(round(revenue_rub / nullif(order_count, 0), 2) as decimal(18, 2)) as average_order_value_rub,
+        cast(round(revenue_rub / nullif(round(order_count), 0), 2) as decimal(18, 2)) as average_order_value_rub,
         cast(is_suppressed as boolean) as is_suppressed,
         cast({{ as_of() }} as timestamp) as as_of
     from cells__published

@@ -1,31 +1,32 @@
-{{ config(materialized='incremental', schema='audit', unique_key=['release_id', 'mart_name']) }}
+{{ config(materialized='incremental', schema='audit', unique_key=['release_id', 'mart_name'],
+    on_schema_change='append_new_columns') }}
 
 {#-
-    The disclosure ledger: one row per build (release) and anonymised mart,
-    appended on every build and never rewritten. It records how the release
-    was depersonalised: k, l, whether Laplace noise was added and with which
-    epsilon per published number, the epsilon the release spends per person
-    (sequential composition over the noised numbers a person contributes
-    to), and how many cells were suppressed. Requirement 16 (epsilon logged
-    per release) and 19 (every depersonalisation run logged).
+    The disclosure ledger of the builds: one row per build and anonymised
+    mart, appended on every build. It records how the build was
+    depersonalised: k, l, the cell key perturbation and its bounds, the
+    protection level the publish audit demands of suppressed cells, any
+    weakening (only attack tests set one; publish refuses such a build), and
+    how many cells were suppressed. `cdp publish` reads the latest build's row
+    and keeps the durable record of every release in its owner-only state
+    folder, which neither a full refresh nor an erasure rebuild touches
+    (decision 44). Requirement 16 and 19 (every depersonalisation run logged).
 -#}
-{%- set epsilon = dp_epsilon() -%}
-{#- mart, noised numbers per row, whether a person also counts in a total row -#}
+{%- set parameters = cell_key_parameters() -%}
+{%- set weakened = disclosure_weakened() -%}
 {%- set marts = [
-    ('bi_sales_by_region_month', 3, true),
-    ('bi_customer_segments', 3, true),
-    ('bi_campaign_performance', 5, false),
-    ('bi_consent_coverage', 1, true),
-    ('bi_cohort_retention', 1, false),
+    'bi_sales_by_region_month',
+    'bi_customer_segments',
+    'bi_campaign_performance',
+    'bi_consent_coverage',
+    'bi_cohort_retention',
 ] -%}
 
 with releases as (
 
-    {% for mart_name, noised, has_totals in marts -%}
+    {% for mart_name in marts -%}
         select
             '{{ mart_name }}' as mart_name,
-            {{ noised }} as noised_numbers,
-            {{ 'true' if has_totals else 'false' }} as has_totals,
             count(*) as published_rows,
             count(*) filter (where is_suppressed) as suppressed_rows
         from {{ ref(mart_name) }}
@@ -44,12 +45,13 @@ final as (
         cast({{ as_of() }} as timestamp) as as_of,
         cast({{ k_anonymity_k() }} as integer) as k_anonymity,
         cast({{ l_diversity_l() }} as integer) as l_diversity,
-        cast({{ epsilon if epsilon is not none else 'null' }} as double) as dp_epsilon_per_number,
-        cast(
-            {{ epsilon if epsilon is not none else 'null' }} * noised_numbers * (case when has_totals then 2 else 1 end)
-            as double
-        ) as dp_epsilon_spent,
-        cast({{ "'laplace'" if epsilon is not none else "'none'" }} as varchar) as dp_mechanism,
+        cast({{ "'cell_key'" if cell_key_perturbation_on() else "'none'" }} as varchar) as perturbation,
+        cast({{ parameters['max_count_noise'] if cell_key_perturbation_on() else 0 }} as integer)
+            as perturbation_max_count_noise,
+        cast({{ parameters['sum_magnitude'] if cell_key_perturbation_on() else 0 }} as double)
+            as perturbation_sum_magnitude,
+        cast({{ suppression_protection_level() }} as integer) as suppression_protection,
+        cast('{{ weakened | join(",") }}' as varchar) as weakened,
         cast(published_rows as bigint) as published_rows,
         cast(suppressed_rows as bigint) as suppressed_rows
     from releases
