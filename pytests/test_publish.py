@@ -63,11 +63,21 @@ def test_publish_holds_only_the_marts_and_never_writes_the_warehouse(
     assert parquet.is_symlink()
     assert sorted(p.stem for p in parquet.glob("*.parquet")) == sorted(BI_MARTS)
     assert not list(Path(workspace_env["CDP_PUBLISHED_DIR"]).glob(".*tmp"))
-    # readable by BI (another OS user) although the build runs with umask 077
+    # owner-only unless shared with BI (CDP_PUBLISHED_MODE), set explicitly under umask 077
     published = Path(workspace_env["CDP_PUBLISHED_DIR"])
+    file_mode, dir_mode = publish.published_modes()
+    assert (file_mode, dir_mode) == (0o600, 0o700)
     for path in [result.database, *parquet.glob("*"), published, result.parquet_dir]:
-        expected = publish.DIR_MODE if path.is_dir() else publish.FILE_MODE
+        expected = dir_mode if path.is_dir() else file_mode
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_published_mode_is_the_operators_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_PUBLISHED_MODE", "group")
+    assert publish.published_modes() == (0o640, 0o750)
+    monkeypatch.setenv("CDP_PUBLISHED_MODE", "everyone")
+    with pytest.raises(publish.PublishError, match="CDP_PUBLISHED_MODE must be one of"):
+        publish.published_modes()
 
 
 def test_a_reader_keeps_querying_through_a_build_and_publish(workspace_env: dict[str, str]) -> None:

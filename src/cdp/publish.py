@@ -45,10 +45,27 @@ import duckdb
 from cdp import disclosure_audit, paths
 
 PUBLISHED_SCHEMA = "bi"
-# The published zone is anonymised and meant for BI, often another OS user; the build runs
-# with umask 077 (owner-only zone files), so the published files get their modes explicitly.
-FILE_MODE = 0o644
-DIR_MODE = 0o755
+# The published zone is anonymised and meant for BI. It is owner-only unless the operator
+# shares it with a BI tool running as another OS user: CDP_PUBLISHED_MODE=group (0640/0750,
+# for a BI group) or world (0644/0755). The build runs with umask 077, so the published
+# files get their modes explicitly.
+PUBLISHED_MODES: dict[str, tuple[int, int]] = {
+    "owner": (0o600, 0o700),
+    "group": (0o640, 0o750),
+    "world": (0o644, 0o755),
+}
+
+
+def published_modes() -> tuple[int, int]:
+    """(file mode, folder mode) of the published zone, from ``CDP_PUBLISHED_MODE``."""
+    name = (os.environ.get("CDP_PUBLISHED_MODE") or "owner").strip().lower()
+    if name not in PUBLISHED_MODES:
+        raise PublishError(
+            f"CDP_PUBLISHED_MODE must be one of {', '.join(PUBLISHED_MODES)}; got {name[:20]!r}"
+        )
+    return PUBLISHED_MODES[name]
+
+
 KEEP_VERSIONS = 2  # the current Parquet version and the one before it (a reader may still hold it)
 
 
@@ -126,7 +143,7 @@ def publish(
     versions = target_dir / "versions"
     versions.mkdir(exist_ok=True)
     for folder in (target_dir, versions):
-        folder.chmod(DIR_MODE)
+        folder.chmod(published_modes()[1])
     with _publish_lock(target_dir):
         _sweep_interrupted(target_dir, versions)
         result = _publish_locked(
@@ -197,8 +214,8 @@ def _publish_locked(
                     "build the marts first (`cdp build`)"
                 )
             con.execute(f"create schema {PUBLISHED_SCHEMA}")
-            version_dir.mkdir(mode=DIR_MODE)
-            version_dir.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
+            version_dir.mkdir(mode=published_modes()[1])
+            version_dir.chmod(published_modes()[1])  # mkdir's mode is filtered by the umask
             for table in tables:
                 name = f"{PUBLISHED_SCHEMA}.{_quote(table)}"
                 con.execute(f"create table {name} as select * from warehouse.{name}")
@@ -206,7 +223,7 @@ def _publish_locked(
                 result.tables[table] = int(count)
                 parquet = version_dir / f"{table}.parquet"
                 con.execute(f"copy {name} to {_sql_string(str(parquet))} (format parquet)")
-                parquet.chmod(FILE_MODE)
+                parquet.chmod(published_modes()[0])
                 _fsync_path(parquet)
             con.execute("detach warehouse")
             con.execute("checkpoint")
@@ -222,8 +239,8 @@ def _publish_locked(
                 indent=2,
             )
         )
-        (version_dir / "release.json").chmod(FILE_MODE)
-        temp_db.chmod(FILE_MODE)
+        (version_dir / "release.json").chmod(published_modes()[0])
+        temp_db.chmod(published_modes()[0])
         _fsync_path(version_dir / "release.json")
         _fsync_path(version_dir)
         _fsync_path(temp_db)
