@@ -12,7 +12,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,30 +65,36 @@ class Workspace:
         return run_dbt(args, {**self.env, **(env or {})}, self.root)
 
 
-def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtOutcome:
-    """dbt in-process with ``env`` applied (and restored afterwards); every log line kept.
-
-    Build-like commands run stage by stage as ``cdp build`` runs them (cdp.stages):
-    privacy (with the key), analytics (without), vault.
-    """
-    saved = {name: os.environ.get(name) for name in env}
-    # Key variables the caller did not set must not leak in from the outer environment.
-    for name in ("CDP_MASTER_KEY", "CDP_MASTER_KEY_FILE"):
-        saved.setdefault(name, os.environ.get(name))
-        if name not in env:
-            os.environ.pop(name, None)
+@contextmanager
+def environment(env: Mapping[str, str], drop: Sequence[str] = ()) -> Iterator[None]:
+    """``env`` applied to ``os.environ`` and ``drop`` removed, all restored afterwards."""
+    saved = {name: os.environ.get(name) for name in (*env, *drop)}
+    for name in drop:
+        os.environ.pop(name, None)
     os.environ.update(env)
-    extra: list[str] = []
-    if args and args[0] != "debug":
-        extra = ["--target-path", str(root / "target"), "--log-path", str(root / "logs")]
     try:
-        return stages.run(args, extra=extra)
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def run_dbt(args: Sequence[str], env: dict[str, str], root: Path) -> DbtOutcome:
+    """dbt in-process with ``env`` applied (and restored afterwards); every log line kept.
+
+    Build-like commands run stage by stage as ``cdp build`` runs them (cdp.stages):
+    privacy (with the key), analytics (without), vault. Key variables the caller did
+    not set must not leak in from the outer environment.
+    """
+    extra: list[str] = []
+    if args and args[0] != "debug":
+        extra = ["--target-path", str(root / "target"), "--log-path", str(root / "logs")]
+    drop = [name for name in ("CDP_MASTER_KEY", "CDP_MASTER_KEY_FILE") if name not in env]
+    with environment(env, drop):
+        return stages.run(args, extra=extra)
 
 
 def generate_landing(

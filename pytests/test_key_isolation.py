@@ -30,7 +30,7 @@ from cdp import dbt_invoke, keys, paths, stages, vault
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import MasterKey, pseudonym_key
 from cdp.pseudonym import _IPAD, _OPAD, blob_literal, hmac_pads, pseudonym_macro_sql
-from conftest import Workspace, generate_landing, make_workspace
+from conftest import Workspace, environment, generate_landing, make_workspace
 
 pytestmark = pytest.mark.dbt
 
@@ -105,22 +105,11 @@ class Analyst:
     runs: Path
 
     def dbt(self, *args: str, env: dict[str, str] | None = None) -> DbtOutcome:
-        merged = {**self.env, **(env or {})}
-        saved = {name: os.environ.get(name) for name in (*merged, *_KEY_VARS)}
-        for name in _KEY_VARS:
-            os.environ.pop(name, None)
-        os.environ.update(merged)
         extra = ["--target-path", str(self.runs / "target"), "--log-path", str(self.runs / "logs")]
-        try:
+        with environment({**self.env, **(env or {})}, drop=_KEY_VARS):
             return dbt_invoke.invoke(
                 list(args), project_dir=str(self.project), extra=extra, echo=False
             )
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     def show(self, sql: str, *, target: str | None = None, **env: str) -> DbtOutcome:
         args = ["show", "--inline", sql, "--limit", "200"]
@@ -435,19 +424,13 @@ def test_a_python_model_would_read_the_held_key_and_is_refused(scene: Scene) -> 
         assert loot.read_text() == ws.key
         loot.unlink()
         # The product: the staged build refuses a project with a Python model ...
-        saved = os.environ.get(keys.ENV_KEY)
-        os.environ.update({**analyst.env, keys.ENV_KEY: ws.key})
-        try:
+        with environment({**analyst.env, keys.ENV_KEY: ws.key}):
             refused = stages.run(
                 ["build", "--select", "attack_steal"],
                 extra=["--target-path", str(analyst.runs / "staged")],
                 echo=False,
                 project_dir=str(analyst.project),
             )
-        finally:
-            os.environ.pop(keys.ENV_KEY, None)
-            if saved is not None:
-                os.environ[keys.ENV_KEY] = saved
         assert not refused.success
         assert "Python models (attack_steal)" in refused.output
         # ... and so does a plain dbt run of a keyed stage.

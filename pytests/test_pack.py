@@ -11,8 +11,6 @@ import struct
 import subprocess
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -22,7 +20,7 @@ import pytest
 from cdp import evidence
 from cdp.pack import build, lineage, pages
 from cdp.pack.lineage import ColumnRef
-from conftest import HISTORY_AS_OF, ROOT, Evidenced, run_dbt
+from conftest import HISTORY_AS_OF, ROOT, Evidenced, environment, run_dbt
 
 ARTIFACTS = ROOT / "artifacts" / "pack"
 PAGES = [
@@ -51,20 +49,6 @@ def documented(evidenced: Evidenced, tmp_path_factory: pytest.TempPathFactory) -
     )
     assert result.success, result.output[-3000:]
     return target
-
-
-@contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
