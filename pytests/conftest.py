@@ -138,6 +138,11 @@ def make_workspace(root: Path) -> Workspace:
         "CDP_WAREHOUSE_DB": str(root / "warehouse.duckdb"),
         "CDP_VAULT_DB": str(root / "vault.duckdb"),
         "CDP_TRUTH_DB": str(root / "truth.duckdb"),
+        # Everything a build or publish writes stays in the workspace, never in the
+        # developer's data/ (evidence record, published release and its state, reports).
+        "CDP_EVIDENCE_DIR": str(root / "evidence"),
+        "CDP_PUBLISHED_DIR": str(root / "published"),
+        "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
     return Workspace(root=root, key=key, env=env)
 
