@@ -1,4 +1,4 @@
-"""Keyed pseudonyms: HMAC-SHA-256 in Python and as a DuckDB SQL macro.
+"""Keyed pseudonyms: HMAC-SHA-256 in Python (what the build registers) and as a SQL macro.
 
 A pseudonym is ``'v' || <key version> || '_' || <64 lowercase hex>``, the hex
 being HMAC-SHA-256 (RFC 2104), under a domain key (:mod:`cdp.keys`), of the
@@ -22,12 +22,13 @@ step, so NULL in gives NULL out. ``scripts/bench_hmac.py`` proves bit-for-bit
 equality with :mod:`hmac` and measures this against Python UDFs: the macro is
 the fastest correct option (it runs in DuckDB's threads, no GIL).
 
-The SQL text embeds the pads, which are equivalent to the domain key: it is
-handed to DuckDB directly by the plugin and must never be logged, printed or
-put in an exception message. Anyone who can run SQL on a connection the
-plugin configured can read the macro's definition (``duckdb_functions()``,
-``EXPLAIN``); such a user can compute pseudonyms there anyway, but it is one
-more reason why only the build runs on those connections.
+The SQL text embeds the pads, which are equivalent to the domain key: anyone
+who can run SQL on a connection with the macro reads its definition
+(``duckdb_functions()``, ``EXPLAIN``) and XORs the key back. The build
+therefore no longer uses it (docs/decisions.md, 36): the plugin registers
+:func:`arrow_pseudonym_function`, whose key stays in a Python closure. The
+macro is kept as the benchmark's yardstick (``scripts/bench_hmac.py``) and
+as the planted weak configuration of the key-isolation attack suite.
 """
 
 from __future__ import annotations
