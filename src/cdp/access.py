@@ -52,6 +52,7 @@ from typing import Any, Final
 import duckdb
 
 from cdp import keys, normalise, paths, pseudonym, vault
+from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.access"
 ACTION: Final = "access_export"
@@ -584,7 +585,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     args = _parser().parse_args(argv)
     value = sys.stdin.readline().rstrip("\n") if args.value == "-" else args.value
     try:

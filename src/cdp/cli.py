@@ -68,12 +68,17 @@ def preflight() -> keys.MasterKey:
     The key is taken out of the environment here (``CDP_MASTER_KEY`` is removed
     from ``os.environ``): the dbt stages that need it get it in memory.
     """
-    try:
-        master = keys.take_master_key()
-    except keys.KeyConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    master = preflight_key()
     check_raw_zone(paths.raw_db())
     return master
+
+
+def preflight_key() -> keys.MasterKey:
+    """The master key, taken out of the environment, or one clear ConfigError."""
+    try:
+        return keys.take_master_key()
+    except keys.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def run_dbt(args: Sequence[str], master: keys.MasterKey) -> bool:
@@ -92,21 +97,18 @@ def run_dbt(args: Sequence[str], master: keys.MasterKey) -> bool:
 
 
 def print_accounting(warehouse: Path) -> None:
-    """How every raw row was accounted for, from the built warehouse."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = con.execute(
-            "select source_table, sum(raw_rows), sum(kept_rows), sum(duplicate_rows), "
-            "sum(superseded_rows), sum(quarantined_rows) "
-            "from audit.audit_row_accounting group by source_table order by source_table"
-        ).fetchall()
-    finally:
-        con.close()
+    """How every raw row was accounted for, from the built warehouse (as the evidence records it)."""
+    from cdp import evidence
+
+    rows = evidence.row_accounting(warehouse) or []
     print(
         f"{'raw table':<28}{'raw':>10}{'kept':>10}{'duplicate':>11}{'superseded':>12}{'quarantined':>13}"
     )
-    for table, raw, kept, dup, sup, quar in rows:
-        print(f"{table:<28}{raw:>10}{kept:>10}{dup:>11}{sup:>12}{quar:>13}")
+    for r in rows:
+        print(
+            f"{r['source_table']:<28}{r['raw']:>10}{r['kept']:>10}{r['duplicate']:>11}"
+            f"{r['superseded']:>12}{r['quarantined']:>13}"
+        )
 
 
 def built_k_anonymity(warehouse: Path) -> int:
@@ -115,20 +117,12 @@ def built_k_anonymity(warehouse: Path) -> int:
     Reading it from the build, not from a setting of its own, keeps the two from
     disagreeing: `cdp build --vars '{k_anonymity: 20}'` is checked at 20.
     """
-    default = 10
-    if not warehouse.exists():
-        return default
-    con = duckdb.connect(str(warehouse), read_only=True)
+    from cdp import disclosure_audit
+
     try:
-        row = con.execute(
-            "select k_anonymity from audit.audit_bi_disclosure_ledger "
-            "order by released_at desc limit 1"
-        ).fetchone()
-    except duckdb.CatalogException:
-        return default
-    finally:
-        con.close()
-    return int(row[0]) if row and row[0] is not None else default
+        return disclosure_audit.parameters_from_warehouse(warehouse).k
+    except (disclosure_audit.DisclosureError, duckdb.Error):
+        return disclosure_audit.Parameters().k
 
 
 def publish_marts() -> bool:
@@ -233,13 +227,6 @@ def cmd_check(_: argparse.Namespace) -> int:
         f"configuration OK: key {master.version_label} from {master.source}; landing zone {paths.raw_db()}"
     )
     return 0
-
-
-def preflight_key() -> keys.MasterKey:
-    try:
-        return keys.take_master_key()
-    except keys.KeyConfigError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -243,7 +243,7 @@ def _key_version(warehouse: Path) -> str | None:
         return None
 
 
-def _row_accounting(warehouse: Path) -> list[dict[str, Any]] | None:
+def row_accounting(warehouse: Path) -> list[dict[str, Any]] | None:
     rows = _query(
         warehouse,
         "select source_table, sum(raw_rows), sum(kept_rows), sum(duplicate_rows), "
@@ -348,7 +348,7 @@ def collect(
         "results": _counts(run_results),
         "privacy_tests": privacy_tests(run_results, manifest, holders),
         "retention_holders": holders,
-        "row_accounting": _row_accounting(warehouse),
+        "row_accounting": row_accounting(warehouse),
         "consent": _consent(warehouse),
         "requests": _requests(warehouse),
         "destructions": _destructions(raw),

@@ -174,7 +174,7 @@ def _recording_settings(con: Any) -> list[str]:
 
 #: Files the build creates (databases, their WAL, spill files, the lock) are
 #: owner-only: they hold personal data or data derived from it.
-OWNER_ONLY_UMASK: Final = 0o077
+OWNER_ONLY_UMASK: Final = keys.OWNER_ONLY_UMASK
 LOCK_SUFFIX: Final = ".lock"
 
 AS_OF_HINT: Final = (

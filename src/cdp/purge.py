@@ -88,6 +88,7 @@ import duckdb
 import pyarrow as pa
 
 from cdp import contract, keys, normalise, paths, pseudonym
+from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.purge 1.0"
 AUDIT_SCHEMA: Final = "audit"
@@ -1349,7 +1350,7 @@ def _summary(result: PurgeResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="purge.py",
         description=(

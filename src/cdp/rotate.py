@@ -45,7 +45,7 @@ from typing import Final
 import duckdb
 
 from cdp import paths, stages
-from cdp.keys import ENV_KEY_VERSION, KeyConfigError, key_version, load_master_key
+from cdp.keys import ENV_KEY_VERSION, OWNER_ONLY_UMASK, KeyConfigError, key_version, load_master_key
 from cdp.vault import IDENTIFIERS_TABLE, VaultCipher, VaultError, parse_version
 
 _PSEUDONYM: Final = re.compile(r"v([1-9][0-9]{0,3})_[0-9a-f]{64}")
@@ -221,7 +221,7 @@ def rotate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.rotate",
         description=(

@@ -93,6 +93,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cdp import paths
 from cdp.keys import (
+    OWNER_ONLY_UMASK,
     KeyConfigError,
     MasterKey,
     load_master_key,
@@ -866,7 +867,7 @@ def _print_log(con: duckdb.DuckDBPyConnection, limit: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # the log, the head file and DuckDB's WAL are owner-only
+    os.umask(OWNER_ONLY_UMASK)  # the log, the head file and DuckDB's WAL are owner-only
     args = _parser().parse_args(argv)
     try:
         request: Request | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cdp import paths
 from cdp.generator.runner import DEFAULT_CUSTOMERS, GenerationError, Options, generate
+from cdp.keys import OWNER_ONLY_UMASK
 
 
 def _non_negative_int(text: str) -> int:
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     """Run the generator; returns the process exit code."""
     args = build_parser().parse_args(argv)
     opts = Options(

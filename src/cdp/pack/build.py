@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cdp import evidence, paths
+from cdp.keys import OWNER_ONLY_UMASK
 from cdp.pack import gate, history, pages, summary
 from cdp.pack.gate import Finding
 
@@ -189,7 +190,7 @@ def quotable_line(entry: dict[str, Any] | None, problems: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.pack",
         description="Generate the auditor pack (docs, record of processing, notices, lineage, "

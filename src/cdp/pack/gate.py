@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cdp.keys import OWNER_ONLY_UMASK
 from cdp.pack import lineage as lin
 from cdp.pack.lineage import ColumnRef, ProjectLineage, Reach
 
@@ -420,7 +421,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
+    os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
         prog="python -m cdp.pack.gate",
         description="Check computed PII lineage against zones and declared meta.",
