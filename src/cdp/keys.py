@@ -379,6 +379,15 @@ def vault_log_key(master: MasterKey) -> bytes:
     return derive(master, b"cdp:vault:log-chain")
 
 
+def erasure_proof_key(master: MasterKey) -> bytes:
+    """The HMAC key of erasure proofs (32 bytes): a domain no pseudonym or vault entry shares.
+
+    Not versioned, like the log chain: a proof must still answer "was this identifier
+    erased, and when" after a rotation (which keeps the master secret).
+    """
+    return derive(master, b"cdp:erasure:proof")
+
+
 def vault_nonce_key(master: MasterKey, version: str | None = None) -> bytes:
     """The HMAC key that derives the vault's deterministic nonces (32 bytes)."""
     return derive(master, f"cdp:vault:nonce:v{version or master.version}".encode("ascii"))

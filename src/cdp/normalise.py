@@ -36,13 +36,19 @@ parsing, so a 10,000-character value costs microseconds.
 * :func:`device_class`: ``bot``, ``tablet``, ``mobile``, ``desktop`` or
   ``unknown`` from a user agent, by the rules in :data:`DEVICE_RULES`, first
   match wins.
+* :func:`identifiers_in_text`: the emails and phone numbers inside free text
+  (a URL, percent-encoded or not, a search query, a JSON document), found by
+  the same patterns :func:`clean_url` removes and normalised as above (for the
+  erasure: a device that typed a person's email is that person's).
 * :func:`normalise_identifier`: the normaliser of an identifier type, mirroring
   the SQL macros in ``macros/privacy/normalise.sql`` (for the vault tool).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -57,6 +63,7 @@ __all__ = [
     "DEVICE_RULES",
     "clean_url",
     "device_class",
+    "identifiers_in_text",
     "normalise_email",
     "normalise_identifier",
     "normalise_name",
@@ -573,3 +580,63 @@ def normalise_identifier(id_type: str, value: object) -> str | None:
             f"unknown identifier type {id_type!r}; known: {sorted(IDENTIFIER_NORMALISERS)}"
         )
     return normaliser(value)
+
+
+# --------------------------------------------------------------------------- free text
+
+MAX_FREE_TEXT: Final = 65536
+_JSON_START: Final = re.compile(r"\s*[\[{]")
+
+
+def _strings_of(document: object) -> list[str]:
+    """Every string (keys too) of a parsed JSON document, depth first."""
+    found: list[str] = []
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                found.append(str(key))
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def identifiers_in_text(value: object) -> set[tuple[str, str]]:
+    """(``email`` | ``phone``, normalised value) for every identifier inside free text.
+
+    The text is read as typed, with ``+`` as a space and percent escapes
+    decoded (twice: a URL inside a URL parameter), and as JSON when it is a
+    JSON object or array (every key and string value). Candidates are what
+    :func:`clean_url` treats as identifying (an ``@`` address, a run of ten or
+    more digits with phone layout), kept when :func:`normalise_email` or
+    :func:`normalise_phone` accepts them. Never raises.
+    """
+    if not isinstance(value, str) or not value or len(value) > MAX_FREE_TEXT:
+        return set()
+    texts = {value}
+    decoded = value
+    for _ in range(2):
+        decoded = unquote(decoded.replace("+", " ")) if "%" in decoded else decoded
+        texts.add(decoded)
+    texts.add(unquote(value))  # a literal + kept (a phone number's country prefix)
+    if _JSON_START.match(value):
+        with contextlib.suppress(ValueError, RecursionError):
+            texts.update(_strings_of(json.loads(value)))
+    found: set[tuple[str, str]] = set()
+    for text in texts:
+        if "@" in text:
+            for candidate in re.findall(
+                r"[^\s@<>()\[\]{}\"',;:?&=/]+@[^\s@<>()\[\]{}\"',;:?&=/]+", text
+            ):
+                email = normalise_email(candidate.strip(".").rstrip("."))
+                if email is not None:
+                    found.add(("email", email))
+        for match in _DIGIT_RUN.finditer(text):
+            phone = normalise_phone(match.group(0))
+            if phone is not None:
+                found.add(("phone", phone))
+    return found
