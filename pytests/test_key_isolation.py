@@ -603,6 +603,23 @@ def test_deleted_or_edited_log_rows_are_detected(scene: Scene, tmp_path: Path) -
         "rows_returned, outcome, tool) values ('x', now()::timestamp, 'Forger', 'cover', "
         "'lookup', 0, 'ok', 'cdp.vault')"
     )
+    # Swapping whose data was looked up is an edit; only erasure's redaction (a null) is not.
+    assert "does not match its commitment" in tampered(
+        "update main.reidentification_log set pseudonym = 'v1_' || repeat('0', 64) where seq = 3"
+    )
+    redacted = tmp_path / "redacted" / "vault.duckdb"
+    redacted.parent.mkdir()
+    shutil.copy2(copy, redacted)
+    shutil.copy2(vault.head_path(copy), vault.head_path(redacted))
+    con = duckdb.connect(str(redacted))
+    try:
+        assert vault.redact_log(con, [str(p)]) == (4, 0)
+        assert con.execute(
+            "select count(*) from main.reidentification_log where pseudonym is not null"
+        ).fetchall() == [(0,)]
+    finally:
+        con.close()
+    assert _verify(redacted, ws)[0] == 0
 
 
 # --------------------------------------------------------------------------- files on disk

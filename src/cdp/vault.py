@@ -130,7 +130,8 @@ CREATE TABLE IF NOT EXISTS main.{LOG_TABLE} (
     request_id VARCHAR,
     seq BIGINT,
     prev_hash VARCHAR,
-    entry_hash VARCHAR
+    entry_hash VARCHAR,
+    pseudonym_commitment VARCHAR
 )
 """
 # A log created before these columns existed: added in place (its old rows are unchained).
@@ -141,6 +142,7 @@ LOG_MIGRATE: Final = tuple(
         ("seq", "BIGINT"),
         ("prev_hash", "VARCHAR"),
         ("entry_hash", "VARCHAR"),
+        ("pseudonym_commitment", "VARCHAR"),
     )
 )
 #: The columns of a log row, in the order the chain hashes them.
@@ -159,7 +161,10 @@ CHAINED_COLUMNS: Final = (
     "tool",
     "request_id",
 )
-LOG_COLUMNS: Final = ", ".join((*CHAINED_COLUMNS, "seq", "prev_hash", "entry_hash"))
+LOG_COLUMNS: Final = ", ".join(
+    (*CHAINED_COLUMNS, "seq", "prev_hash", "entry_hash", "pseudonym_commitment")
+)
+_PSEUDONYM_AT: Final = CHAINED_COLUMNS.index("pseudonym")
 GENESIS_HASH: Final = "0" * 64
 HEAD_SUFFIX: Final = ".loghead"
 
@@ -444,6 +449,26 @@ def chain_hash(log_key: bytes, prev_hash: str, seq: int, values: Sequence[object
     return hmac.new(log_key, message + _canonical(values), hashlib.sha256).hexdigest()
 
 
+def pseudonym_commitment(log_key: bytes, pseudonym_value: str | None) -> str | None:
+    """What the chain hashes in place of a row's pseudonym (keyed: the log's key only).
+
+    A row's pseudonym can then be redacted after an erasure (decision 49) without
+    breaking the chain: the commitment stays and is what was hashed.
+    """
+    if pseudonym_value is None:
+        return None
+    message = b"pseudonym\x00" + pseudonym_value.encode("utf-8")
+    return "c_" + hmac.new(log_key, message, hashlib.sha256).hexdigest()
+
+
+def _chained_values(values: Sequence[object], commitment: str | None) -> list[object]:
+    """The values a row's hash covers: its pseudonym replaced by its commitment, if it has one."""
+    chained = list(values)
+    if commitment is not None:
+        chained[_PSEUDONYM_AT] = commitment
+    return chained
+
+
 def _head_mac(log_key: bytes, seq: int, entry_hash: str) -> str:
     message = f"head\x00{seq}\x00{entry_hash}".encode("ascii")
     return hmac.new(log_key, message, hashlib.sha256).hexdigest()
@@ -512,11 +537,12 @@ def append_log(
         ).fetchone()
         seq = int(last[0]) + 1 if last else 1
         prev = str(last[1]) if last and last[1] else GENESIS_HASH
-        entry = chain_hash(log_key, prev, seq, values)
-        placeholders = ", ".join("?" for _ in range(len(CHAINED_COLUMNS) + 3))
+        commitment = pseudonym_commitment(log_key, pseudonym_value)
+        entry = chain_hash(log_key, prev, seq, _chained_values(values, commitment))
+        placeholders = ", ".join("?" for _ in range(len(CHAINED_COLUMNS) + 4))
         con.execute(
             f"INSERT INTO main.{LOG_TABLE} ({LOG_COLUMNS}) VALUES ({placeholders})",
-            [*values, seq, prev, entry],
+            [*values, seq, prev, entry, commitment],
         )
         con.execute("COMMIT")
     except BaseException:
@@ -544,7 +570,7 @@ def verify_log(con: duckdb.DuckDBPyConnection, master: MasterKey) -> LogCheck:
     _ensure_log(con)
     log_key = vault_log_key(master)
     rows = con.execute(
-        f"SELECT {', '.join(CHAINED_COLUMNS)}, seq, prev_hash, entry_hash "
+        f"SELECT {', '.join(CHAINED_COLUMNS)}, seq, prev_hash, entry_hash, pseudonym_commitment "
         f"FROM main.{LOG_TABLE} ORDER BY seq NULLS FIRST, logged_at"
     ).fetchall()
     problems: list[str] = []
@@ -566,7 +592,16 @@ def verify_log(con: duckdb.DuckDBPyConnection, master: MasterKey) -> LogCheck:
             )
         if prev_hash != prev:
             problems.append(f"row {seq} does not link to the row before it")
-        if chain_hash(log_key, str(prev_hash), seq, row[:n]) != entry_hash:
+        commitment, held = row[n + 3], row[_PSEUDONYM_AT]
+        if (
+            commitment is not None
+            and held is not None
+            and (pseudonym_commitment(log_key, str(held)) != commitment)
+        ):
+            problems.append(f"row {seq} was edited (its pseudonym does not match its commitment)")
+        if chain_hash(log_key, str(prev_hash), seq, _chained_values(row[:n], commitment)) != (
+            entry_hash
+        ):
             problems.append(f"row {seq} was edited (its hash does not match its content)")
         prev, expected_seq = str(entry_hash), seq + 1
     last_seq = expected_seq - 1
@@ -593,6 +628,30 @@ def verify_log(con: duckdb.DuckDBPyConnection, master: MasterKey) -> LogCheck:
     elif last_seq > 0:
         problems.append(f"the chain head {head} is missing (deleted?)")
     return LogCheck(rows=len(rows), problems=tuple(problems))
+
+
+def redact_log(con: duckdb.DuckDBPyConnection, pseudonyms: Sequence[str]) -> tuple[int, int]:
+    """Null the pseudonym of log rows about erased identifiers (decision 49); (redacted, kept).
+
+    Rows written with a commitment keep their place in the chain; rows written before
+    commitments existed cannot be redacted without breaking it and are counted as kept.
+    The caller owns the transaction.
+    """
+    _ensure_log(con)
+    if not pseudonyms:
+        return 0, 0
+    counts = con.execute(
+        f"SELECT count(*) FILTER (WHERE pseudonym_commitment IS NOT NULL), "
+        f"count(*) FILTER (WHERE pseudonym_commitment IS NULL) "
+        f"FROM main.{LOG_TABLE} WHERE pseudonym IN (SELECT unnest(?))",
+        [list(pseudonyms)],
+    ).fetchall()[0]
+    con.execute(
+        f"UPDATE main.{LOG_TABLE} SET pseudonym = NULL "
+        f"WHERE pseudonym_commitment IS NOT NULL AND pseudonym IN (SELECT unnest(?))",
+        [list(pseudonyms)],
+    )
+    return int(counts[0]), int(counts[1])
 
 
 @dataclass(frozen=True)
