@@ -33,6 +33,7 @@ import duckdb
 import pytest
 
 from cdp import access, keys, normalise, pseudonym
+from cdp import purge as purge_module
 from cdp.purge import purge
 from conftest import ROOT, DbtResult, Workspace
 
@@ -567,8 +568,6 @@ def erased(planted: Planted) -> Erased:
         for value in values:
             normalised = normalise.normalise_identifier(id_type, value)
             key = planted.key(id_type, value)
-            if id_type == "customer_id":
-                continue  # named by the erasure request, which the law makes us keep
             needles[f"{id_type} raw"] = value.lower()
             if normalised:
                 needles[f"{id_type} normalised"] = normalised.lower()
@@ -649,21 +648,8 @@ def test_erasure_leaves_no_trace_after_build_and_purge(erased: Erased) -> None:
     found: list[tuple[str, str]] = []
     for db in (ws.raw_db, ws.warehouse_db, ws.vault_db):
         found += _scan_database(db, erased.needles)
-    # The person key may remain where it names the kept erasure request's subject: the
-    # destruction log (RKN Order 179 asks for the subject) and the models that carry requests
-    # and the identity of their identifier. Never in staging data, profile or audiences.
-    request_models = ("subject_persons", "restrictions", "rights__", "int_identity_")
-
-    def allowed(where: str, label: str) -> bool:
-        return label == "person_key" and (
-            where.startswith("raw.duckdb:audit.destruction_log")
-            or (
-                where.startswith("warehouse.duckdb:intermediate.")
-                and any(m in where for m in request_models)
-            )
-        )
-
-    found = [f for f in found if not allowed(*f)]
+    # Nothing keeps the person key or an identifier: the kept requests name the erasure
+    # request instead (decision 48), and the destruction log names a proof.
     assert not found, found
     for folder in (ws.root / "target", ws.root / "logs"):
         for path in folder.rglob("*"):
@@ -671,15 +657,13 @@ def test_erasure_leaves_no_trace_after_build_and_purge(erased: Erased) -> None:
                 text = path.read_text(encoding="utf-8", errors="ignore").lower()
                 leaks = [label for label, needle in erased.needles.items() if needle in text]
                 assert not leaks, (path, leaks)
-    # the erasure request itself is kept (proof, and it keeps excluding the person)
+    # the erasure request itself is kept as proof, naming itself instead of the person
     assert query(
         ws.raw_db,
-        "select count(*) from privacy.subject_requests where request_id = 'DSR-T-ERASE' and subject_id = ?",
-        [person.customer_id],
-    ) == [(1,)]
-    # the customer id survives in the raw zone only in that request
-    raw_hits = _scan_database(ws.raw_db, {"customer_id": person.customer_id.lower()})
-    assert raw_hits == [("raw.duckdb:privacy.subject_requests.subject_id", "customer_id")], raw_hits
+        "select subject_id, details from privacy.subject_requests where request_id = 'DSR-T-ERASE'",
+    ) == [("erased-by:DSR-T-ERASE", None)]
+    # the customer id survives nowhere in the raw zone
+    assert _scan_database(ws.raw_db, {"customer_id": person.customer_id.lower()}) == []
 
 
 def test_erasure_keeps_orders_minimised_and_records_the_destruction(erased: Erased) -> None:
@@ -701,7 +685,14 @@ def test_erasure_keeps_orders_minimised_and_records_the_destruction(erased: Eras
     assert ("web.events", "delete_rows") in tables
     assert ("shop.orders", "null_fields") in tables
     assert ("vault.vault_identifiers", "delete_rows") in tables
-    assert {r.subject_key for r in records} == {person.person_key}
+    # the subject is named by the erasure proof of the customer id the request gave
+    proof = purge_module.erasure_proof(
+        keys.erasure_proof_key(keys.load_master_key({"CDP_MASTER_KEY": ws.key})),
+        "customer_id",
+        person.customer_id,
+    )
+    assert proof is not None and proof.startswith("erased_")
+    assert {(r.subject_id_type, r.subject_key) for r in records} == {("erasure_proof", proof)}
     logged = query(
         ws.raw_db,
         "select count(*), sum(row_count) from audit.destruction_log "

@@ -39,13 +39,21 @@ log
 Erasure (a verified erasure request, ``intermediate.int_rights__erased_persons``
 of the built warehouse): every raw row carrying an identifier that belongs to
 the person alone is destroyed (CRM records, site events, messages, consent
-records), their orders stay for accounting (5 years) with contact and delivery
-fields nulled, their subject requests stay as proof (a rectification's details,
-which hold the corrected value, are nulled), and their entries in the vault
-(``--vault-db``) are deleted first, in the vault's own transaction (the vault
-is derived from the raw zone by every build, so a failure after it is repaired
-by running the purge again). Each record carries the erasure's ``request_id``;
-the next build marks the request closed (``int_rights__request_tracking``).
+records), and so is every site event whose free text (URLs, search query,
+properties) names the person, with every row of a device that carried it and
+never logged in as anyone else; their orders stay for accounting (5 years)
+with contact and delivery fields nulled; their subject requests stay as proof
+with the identifier replaced by ``erased-by:<erasure request id>`` and the
+details nulled (``replace_fields``); ``audit.erasure_proofs`` gets a keyed
+proof per identifier destroyed (decision 48). Their entries in the vault
+(``--vault-db``) are deleted first, and their pseudonym redacted from the
+re-identification log, in the vault's own transaction (the vault is derived
+from the raw zone by every build, so a failure after it is repaired by running
+the purge again). Each record carries the erasure's ``request_id``; the next
+build marks the request closed (``int_rights__request_tracking``). ``cdp
+erase`` runs the purge as one step of the whole erasure (rewriting the files
+and rebuilding); run alone, the purge deletes rows, which DuckDB leaves in
+freed blocks until the file is rewritten.
 
 Consent episodes and inactivity are judged per *person*, so the purge reads
 the identity map and activity of the built warehouse (``CDP_WAREHOUSE_DB``,
@@ -57,9 +65,10 @@ them; the key never enters SQL. Run it after ``dbt build`` and rebuild after
 it, so the warehouse reflects the destruction.
 
 A destruction record names the data category, the source table and load
-batch, the pseudonym of the person where the destruction is per person
-(inactivity), the reason, the method (``delete_rows`` or ``null_fields`` with
-the fields), when, how many rows, the oldest and newest record time, the
+batch, the subject where the destruction is per person (the customer's
+pseudonym for inactivity, the erasure proof for an erasure), the reason, the
+method (``delete_rows``, ``null_fields`` or ``replace_fields`` with the
+fields), when, how many rows, the oldest and newest record time, the
 retention period and its legal reference, who ran it, and until when the
 record is kept (RKN Order 179 asks for subject, categories, reason, method,
 date). Usage::
@@ -83,11 +92,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
 
 from cdp import contract, keys, normalise, paths, pseudonym
+from cdp import vault as vault_tool
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.purge 1.0"
@@ -141,6 +152,26 @@ LOG_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("request_id", "VARCHAR"),
 )
 ERASURE_REASON: Final = "erasure_request"
+# What an executed erasure leaves in the subject's request rows instead of their identifier:
+# the erasure request's id, so tracking can tell those requests were answered by erasure.
+ERASED_SUBJECT_PREFIX: Final = "erased-by:"
+PROOF_TABLE: Final = f"{AUDIT_SCHEMA}.erasure_proofs"
+PROOF_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("proof", "VARCHAR NOT NULL"),
+    ("identifier_type", "VARCHAR NOT NULL"),
+    ("request_id", "VARCHAR"),
+    ("run_id", "VARCHAR NOT NULL"),
+    ("erased_at", "TIMESTAMP NOT NULL"),
+    ("keep_until", "TIMESTAMP NOT NULL"),
+)
+# Raw web columns of free text where a visitor can type or carry an identifier.
+WEB_FREE_TEXT: Final = ("page_url", "referrer_url", "search_query", "properties")
+# An order's delivery address is free text too (a gift sent "for" someone, say).
+ORDER_FREE_TEXT: Final = ("delivery_address",)
+# Identifier types matched inside free text as whole tokens (emails and phones are extracted
+# and normalised instead: normalise.identifiers_in_text).
+TOKEN_TYPES: Final = ("customer_id", "anonymous_id", "loyalty_card", "push_token")
+MIN_TOKEN_LENGTH: Final = 6
 # Vault tables and the column holding the pseudonym their rows are keyed by.
 VAULT_TABLES: Final[tuple[tuple[str, str, str], ...]] = (
     ("vault_identifiers", "pseudonym", "contact_identifiers"),
@@ -377,6 +408,11 @@ class _Purger:
         self.vault_plan: list[tuple[str, str, str, str, str, int]] = []
         self.vault_db: Path | None = None
         self.has_erasure_model = False
+        self.proof_key = keys.erasure_proof_key(master)
+        # person_key -> the proof of the identifier their erasure request named
+        self.person_proofs: dict[str, str] = {}
+        # (proof, identifier type, request_id) of every identifier an erasure destroys
+        self.proofs: list[tuple[str, str, str]] = []
 
     def cutoff(self, category: str) -> dt.datetime:
         return self.as_of - dt.timedelta(days=self.categories[category].retention_days)
@@ -544,6 +580,16 @@ class _Purger:
         self.plan_inactivity()
         self.plan_erasure()
         cutoff = self.cutoff("destruction_records")
+        if self.has_table("erasure_proofs"):
+            self.add_rule(
+                _Rule(PROOF_TABLE, "destruction_records", "retention_expired", "delete_rows"),
+                f"""
+                select rowid, run_id, erased_at, null, null
+                from {PROOF_TABLE}
+                where erased_at < ?
+                """,
+                [cutoff],
+            )
         if self.has_log_table():
             self.add_rule(
                 _Rule(LOG_TABLE, "destruction_records", "retention_expired", "delete_rows"),
@@ -556,10 +602,13 @@ class _Purger:
             )
 
     def has_log_table(self) -> bool:
+        return self.has_table("destruction_log")
+
+    def has_table(self, name: str) -> bool:
         row = self.sql(
             "select count(*) from information_schema.tables "
             "where table_catalog = current_database() and table_schema = ? and table_name = ?",
-            [AUDIT_SCHEMA, "destruction_log"],
+            [AUDIT_SCHEMA, name],
         ).fetchone()
         return bool(row[0])
 
@@ -983,6 +1032,8 @@ class _Purger:
             """
         )
 
+        self.link_free_text()
+
         def matching(table: str, record_at: str, pairs: Sequence[tuple[str, str]]) -> str:
             condition = " or ".join(
                 f"(erased.id_type = '{id_type}' and rows.{column} = erased.raw_value)"
@@ -1028,6 +1079,19 @@ class _Purger:
                 matching(table, record_at, pairs),
                 with_request=True,
             )
+        # Site events of other devices whose free text carries the person's identifiers.
+        self.add_rule(
+            _Rule("web.events", "site_activity", ERASURE_REASON, "delete_rows"),
+            """
+            select rows.rowid, rows._batch_id, coalesce(rows.event_at, rows._loaded_at), 'person',
+                hits.person_key, hits.request_id
+            from web.events as rows
+            inner join purge_text_rows as hits
+                on rows.rowid = hits.row_id
+            qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
+            """,
+            with_request=True,
+        )
         self.add_rule(
             _Rule("privacy.consent_events", "consent_records", ERASURE_REASON, "delete_rows"),
             """
@@ -1055,13 +1119,34 @@ class _Purger:
             ),
             with_request=True,
         )
+        # Other orders whose delivery address names the person keep everything but that address.
+        self.add_rule(
+            _Rule(
+                "shop.orders",
+                "purchase_history",
+                ERASURE_REASON,
+                "null_fields",
+                ORDER_FREE_TEXT,
+            ),
+            """
+            select rows.rowid, rows._batch_id, coalesce(rows.ordered_at, rows._loaded_at), 'person',
+                hits.person_key, hits.request_id
+            from shop.orders as rows
+            inner join purge_address_rows as hits
+                on rows.rowid = hits.row_id
+            qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
+            """,
+            with_request=True,
+        )
+        # The person's requests stay as proof they were answered (and for their deadlines),
+        # without the identifier: it is replaced by the erasure's request id, details nulled.
         self.add_rule(
             _Rule(
                 "privacy.subject_requests",
                 "subject_requests",
                 ERASURE_REASON,
-                "null_fields",
-                ("details",),
+                "replace_fields",
+                ("subject_id", "details"),
             ),
             """
             select rows.rowid, rows._batch_id, coalesce(rows.received_at, rows._loaded_at), 'person',
@@ -1069,12 +1154,175 @@ class _Purger:
             from privacy.subject_requests as rows
             inner join purge_erased_values as erased
                 on lower(trim(rows.subject_id_type)) = erased.id_type and rows.subject_id = erased.raw_value
-            where lower(trim(rows.request_type)) = 'rectification' and rows.details is not null
             qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
             """,
             with_request=True,
         )
+        self.plan_proofs()
         self.plan_vault_erasure()
+
+    def link_free_text(self) -> None:
+        """The person's identifiers inside free text, and the devices that carried them.
+
+        Site events whose page or referrer URL, search query or properties hold one of the
+        erased person's identifiers (emails and phones found and normalised as staging finds
+        them; customer ids, device ids and cards as whole tokens; the name with the surname)
+        are the person's data wherever they are: ``purge_text_rows``. A device that carried
+        them and never logged in as anyone else is the person's device: its id joins the
+        person's identifiers, so every row of it goes (``purge_erased_values``).
+        """
+        erased = self.sql(
+            "select distinct id_type, raw_value, person_key, request_id from purge_erased_values"
+        ).fetchall()
+        wanted: dict[tuple[str, str], tuple[str, str]] = {}
+        tokens: dict[str, tuple[str, str]] = {}
+        for id_type, raw_value, person_key, request_id in erased:
+            value = normalise.normalise_identifier(id_type, raw_value)
+            if value is None:
+                continue
+            owner = (str(person_key), str(request_id))
+            wanted[(id_type, value)] = owner
+            if id_type in TOKEN_TYPES:
+                # as normalised and as typed (a card is normalised without its dashes)
+                for form in (value, normalise.duckdb_trim(str(raw_value))):
+                    if len(form) >= MIN_TOKEN_LENGTH:
+                        tokens[normalise.duckdb_lower(form)] = owner
+        names: dict[str, tuple[str, str]] = {}
+        for first, last, passport, person_key, request_id in self.sql(
+            """
+            select distinct customers.first_name, customers.last_name, customers.passport_number,
+                erased.person_key, erased.request_id
+            from crm.customers as customers
+            inner join purge_erased_values as erased
+                on erased.id_type = 'customer_id' and customers.customer_id = erased.raw_value
+            """
+        ).fetchall():
+            owner = (str(person_key), str(request_id))
+            first_name, last_name = normalise.normalise_name(first), normalise.normalise_name(last)
+            if first_name and last_name:
+                for pair in (f"{first_name} {last_name}", f"{last_name} {first_name}"):
+                    names[f" {pair} "] = owner
+            # a passport number, as typed and as its digits in any layout
+            if (
+                isinstance(passport, str)
+                and len(normalise.duckdb_trim(passport)) >= MIN_TOKEN_LENGTH
+            ):
+                tokens[normalise.duckdb_lower(normalise.duckdb_trim(passport))] = owner
+                digits = re.sub(r"\D", "", passport)
+                if len(digits) >= MIN_TOKEN_LENGTH:
+                    tokens[digits] = owner
+        token_pattern = _token_pattern(tokens)
+
+        def named_rows(name: str, table: str, columns: Sequence[str], carried: str) -> None:
+            """Temp table ``name``: rows of ``table`` whose free text names an erased person."""
+            texts = " union ".join(
+                f"select distinct {column} as text from {table} where {column} is not null"
+                for column in columns
+            )
+            hits: list[tuple[str, str, str]] = []
+            for (text,) in self.sql(texts).fetchall():
+                named = _free_text_owner(str(text), wanted, token_pattern, tokens, names)
+                if named is not None:
+                    hits.append((str(text), *named))
+            found = pa.table(
+                {
+                    "text": pa.array([h[0] for h in hits], pa.string()),
+                    "person_key": pa.array([h[1] for h in hits], pa.string()),
+                    "request_id": pa.array([h[2] for h in hits], pa.string()),
+                }
+            )
+            self.con.register("purge_text_hits_arrow", found)
+            joins = " union ".join(
+                f"select rows.rowid as row_id, {carried} as carried, hits.person_key, "
+                f"hits.request_id from {table} as rows inner join purge_text_hits_arrow as hits "
+                f"on rows.{column} = hits.text"
+                for column in columns
+            )
+            self.sql(f"create or replace temp table {name} as {joins}")
+            self.con.unregister("purge_text_hits_arrow")
+
+        named_rows("purge_text_rows", "web.events", WEB_FREE_TEXT, "rows.anonymous_id")
+        named_rows("purge_address_rows", "shop.orders", ORDER_FREE_TEXT, "cast(null as varchar)")
+        # Devices that carried the person's identifiers and never logged in as anyone else.
+        devices = self.sql(
+            """
+            select distinct hits.carried, hits.person_key, hits.request_id
+            from purge_text_rows as hits
+            where
+                hits.carried is not null
+                and not exists (
+                    select 1
+                    from web.events as events
+                    where
+                        events.anonymous_id = hits.carried
+                        and nullif(trim(events.customer_id), '') is not null
+                        and events.customer_id not in (
+                            select erased.raw_value
+                            from purge_erased_values as erased
+                            where erased.id_type = 'customer_id' and erased.person_key = hits.person_key
+                        )
+                )
+            """
+        ).fetchall()
+        if not devices:
+            return
+        table = pa.table(
+            {
+                "subject_key": pa.array(
+                    [self.subject_key("anonymous_id", d[0]) for d in devices], pa.string()
+                ),
+                "person_key": pa.array([d[1] for d in devices], pa.string()),
+                "request_id": pa.array([d[2] for d in devices], pa.string()),
+            }
+        )
+        self.con.register("purge_devices_arrow", table)
+        self.sql(
+            """
+            insert into purge_erased_values
+            select distinct keys.id_type, keys.raw_value, devices.person_key, devices.request_id
+            from purge_all_keys as keys
+            inner join purge_devices_arrow as devices
+                on keys.subject_key = devices.subject_key
+            where not exists (
+                select 1 from purge_erased_values as known
+                where known.id_type = keys.id_type and known.raw_value = keys.raw_value
+            )
+            """
+        )
+        self.con.unregister("purge_devices_arrow")
+
+    def plan_proofs(self) -> None:
+        """A proof per identifier erased, keyed in a domain of its own (decision 48).
+
+        ``audit.erasure_proofs`` answers "was this identifier erased, and when" for whoever
+        holds the key (``cdp erase --check``); no other value shares its key, so it links to
+        no pseudonym, vault entry or person key. Destruction records name the subject by the
+        proof of the identifier the erasure request gave.
+        """
+        erased = self.sql(
+            "select distinct id_type, raw_value, request_id from purge_erased_values order by all"
+        ).fetchall()
+        seen: set[tuple[str, str]] = set()
+        for id_type, raw_value, request_id in erased:
+            proof = self.proof(id_type, raw_value)
+            if proof is not None and (proof, str(request_id)) not in seen:
+                seen.add((proof, str(request_id)))
+                self.proofs.append((proof, str(id_type), str(request_id)))
+        for person_key, id_type, raw_value in self.sql(
+            """
+            select erased.person_key, lower(trim(requests.subject_id_type)), requests.subject_id
+            from purge_erased_persons as erased
+            inner join privacy.subject_requests as requests
+                on trim(requests.request_id) = erased.request_id
+            """
+        ).fetchall():
+            proof = self.proof(id_type, raw_value)
+            if proof is not None:
+                self.person_proofs[str(person_key)] = proof
+
+    def proof(self, id_type: str | None, raw_value: str | None) -> str | None:
+        """The erasure proof of a raw identifier: keyed, in the erasure domain only."""
+        return erasure_proof(self.proof_key, id_type, raw_value)
 
     def plan_vault_erasure(self) -> None:
         """Count the erased persons' vault entries (deleted before the raw zone is written)."""
@@ -1114,6 +1362,36 @@ class _Purger:
                     self.vault_plan.append(
                         (table, column, category, str(person_key), str(request_id), int(count))
                     )
+            # The re-identification log keeps its rows (who looked up what, when) but not the
+            # erased person's pseudonym; rows written before commitments existed cannot be
+            # redacted without breaking the chain (decision 49).
+            redactable = vault.execute(
+                "select count(*) from information_schema.columns where table_schema = 'main' "
+                "and table_name = ? and column_name = 'pseudonym_commitment'",
+                [vault_tool.LOG_TABLE],
+            ).fetchall()[0][0]
+            if redactable:
+                for person_key, request_id, count in vault.execute(
+                    f"""
+                    select erased.person_key, erased.request_id, count(*)
+                    from main.{vault_tool.LOG_TABLE} as entries
+                    inner join purge_erased_keys_arrow as erased
+                        on entries.pseudonym = erased.subject_key
+                    where entries.pseudonym_commitment is not null
+                    group by all
+                    order by all
+                    """
+                ).fetchall():
+                    self.vault_plan.append(
+                        (
+                            vault_tool.LOG_TABLE,
+                            "pseudonym",
+                            "contact_identifiers",
+                            str(person_key),
+                            str(request_id),
+                            int(count),
+                        )
+                    )
         finally:
             vault.close()
 
@@ -1137,6 +1415,10 @@ class _Purger:
             vault.register("purge_erased_keys_arrow", erased)
             vault.execute("begin transaction")
             for table, column in sorted({(entry[0], entry[1]) for entry in self.vault_plan}):
+                if table == vault_tool.LOG_TABLE:
+                    subject_keys = [str(k) for k in erased.column("subject_key").to_pylist()]
+                    vault_tool.redact_log(vault, subject_keys)
+                    continue
                 vault.execute(
                     f"delete from main.{table} where {column} in "
                     "(select subject_key from purge_erased_keys_arrow)"
@@ -1167,6 +1449,12 @@ class _Purger:
                 """
             ).fetchall()
             for batch_id, subject_type, subject_key, request_id, count, oldest, newest in rows:
+                if subject_type == "person":
+                    # An erasure names its subject by proof, never by a key shared with data.
+                    subject_type, subject_key = (
+                        "erasure_proof",
+                        self.person_proofs.get(str(subject_key)),
+                    )
                 out.append(
                     DestructionRecord(
                         destruction_id=str(uuid.uuid4()),
@@ -1203,11 +1491,11 @@ class _Purger:
                     source_table=f"vault.{table}",
                     source_batch_id=None,
                     data_category=category_name,
-                    subject_id_type="person",
-                    subject_key=person_key,
+                    subject_id_type="erasure_proof",
+                    subject_key=self.person_proofs.get(person_key),
                     reason=ERASURE_REASON,
-                    method="delete_rows",
-                    fields=None,
+                    method="null_fields" if table == vault_tool.LOG_TABLE else "delete_rows",
+                    fields="pseudonym" if table == vault_tool.LOG_TABLE else None,
                     row_count=count,
                     oldest_record_at=None,
                     newest_record_at=None,
@@ -1232,12 +1520,21 @@ class _Purger:
             schema_table = rule.source_table
             if rule.method == "delete_rows":
                 self.sql(f"delete from {schema_table} where rowid in (select row_id from {name})")
+            elif rule.method == "replace_fields":
+                # An erased subject's request: its identifier becomes the erasure's request id.
+                self.sql(
+                    f"update {schema_table} as rows set subject_id = ? || erasure.request_id, "
+                    f"details = null from {name} as erasure where rows.rowid = erasure.row_id",
+                    [ERASED_SUBJECT_PREFIX],
+                )
             else:
                 assignments = ", ".join(f"{column} = null" for column in rule.fields)
                 self.sql(
                     f"update {schema_table} set {assignments} "
                     f"where rowid in (select row_id from {name})"
                 )
+        if self.proofs:
+            self.write_proofs(records)
         if records:
             names = [name for name, _ in LOG_COLUMNS]
             table = pa.Table.from_pylist([asdict(r) for r in records]).select(names)
@@ -1247,6 +1544,96 @@ class _Purger:
                 f"select {', '.join(names)} from purge_records_arrow"
             )
             self.con.unregister("purge_records_arrow")
+
+    def write_proofs(self, records: Sequence[DestructionRecord]) -> None:
+        """Append this run's erasure proofs to ``audit.erasure_proofs`` (kept like the records)."""
+        columns = ",\n    ".join(f"{name} {ctype}" for name, ctype in PROOF_COLUMNS)
+        self.sql(f"create table if not exists {PROOF_TABLE} (\n    {columns}\n)")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        run_id = records[0].run_id if records else str(uuid.uuid4())
+        erased_at = records[0].destroyed_at if records else now
+        keep_until = erased_at + dt.timedelta(
+            days=self.categories["destruction_records"].retention_days
+        )
+        table = pa.table(
+            {
+                "proof": pa.array([p[0] for p in self.proofs], pa.string()),
+                "identifier_type": pa.array([p[1] for p in self.proofs], pa.string()),
+                "request_id": pa.array([p[2] for p in self.proofs], pa.string()),
+            }
+        )
+        self.con.register("purge_proofs_arrow", table)
+        self.sql(
+            f"""
+            insert into {PROOF_TABLE} (proof, identifier_type, request_id, run_id, erased_at, keep_until)
+            select new.proof, new.identifier_type, new.request_id, ?, ?, ?
+            from purge_proofs_arrow as new
+            where not exists (
+                select 1 from {PROOF_TABLE} as known
+                where known.proof = new.proof and known.request_id = new.request_id
+            )
+            """,
+            [run_id, erased_at, keep_until],
+        )
+        self.con.unregister("purge_proofs_arrow")
+
+
+def erasure_proof(proof_key: bytes, id_type: str | None, raw_value: str | None) -> str | None:
+    """The erasure proof of a raw identifier (``erased_`` + keyed hex), or None if it is invalid."""
+    if id_type not in normalise.IDENTIFIER_NORMALISERS or raw_value is None:
+        return None
+    value = normalise.normalise_identifier(id_type, raw_value)
+    if value is None:
+        return None
+    return "erased_" + pseudonym.hmac_sha256_hex(
+        proof_key, pseudonym.pseudonym_message(id_type, value)
+    )
+
+
+def _token_pattern(tokens: Mapping[str, object]) -> re.Pattern[str] | None:
+    """One regex for whole tokens (not inside a longer word); a run of digits in any layout."""
+    if not tokens:
+        return None
+    alternatives: list[str] = []
+    for token in sorted(tokens, key=len, reverse=True):
+        if token.isdigit():
+            alternatives.append(f"(?P<d{len(alternatives)}>" + r"[\s().\-]*".join(token) + ")")
+        else:
+            alternatives.append(f"(?P<t{len(alternatives)}>" + re.escape(token) + ")")
+    return re.compile(r"(?<![0-9a-z])(?:" + "|".join(alternatives) + r")(?![0-9a-z])")
+
+
+def _token_of(match: re.Match[str]) -> str:
+    """The token (its key in the tokens map) a match of :func:`_token_pattern` found."""
+    text = next(value for value in match.groupdict().values() if value is not None)
+    return re.sub(r"\D", "", text) if match.lastgroup and match.lastgroup[0] == "d" else text
+
+
+def _free_text_owner(
+    text: str,
+    wanted: Mapping[tuple[str, str], tuple[str, str]],
+    token_pattern: re.Pattern[str] | None,
+    tokens: Mapping[str, tuple[str, str]],
+    names: Mapping[str, tuple[str, str]],
+) -> tuple[str, str] | None:
+    """The (person_key, request_id) of the erased person a free-text value names, or None."""
+    for found in normalise.identifiers_in_text(text):
+        if found in wanted:
+            return wanted[found]
+    decoded = text
+    for _ in range(2):
+        decoded = unquote(decoded.replace("+", " "))
+    if token_pattern is not None:
+        for candidate in (decoded, text):
+            match = token_pattern.search(normalise.duckdb_lower(candidate))
+            if match is not None:
+                return tokens[_token_of(match)]
+    if names:
+        spaced = f" {normalise.normalise_name(decoded) or ''} "
+        for pair, owner in names.items():
+            if pair in spaced:
+                return owner
+    return None
 
 
 def _sql_path(path: Path) -> str:
@@ -1268,6 +1655,7 @@ def purge(
     environ: Mapping[str, str] | None = None,
     categories: Mapping[str, Category] | None = None,
     purposes: Sequence[Purpose] | None = None,
+    master: keys.MasterKey | None = None,
 ) -> PurgeResult:
     """Destroy (or, with ``dry_run``, only count) expired raw data as of ``as_of``; see the module doc."""
     catalogue = dict(categories) if categories is not None else load_categories()
@@ -1275,10 +1663,11 @@ def purge(
     if missing:
         raise PurgeError(f"the retention catalogue has no {', '.join(missing)}")
     purpose_list = list(purposes) if purposes is not None else load_purposes()
-    try:
-        master = keys.load_master_key(environ)
-    except keys.KeyConfigError as exc:
-        raise PurgeError(str(exc)) from None
+    if master is None:
+        try:
+            master = keys.load_master_key(environ)
+        except keys.KeyConfigError as exc:
+            raise PurgeError(str(exc)) from None
     if not raw_db.exists():
         raise PurgeError(f"no landing zone at {raw_db}: set CDP_RAW_DB or pass --raw-db")
     try:
@@ -1323,6 +1712,55 @@ def purge(
     return result
 
 
+@dataclass(frozen=True)
+class ErasureProof:
+    identifier_type: str
+    request_id: str | None
+    erased_at: dt.datetime
+
+
+def erasure_status(
+    raw_db: Path,
+    id_type: str,
+    value: str,
+    environ: Mapping[str, str] | None = None,
+    master: keys.MasterKey | None = None,
+) -> list[ErasureProof]:
+    """Was this identifier erased, and when: its proofs in ``audit.erasure_proofs`` (read-only)."""
+    if master is None:
+        try:
+            master = keys.load_master_key(environ)
+        except keys.KeyConfigError as exc:
+            raise PurgeError(str(exc)) from None
+    if id_type not in normalise.IDENTIFIER_NORMALISERS:
+        raise PurgeError(
+            f"unknown identifier type {id_type[:30]!r}; known: "
+            f"{', '.join(sorted(normalise.IDENTIFIER_NORMALISERS))}"
+        )
+    proof = erasure_proof(keys.erasure_proof_key(master), id_type, value)
+    if proof is None:
+        raise PurgeError(f"that is not a valid {id_type} (it does not normalise)")
+    if not raw_db.exists():
+        raise PurgeError(f"no landing zone at {raw_db}: set CDP_RAW_DB or pass --raw-db")
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        present = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = 'erasure_proofs'",
+            [AUDIT_SCHEMA],
+        ).fetchone()
+        if not present or not present[0]:
+            return []
+        rows = con.execute(
+            f"select identifier_type, request_id, erased_at from {PROOF_TABLE} "
+            "where proof = ? order by erased_at",
+            [proof],
+        ).fetchall()
+    finally:
+        con.close()
+    return [ErasureProof(str(r[0]), r[1], r[2]) for r in rows]
+
+
 def _operator() -> str:
     try:
         return getpass.getuser()
@@ -1333,7 +1771,7 @@ def _operator() -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _summary(result: PurgeResult) -> str:
+def summary(result: PurgeResult) -> str:
     lines = [
         f"{'dry run: would destroy' if result.dry_run else 'destroyed'} as of "
         f"{result.as_of.isoformat(sep=' ')} (run {result.run_id})",
@@ -1408,7 +1846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PurgeError as exc:
         print(f"purge: error: {exc}", file=sys.stderr)
         return 1
-    print(_summary(result))
+    print(summary(result))
     if args.report is not None:
         args.report.write_text(result.to_json() + "\n", encoding="utf-8")
         print(f"report: {args.report}")
