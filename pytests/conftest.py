@@ -147,6 +147,18 @@ def make_workspace(root: Path) -> Workspace:
     return Workspace(root=root, key=key, env=env)
 
 
+def copy_workspace(source: Workspace, root: Path) -> Workspace:
+    """A copy of a built workspace's databases under ``root``, every output kept under it too."""
+    import shutil
+
+    workspace = make_workspace(root)
+    workspace.key = source.key
+    workspace.env["CDP_MASTER_KEY"] = source.key
+    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
+        shutil.copyfile(source.env[name], workspace.env[name])
+    return workspace
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """A landing zone generated and built once per session (``dbt build``)."""

@@ -258,6 +258,11 @@ DELEGATED: dict[str, tuple[str, str]] = {
         "the privacy officer's re-identification tool (logged); verify, verify-log",
     ),
     "keys": ("cdp.keys", "check the master key configuration, or write a demo key"),
+    "erase": (
+        "cdp.erase",
+        "execute verified erasure requests down to the bytes (purge, rewrite, rebuild)",
+    ),
+    "purge": ("cdp.purge", "the retention purge and erasure of the raw zone (scripts/purge.py)"),
 }
 
 

@@ -318,6 +318,41 @@ def _disclosure_control(
     return state_dir, state, entry
 
 
+def withdraw(target_dir: Path | None = None) -> int:
+    """Destroy every published release (the file, every Parquet version, the link); how many.
+
+    After an erasure every release made before it may hold the erased person, and
+    diffing two of them isolates that person's cells: all are shredded
+    (:func:`cdp.destroy.shred_tree`), not merely unlinked. The release state stays: the
+    gate keeps holding the next release until enough people changed since the last one
+    (a BI user may have kept a copy of it).
+    """
+    from cdp import destroy
+
+    target_dir = target_dir or paths.published_dir()
+    if not target_dir.exists():
+        return 0
+    with _publish_lock(target_dir):
+        versions = target_dir / "versions"
+        releases = sorted(p for p in versions.iterdir() if p.is_dir()) if versions.exists() else []
+        leftovers = [
+            target_dir / "parquet",
+            *target_dir.glob(".marts-*"),
+            *target_dir.glob(".parquet-*"),
+        ]
+        for leftover in leftovers:
+            if leftover.is_symlink() or leftover.is_dir():
+                destroy.shred_tree(leftover)
+            elif leftover.exists():
+                destroy.shred(leftover)
+        database = target_dir / "marts.duckdb"
+        had_database = destroy.shred(database)
+        destroy.shred(target_dir / "marts.duckdb.wal")
+        for release in releases:
+            destroy.shred_tree(release)
+    return max(len(releases), int(had_database))
+
+
 def _prune_versions(versions: Path, keep: int) -> None:
     """Remove complete Parquet versions older than the newest ``keep`` (names sort by time)."""
     complete = sorted(p for p in versions.iterdir() if (p / "release.json").exists())

@@ -1,0 +1,246 @@
+"""``cdp erase``: execute verified erasure requests end to end, down to the bytes.
+
+One command, in this order (decision 47):
+
+1. **refresh**: ``dbt run`` (all three stages), so the warehouse knows every
+   request that has landed and whose identifiers belong to whom;
+2. **purge**: :func:`cdp.purge.purge` destroys the erased persons' raw rows
+   (identifier columns and free text: a device that typed the person's email is
+   the person's), deletes their vault entries, replaces the identifier of their
+   requests with the erasure's request id, and writes the destruction records
+   and erasure proofs (retention runs too: the purge is one tool);
+3. **rewrite** the raw zone and the vault (:func:`cdp.destroy.rewrite_database`):
+   new files with live rows only, swapped in atomically, the old ones
+   overwritten with zeros;
+4. **rebuild** with ``dbt run --full-refresh`` (every model, the identity graph
+   and the vault included, forgets the person), then ``dbt test``;
+5. **rewrite** the warehouse and the vault again (the rebuild freed the blocks
+   that held the person's pseudonyms);
+6. **releases**: every published release made before the erasure is shredded
+   (:func:`cdp.publish.withdraw`) and a new one is published if the release
+   gate allows it (decision 45: a release waits until ``k`` people changed, so
+   that no diff isolates the erased person); until then BI has no release.
+
+The command stops at the first step that fails and says what to do; running
+it again is safe (a purge with nothing left to destroy destroys nothing, and
+the rewrites and rebuild converge). ``--check TYPE VALUE`` answers "was this
+identifier erased, and when" from the erasure proofs.
+
+    cdp erase                      # execute every verified erasure request
+    cdp erase --dry-run            # what the purge would destroy; writes nothing
+    cdp erase --check email someone@example.org
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdp import destroy, keys, paths, publish, purge, stages
+from cdp.keys import OWNER_ONLY_UMASK
+
+
+class EraseError(RuntimeError):
+    """A step failed; the message says which, what was done, and what to do."""
+
+
+@dataclass
+class ErasureReport:
+    requests: list[str] = field(default_factory=list)
+    rows_deleted: int = 0
+    rows_depersonalised: int = 0
+    proofs: int = 0
+    rewritten: list[destroy.Rewritten] = field(default_factory=list)
+    releases_destroyed: int = 0
+    published: bool = False
+    tests_passed: bool = True
+
+
+def _say(message: str) -> None:
+    print(f"cdp erase: {message}", flush=True)
+
+
+def _dbt(args: Sequence[str], master: keys.MasterKey) -> bool:
+    started = time.monotonic()
+    with keys.holding(master):
+        outcome = stages.run(args)
+    state = "ok" if outcome.success else "FAILED"
+    _say(f"dbt {' '.join(args)}: {state} in {time.monotonic() - started:.1f} s")
+    if not outcome.success and outcome.messages:
+        for line in outcome.messages[-5:]:
+            _say(f"  {line}")
+    return outcome.success
+
+
+def _rewrite(report: ErasureReport, files: Sequence[Path]) -> None:
+    for path in files:
+        try:
+            done = destroy.rewrite_database(path)
+        except destroy.DestroyError as exc:
+            raise EraseError(f"{exc}; run `cdp erase` again when nothing holds the file") from None
+        if done is not None:
+            report.rewritten.append(done)
+            _say(
+                f"rewrote {path.name}: {done.tables} tables, {done.rows} live rows, "
+                f"{done.bytes_before} -> {done.bytes_after} bytes; the old file overwritten"
+            )
+
+
+def erase(
+    *,
+    master: keys.MasterKey,
+    as_of: str | None = None,
+    operator: str | None = None,
+    publish_release: bool = True,
+) -> ErasureReport:
+    """Steps 1-6 of the module doc; raises :class:`EraseError` at the first failing step."""
+    report = ErasureReport()
+    raw, warehouse, vault = paths.raw_db(), paths.warehouse_db(), paths.vault_db()
+    _say("1/6 refreshing the warehouse (dbt run) so it knows every landed request")
+    if not _dbt(["run"], master):
+        raise EraseError(
+            "the warehouse could not be refreshed; nothing was destroyed. Fix the build "
+            "(`cdp build`) and run `cdp erase` again"
+        )
+    _say("2/6 purging the raw zone and the vault")
+    try:
+        result = purge.purge(
+            raw_db=raw,
+            warehouse_db=warehouse,
+            vault_db=vault,
+            as_of=purge.parse_as_of(as_of),
+            operator=operator,
+            master=master,
+        )
+    except purge.PurgeError as exc:
+        raise EraseError(f"the purge failed and destroyed nothing: {exc}") from None
+    erasures = [r for r in result.records if r.reason == purge.ERASURE_REASON]
+    report.requests = sorted({r.request_id for r in erasures if r.request_id})
+    report.rows_deleted = result.rows("delete_rows")
+    report.rows_depersonalised = result.rows() - report.rows_deleted
+    _say(
+        f"purged: {report.rows_deleted} rows deleted, {report.rows_depersonalised} "
+        f"depersonalised; erasure requests executed: {', '.join(report.requests) or 'none'}"
+    )
+    _say("3/6 rewriting the raw zone and the vault (no freed block survives)")
+    _rewrite(report, (raw, vault))
+    _say("4/6 rebuilding every model from the purged raw zone (dbt run --full-refresh)")
+    if not _dbt(["run", "--full-refresh"], master):
+        raise EraseError(
+            "the rebuild failed: the raw zone and the vault are purged, but the warehouse may "
+            "still hold what they held. Fix the build and run `cdp erase` again"
+        )
+    report.tests_passed = _dbt(["test"], master)
+    _say("5/6 rewriting the warehouse and the vault")
+    _rewrite(report, (warehouse, vault))
+    if report.requests:
+        _say("6/6 destroying every release published before the erasure")
+        report.releases_destroyed = publish.withdraw()
+        _say(f"destroyed {report.releases_destroyed} published release(s)")
+        if publish_release:
+            from cdp import cli
+
+            report.published = cli.publish_marts()
+            if not report.published:
+                _say(
+                    "no release is published until one passes the release gate and the audit "
+                    "(a release right after an erasure would single the person out); "
+                    "`cdp publish` after the next builds"
+                )
+    else:
+        _say("6/6 no erasure executed: the published releases stay")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(OWNER_ONLY_UMASK)
+    parser = argparse.ArgumentParser(
+        prog="cdp erase",
+        description=(
+            "Execute every verified erasure request end to end: refresh, purge (raw zone and "
+            "vault), rewrite the database files, rebuild, rewrite again, destroy earlier "
+            "releases. Needs the master key (CDP_MASTER_KEY or CDP_MASTER_KEY_FILE)."
+        ),
+    )
+    parser.add_argument("--as-of", metavar="ISO", help="judge retention as of (default: now)")
+    parser.add_argument("--operator", help="who runs it, for the record (default: the OS user)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="what the purge would destroy, from the current warehouse; writes nothing",
+    )
+    parser.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="destroy earlier releases but do not publish a new one",
+    )
+    parser.add_argument(
+        "--check",
+        nargs=2,
+        metavar=("TYPE", "VALUE"),
+        help="was this identifier (customer_id, email, phone, ...) erased, and when",
+    )
+    args = parser.parse_args(argv)
+    try:
+        master = keys.take_master_key()
+    except keys.KeyConfigError as exc:
+        _say(f"error: {exc}")
+        return 2
+    if args.check:
+        id_type, value = args.check
+        try:
+            proofs = purge.erasure_status(paths.raw_db(), id_type, value, master=master)
+        except purge.PurgeError as exc:
+            _say(f"error: {exc}")
+            return 2
+        if not proofs:
+            print(f"no erasure of that {id_type} is recorded")
+            return 1
+        for proof in proofs:
+            print(
+                f"erased on {proof.erased_at:%Y-%m-%d %H:%M:%S} UTC by request "
+                f"{proof.request_id or '(none)'}"
+            )
+        return 0
+    if args.dry_run:
+        try:
+            result = purge.purge(
+                raw_db=paths.raw_db(),
+                warehouse_db=paths.warehouse_db(),
+                vault_db=paths.vault_db(),
+                as_of=purge.parse_as_of(args.as_of),
+                dry_run=True,
+                master=master,
+            )
+        except purge.PurgeError as exc:
+            _say(f"error: {exc}")
+            return 1
+        print(purge.summary(result))
+        return 0
+    try:
+        report = erase(
+            master=master,
+            as_of=args.as_of,
+            operator=args.operator,
+            publish_release=not args.no_publish,
+        )
+    except (EraseError, purge.PurgeError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    _say(
+        f"done: {len(report.requests)} erasure request(s) executed, "
+        f"{len(report.rewritten)} database files rewritten, "
+        f"{report.releases_destroyed} release(s) destroyed, "
+        f"{'a new release published' if report.published else 'no release published'}"
+        + ("" if report.tests_passed else "; some data tests FAILED after the rebuild (see above)")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
