@@ -13,7 +13,7 @@ purge and a full rebuild for the erasure scan.
   truth attributes to them, and no row of anyone else.
 - Restriction, objection, rectification: each end to end.
 - Request tracking: due dates in working days, unverified requests reported.
-- Hostile subject ids are quarantined or handled as data, never as SQL.
+- Hostile subject ids are handled as data, never as SQL: kept, tracked for review.
 """
 
 from __future__ import annotations
@@ -375,26 +375,27 @@ def test_overdue_requests_are_flagged_and_the_build_warns(planted: Planted) -> N
 
 def test_hostile_subject_ids_are_data_not_sql(planted: Planted) -> None:
     ws = planted.workspace
-    # every planted hostile request is accounted for: quarantined with a reason, or kept
-    # (an odd customer id is still a customer id) and then tracked like any other request
+    # every planted hostile request is kept (a request is a person's right, decision 51): an
+    # identifier that is not valid for its type is flagged and not pseudonymised, an odd
+    # customer id is still a customer id; none names a known person, so each is tracked as
+    # needing review, never executed or closed
     triaged = query(
         ws.warehouse_db,
-        "select request_id, row_status, reject_reason from staging.stg_privacy__subject_requests_triaged "
-        "where request_id like 'DSR-T-HOSTILE-%'",
+        "select request_id, row_status, reject_reason, subject_issue, subject_key "
+        "from staging.stg_privacy__subject_requests_triaged where request_id like 'DSR-T-HOSTILE-%'",
     )
     assert len(triaged) == len(HOSTILE_IDS) * 4
-    assert all(
-        (status == "quarantined" and reason) or (status == "kept" and reason is None)
-        for _, status, reason in triaged
-    ), triaged
-    assert {status for _, status, _ in triaged} == {"kept", "quarantined"}
-    kept = sorted(r[0] for r in triaged if r[1] == "kept")
+    assert all(status == "kept" and reason is None for _, status, reason, _, _ in triaged), triaged
+    assert all((issue is None) == (key is not None) for _, _, _, issue, key in triaged), triaged
+    assert {issue for *_, issue, _ in triaged} >= {None, "invalid_identifier"}
+    kept = sorted(r[0] for r in triaged)
     tracked = query(
         ws.warehouse_db,
-        "select count(*) from intermediate.int_rights__request_tracking where request_id in (select unnest(?))",
+        "select request_status, count(*) from intermediate.int_rights__request_tracking "
+        "where request_id in (select unnest(?)) group by all",
         [kept],
-    )[0][0]
-    assert tracked == len(kept)
+    )
+    assert tracked == [("needs_review", len(kept))]
     # the hostile *request id* is a kept request with its own tracking row
     assert (
         query(
@@ -406,11 +407,11 @@ def test_hostile_subject_ids_are_data_not_sql(planted: Planted) -> None:
     )
     # nothing was dropped or deleted by them
     assert query(ws.raw_db, "select count(*) from crm.customers")[0][0] > 0
-    # the access command takes them as data: a clear refusal, or (for an odd but valid customer
-    # id that a planted request made a subject) an export holding exactly those requests
+    # the access command takes them as data: a clear refusal (a request names a person the data
+    # holds, it never makes one, so none of these values belongs to anybody)
     for hostile in HOSTILE_IDS:
-        try:
-            result = access.export(
+        with pytest.raises(access.AccessError) as refused:
+            access.export(
                 id_type="customer_id",
                 value=hostile,
                 officer="Test Officer",
@@ -420,14 +421,7 @@ def test_hostile_subject_ids_are_data_not_sql(planted: Planted) -> None:
                 vault_db=ws.vault_db,
                 environ={"CDP_MASTER_KEY": ws.key},
             )
-        except access.AccessError as exc:
-            assert hostile.strip()[:30] not in str(exc)
-            continue
-        raw = result.data["raw_records"]
-        assert {t for t, rows in raw.items() if rows} == {"privacy.subject_requests"}
-        assert {r["subject_id"].strip() for r in raw["privacy.subject_requests"]} == {
-            hostile.strip()
-        }
+        assert hostile.strip()[:30] not in str(refused.value)
     with pytest.raises(access.AccessError, match="request-id"):
         access.check_request_id(HOSTILE_IDS[0])
     assert query(ws.raw_db, "select count(*) from crm.customers")[0][0] > 0

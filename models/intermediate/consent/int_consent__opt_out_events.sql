@@ -45,7 +45,8 @@ objections as (
     from subject_requests
     left join purposes as objected_purposes
         on subject_requests.objection_purpose_code = objected_purposes.purpose_code
-    where subject_requests.request_type = 'objection'
+    -- an objection naming nobody usable (no subject_key) withdraws nobody's consent (decision 51)
+    where subject_requests.request_type = 'objection' and subject_requests.subject_key is not null
 
 ),
 

@@ -6,7 +6,8 @@
     see int_consent__subject_persons). A person is a CRM customer, and an
     identifier belongs to the customers it is recorded with (CRM record, order
     contact, site login, message recipient). An identifier
-    recorded with no customer is a person of its own. An identifier recorded
+    recorded with no customer is a person of its own; an identifier only a
+    subject request names is no person at all (decision 51). An identifier recorded
     with several customers (a shared mailbox, a family phone, a shared device)
     is ambiguous: it links to every candidate, and is_unambiguous = false tells
     the ledger to take only opt-outs through it (withdrawals, objections,
@@ -39,12 +40,6 @@ web_events as (
 consent_events as (
 
     select * from {{ ref('stg_privacy__consent_events') }}
-
-),
-
-subject_requests as (
-
-    select * from {{ ref('stg_privacy__subject_requests') }}
 
 ),
 
@@ -169,11 +164,6 @@ all_identifiers as (
         subject_id_type,
         subject_key
     from consent_events
-    union
-    select
-        subject_id_type,
-        subject_key
-    from subject_requests
     union
     select
         'email' as subject_id_type,

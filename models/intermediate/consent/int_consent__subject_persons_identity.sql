@@ -8,7 +8,8 @@
     (junk, shared, over-linked) links, as ambiguous, to every person on the
     other end of a refused link (int_identity_person_edges): opt-outs through
     it count for all of them, grants for none. An identifier no person claims
-    is a person of its own.
+    is a person of its own. Subject requests add no identifier: a request
+    only ever names a person the data already holds (decision 51).
 -#}
 with person_identifiers as (
 
@@ -31,12 +32,6 @@ refused_identifiers as (
 consent_events as (
 
     select * from {{ ref('stg_privacy__consent_events') }}
-
-),
-
-subject_requests as (
-
-    select * from {{ ref('stg_privacy__subject_requests') }}
 
 ),
 
@@ -101,11 +96,6 @@ seen_identifiers as (
         subject_id_type,
         subject_key
     from consent_events
-    union
-    select
-        subject_id_type,
-        subject_key
-    from subject_requests
     union
     select
         recipient_type as subject_id_type,

@@ -12,7 +12,8 @@
 
     Every version of a record is evidence (a customer's earlier phone is still
     theirs), so kept and superseded rows are read; duplicates and quarantined
-    rows are not. Incremental: each run reads the staging rows loaded after the
+    rows are not. Subject requests are no evidence: a request names a person
+    the other sources know, it never makes one (decision 51). Incremental: each run reads the staging rows loaded after the
     last run's (per source model) and folds them into the existing pairs.
 -#}
 with crm_customers as (
@@ -42,12 +43,6 @@ message_events as (
 consent_events as (
 
     select * from {{ ref('stg_privacy__consent_events_triaged') }}
-
-),
-
-subject_requests as (
-
-    select * from {{ ref('stg_privacy__subject_requests_triaged') }}
 
 ),
 
@@ -271,27 +266,6 @@ consent_evidence as (
 
 ),
 
-request_evidence as (
-
-    select
-        'stg_privacy__subject_requests_triaged' as source_model,
-        subject_requests.request_id as record_key,
-        subject_requests.subject_id_type as id_type_a,
-        subject_requests.subject_key as id_key_a,
-        subject_requests.subject_id_type as id_type_b,
-        subject_requests.subject_key as id_key_b,
-        subject_requests.received_at as observed_at,
-        subject_requests._loaded_at
-    from subject_requests
-    left join loaded_until
-        on loaded_until.source_model = 'stg_privacy__subject_requests_triaged'
-    where
-        subject_requests.row_status in ('kept', 'superseded')
-        and subject_requests.subject_key is not null
-        and subject_requests._loaded_at > coalesce(loaded_until.loaded_until, timestamp '1900-01-01')
-
-),
-
 evidence as (
 
     select * from crm_evidence
@@ -303,8 +277,6 @@ evidence as (
     select * from message_evidence
     union all
     select * from consent_evidence
-    union all
-    select * from request_evidence
 
 ),
 

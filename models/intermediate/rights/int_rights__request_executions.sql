@@ -9,12 +9,30 @@
     (restriction, objection, rectification; the exclusion half of an
     erasure): one row per request, kept across builds (incremental, insert
     only), so a request's closing date does not move with every rebuild. Only
-    verified requests with usable details count. Request ids and times only,
+    verified requests with usable details count, and only through an
+    identifier that resolves to one known person (decision 51): a request
+    naming nobody, the wrong type or several persons is executed by no build
+    (int_rights__request_tracking: needs_review). Request ids and times only,
     nothing about the person.
 -#}
 with subject_requests as (
 
     select * from {{ ref('stg_privacy__subject_requests') }}
+
+),
+
+request_persons as (
+
+    select * from {{ ref('int_rights__request_persons') }}
+
+),
+
+resolved as (
+
+    select request_id
+    from request_persons
+    group by request_id
+    having bool_and(is_unambiguous) and count(distinct person_key) = 1
 
 ),
 
@@ -42,6 +60,7 @@ final as (
         and received_at <= {{ as_of() }}
         and request_type in ('restriction', 'objection', 'rectification', 'erasure')
         and (request_type != 'rectification' or rectification_field is not null)
+        and request_id in (select resolved.request_id from resolved)
         and request_id not in (select earlier.request_id from earlier)
 
 )

@@ -6,11 +6,20 @@
     whether it is overdue. Closed means: executed by a build (restriction,
     objection, rectification: int_rights__request_executions), data destroyed
     by the purge (erasure) or exported by the privacy officer (access,
-    portability; stg_rights__request_closures). Unverified requests are not
-    executed and are reported here (status `unverified`); so are requests
-    through an identifier shared by several persons (`needs_review`) and
-    rectifications whose details cannot be read (`invalid_details`).
-    Deadlines run from the UTC date of receipt; the count starts the next day.
+    portability; stg_rights__request_closures), or, for a subject the erasure
+    command anonymised, ended by that erasure (closed_by `erasure`).
+
+    A request is executed only through an identifier that resolves to one
+    known person (decision 51). Otherwise it is `needs_review`, never closed,
+    its deadline running and counted as overdue, and review_reason says why:
+    the identifier's subject_issue from staging (identifier_type_mismatch,
+    invalid_identifier, missing_subject_id, unknown_subject_id_type),
+    unknown_subject (no person the data holds), shared_identifier (several
+    candidates) or subject_erased (an access or portability request of a
+    person already erased, never exported). Unverified requests are not
+    executed and are reported (status `unverified`); so are rectifications
+    whose details cannot be read (`invalid_details`). Deadlines run from the
+    UTC date of receipt; the count starts the next day.
 -#}
 with subject_requests as (
 
@@ -96,20 +105,41 @@ due as (
 
 ),
 
+-- why a request cannot be executed on its own subject (decision 51)
+reviews as (
+
+    select
+        requests.request_id,
+        case
+            when requests.is_subject_erased then 'subject_erased'
+            when requests.subject_issue is not null then requests.subject_issue
+            when persons.request_id is null then 'unknown_subject'
+            when persons.person_key is null then 'shared_identifier'
+        end as review_reason
+    from requests
+    left join persons
+        on requests.request_id = persons.request_id
+
+),
+
 closed as (
 
     select
         requests.request_id,
         executions.executed_at,
         case
-            when requests.request_type = 'erasure' then purged.closed_by
+            when requests.request_type = 'erasure'
+                then coalesce(purged.closed_by, case when erasure_of_subject.closed_at is not null then 'erasure' end)
             when requests.request_type in ('access', 'portability') then exported.closed_by
-            when executions.request_id is not null then 'build'
+            -- an execution of a request naming nobody usable (a build before decision 51) closes nothing
+            when executions.request_id is not null and requests.subject_issue is null then 'build'
+            when erasure_of_subject.closed_at is not null then 'erasure'
         end as closed_by,
         case
-            when requests.request_type = 'erasure' then purged.closed_at
+            when requests.request_type = 'erasure' then coalesce(purged.closed_at, erasure_of_subject.closed_at)
             when requests.request_type in ('access', 'portability') then exported.closed_at
-            else executions.executed_at
+            when executions.request_id is not null and requests.subject_issue is null then executions.executed_at
+            else erasure_of_subject.closed_at
         end as closed_at
     from requests
     left join executions
@@ -118,6 +148,12 @@ closed as (
         on requests.request_id = purged.request_id and purged.closed_by = 'purge_erasure'
     left join closures as exported
         on requests.request_id = exported.request_id and exported.closed_by = 'access_export'
+    -- the erasure that destroyed the subject's data (the erasure command's marker) ends
+    -- the person's restriction, objection, rectification and other erasure requests with it
+    left join closures as erasure_of_subject
+        on
+            requests.erased_by_request_id = erasure_of_subject.request_id
+            and erasure_of_subject.closed_by = 'purge_erasure'
 
 ),
 
@@ -126,19 +162,19 @@ statuses as (
     select
         requests.request_id,
         case
-            when not requests.is_verified then 'unverified'
             when closed.closed_at is not null then 'closed'
+            when reviews.review_reason is not null then 'needs_review'
+            when not requests.is_verified then 'unverified'
             when requests.request_type = 'rectification' and requests.rectification_field is null then 'invalid_details'
-            when persons.person_key is null then 'needs_review'
             when requests.request_type = 'erasure' then 'awaiting_purge'
             when requests.request_type in ('access', 'portability') then 'awaiting_export'
             else 'awaiting_build'
         end as request_status
     from requests
-    left join closed
+    inner join closed
         on requests.request_id = closed.request_id
-    left join persons
-        on requests.request_id = persons.request_id
+    inner join reviews
+        on requests.request_id = reviews.request_id
 
 ),
 
@@ -158,6 +194,7 @@ final as (
         due.legal_reference,
         due.due_date,
         statuses.request_status,
+        case when statuses.request_status = 'needs_review' then reviews.review_reason end as review_reason,
         closed.executed_at,
         closed.closed_by,
         closed.closed_at,
@@ -180,6 +217,8 @@ final as (
         on requests.request_id = closed.request_id
     inner join due
         on requests.request_id = due.request_id
+    inner join reviews
+        on requests.request_id = reviews.request_id
     left join persons
         on requests.request_id = persons.request_id
 

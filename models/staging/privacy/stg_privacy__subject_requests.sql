@@ -1,6 +1,10 @@
 {{ config(materialized='view') }}
 
-{#- Data-subject requests, one row per request_id, subjects pseudonymised. -#}
+{#-
+    Data-subject requests, one row per request_id, subjects pseudonymised. A
+    request whose identifier is unusable (subject_issue) or was erased
+    (is_subject_erased) has no subject_key: it is tracked, never executed.
+-#}
 with triaged as (
 
     select * from {{ ref('stg_privacy__subject_requests_triaged') }}
@@ -13,6 +17,9 @@ final as (
         request_id,
         subject_id_type,
         subject_key,
+        subject_issue,
+        is_subject_erased,
+        erased_by_request_id,
         request_type,
         jurisdiction,
         received_at,

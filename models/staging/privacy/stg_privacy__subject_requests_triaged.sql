@@ -3,7 +3,9 @@
     pseudonymised; of the details only what is not personal data is kept (the
     field to rectify, the purpose objected to). A rectified value is itself
     personal data: it is pseudonymised when it is an identifier and otherwise
-    stays in the raw zone.
+    stays in the raw zone. A request whose identifier names nobody usable
+    (`subject_issue`) or that the erasure command anonymised
+    (`is_subject_erased`) is kept with no subject_key (decision 51).
 -#}
 with requests as (
 
@@ -32,6 +34,9 @@ final as (
         request_id,
         subject_id_type,
         {{ pseudonymise('subject_id_type', 'subject_id_normalised') }} as subject_key,
+        subject_issue,
+        is_subject_erased,
+        erased_by_request_id,
         request_type,
         jurisdiction,
         received_at,

@@ -5,7 +5,11 @@
     pseudonymised data; read only by the privacy officer's tool (python -m
     cdp.vault), which logs every lookup. Identifiers are read straight from the
     raw zone and normalised with the same macros as staging, so every pseudonym
-    staging produces resolves here.
+    staging produces resolves here, except the subject of a subject request:
+    a request names a person the data holds (whose identifiers are sealed
+    from that data) and never adds an entry of its own, so a mistyped or
+    unknown subject is not sealed (decision 51); a rectification's new
+    e-mail or phone is.
 -#}
 with customers as (
 
@@ -113,11 +117,6 @@ subjects as (
         {{ clean_id_type('subject_id_type') }} as id_type,
         subject_id
     from consent_events
-    union
-    select distinct
-        {{ clean_id_type('subject_id_type') }} as id_type,
-        subject_id
-    from subject_requests
 
 ),
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from cdp.pack.pages import Catalogue, esc, md_table, page, table
-
-# Working days to answer, per request type (152-FZ art. 14, 20, 21).
-DEADLINE_WORKING_DAYS = {"rectification": 7}
-DEFAULT_WORKING_DAYS = 10
 
 
 def _query(db: Path, sql: str) -> list[tuple[Any, ...]] | str:
@@ -42,34 +37,30 @@ def _section(
     )
 
 
-def due_date(received: date, working_days: int) -> date:
-    day = received
-    left = working_days
-    while left > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            left -= 1
-    return day
+# Per request type and status: the build's own tracking (due dates, closures, review reasons).
+REQUESTS_SQL = """
+select
+    request_type,
+    request_status,
+    coalesce(review_reason, '') as review_reason,
+    count(*) as requests,
+    count(*) filter (where is_overdue) as overdue,
+    min(received_at)::date as first_received,
+    max(received_at)::date as last_received
+from intermediate.int_rights__request_tracking
+group by all
+order by request_type, request_status, review_reason
+"""
 
 
-def _requests(warehouse: Path) -> list[tuple[Any, ...]] | str:
-    rows = _query(
-        warehouse,
-        "select request_type, received_at::date, (select max(as_of)::date from "
-        "intermediate.int_consent__person_purposes) from staging.stg_privacy__subject_requests",
-    )
-    if isinstance(rows, str):
-        return rows
-    summary: dict[str, list[Any]] = {}
-    for request_type, received, as_of in rows:
-        entry = summary.setdefault(str(request_type), [0, 0, received, received])
-        entry[0] += 1
-        days = DEADLINE_WORKING_DAYS.get(str(request_type), DEFAULT_WORKING_DAYS)
-        if as_of is not None and due_date(received, days) < as_of:
-            entry[1] += 1
-        entry[2] = min(entry[2], received)
-        entry[3] = max(entry[3], received)
-    return [(k, *v) for k, v in sorted(summary.items())]
+def requests(warehouse: Path) -> list[tuple[Any, ...]] | str:
+    """Subject requests per type, status and review reason, as the build tracked them.
+
+    Read from ``int_rights__request_tracking`` (decision 29 for deadlines and closures,
+    51 for requests that need review), so the summary and the overdue warning count the
+    same requests: a request naming nobody is open, never closed, and overdue when due.
+    """
+    return _query(warehouse, REQUESTS_SQL)
 
 
 FAILING = frozenset({"fail", "error"})
@@ -175,13 +166,21 @@ def compliance_summary(
             retention_status(catalogue, entry) if entry else "no build evidence recorded",
         )
     )
-    requests = _requests(warehouse)
     parts.append(
         _section(
-            "Subject requests (open: the landing contract has no closing date yet; due: 10 working "
-            "days, rectification 7; overdue against the build's as_of)",
-            ("Type", "Requests", "Overdue", "First received", "Last received"),
-            requests,
+            "Subject requests (int_rights__request_tracking: legal due dates, closures; "
+            "needs_review: the identifier names no one person, never executed, deadline running; "
+            "overdue against the build's as_of)",
+            (
+                "Type",
+                "Status",
+                "Review reason",
+                "Requests",
+                "Overdue",
+                "First received",
+                "Last received",
+            ),
+            requests(warehouse),
         )
     )
     destruction = _query(
