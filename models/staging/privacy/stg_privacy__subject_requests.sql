@@ -11,6 +11,7 @@ final as (
 
     select
         request_id,
+        request_key,
         subject_id_type,
         subject_key,
         request_type,

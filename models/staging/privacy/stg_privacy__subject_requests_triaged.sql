@@ -4,6 +4,10 @@
     field to rectify, the purpose objected to). A rectified value is itself
     personal data: it is pseudonymised when it is an identifier and otherwise
     stays in the raw zone.
+
+    request_id is the privacy desk's handle of the request and stays as it is, for
+    the privacy officer's rights models only (docs/decisions.md, 50); request_key,
+    its keyed pseudonym (id type request_id), is what every other model uses.
 -#}
 with requests as (
 
@@ -30,6 +34,7 @@ final as (
         row_status,
         reject_reason,
         request_id,
+        {{ pseudonymise("'request_id'", 'request_id') }} as request_key,
         subject_id_type,
         {{ pseudonymise('subject_id_type', 'subject_id_normalised') }} as subject_key,
         request_type,
