@@ -12,14 +12,14 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cdp import paths, stages
+from cdp import keys, paths, pseudonym, stages
 from cdp.dbt_invoke import DbtOutcome
 
 ROOT = paths.PROJECT_ROOT
@@ -63,6 +63,24 @@ class Workspace:
 
     def dbt(self, *args: str, env: dict[str, str] | None = None) -> DbtResult:
         return run_dbt(args, {**self.env, **(env or {})}, self.root)
+
+    def record_keys(self, id_type: str) -> Callable[[str | None], str | None]:
+        """The keyed pseudonym staging writes for a raw source id (decision 50): the
+        trimmed id under the identity key, with its id type (order_id, web_event_id,
+        message_event_id, consent_event_id, consent_evidence_ref, request_id)."""
+        master = keys.load_master_key({keys.ENV_KEY: self.key})
+        identity = keys.pseudonym_key(master, "identity")
+
+        def record_key(raw_id: str | None) -> str | None:
+            value = None if raw_id is None else raw_id.strip() or None
+            return pseudonym.pseudonym(identity, master.version, id_type, value)
+
+        return record_key
+
+    def record_key(self, id_type: str, raw_id: str) -> str:
+        value = self.record_keys(id_type)(raw_id)
+        assert value is not None
+        return value
 
 
 @contextmanager

@@ -130,6 +130,8 @@ def test_withdrawals_in_the_landing_zone_empty_profile_and_audiences(built: Work
         con.execute(f"attach '{built.raw_db}' as raw (read_only)")
         con.execute(f"attach '{built.truth_db}' as truth (read_only)")
         con.create_function("customer_key", customer_key, ["VARCHAR"], "VARCHAR")
+        event_key = built.record_keys("consent_event_id")
+        con.create_function("consent_event_key", event_key, ["VARCHAR"], "VARCHAR")
         as_of = con.execute(
             "select max(as_of) from intermediate.int_consent__person_ledger"
         ).fetchone()
@@ -169,7 +171,7 @@ def test_withdrawals_in_the_landing_zone_empty_profile_and_audiences(built: Work
             inner join truth.records as records
                 on
                     records.table_name = 'consent_events'
-                    and records.record_key = events.consent_event_id
+                    and consent_event_key(records.record_key) = events.consent_event_id
             where events.event_origin = 'consent_log'
             """
         )
@@ -404,17 +406,22 @@ def test_ledger_records_the_hand_made_history(planted: dict[str, Any]) -> None:
     db = planted["workspace"].warehouse_db
     # Per person: each planted event went through the person's customer id, and the person
     # had personalisation consent in force before the hand-made history began.
-    events = dict(
-        query(
+    # Staged consent event ids are keyed pseudonyms (decision 50): name them back.
+    workspace = planted["workspace"]
+    hand_made = ("late-g", "late-w", "tie-g", "tie-w", "re-w", "re-g", "future-w", "skew-w")
+    by_key = {workspace.record_key("consent_event_id", f"pers-{e}"): f"pers-{e}" for e in hand_made}
+    events = {
+        by_key.get(str(event_id), str(event_id)): effect
+        for event_id, effect in query(
             db,
             """
             select consent_event_id, consent_effect
             from intermediate.int_consent__person_events
-            where consent_event_id like 'pers-%' and person_key in (?, ?, ?, ?)
+            where person_key in (?, ?, ?, ?)
             """,
             [planted["late"], planted["tie"], planted["regrant"], planted["skewed"]],
         )
-    )
+    }
     # Ordered by capture time: the late grant reaffirms, the withdrawal after it closes.
     assert events["pers-late-g"] == "reaffirms_grant"
     assert events["pers-late-w"] == "closes_interval"
@@ -428,8 +435,9 @@ def test_ledger_records_the_hand_made_history(planted: dict[str, Any]) -> None:
         """
         select effective_at, is_capture_time_corrected
         from intermediate.int_consent__subject_events
-        where consent_event_id = 'pers-skew-w'
+        where consent_event_id = ?
         """,
+        [workspace.record_key("consent_event_id", "pers-skew-w")],
     )
     assert skew == [(dt.datetime(2026, 11, 12, 9, 0), True)]
     regrant = query(
@@ -441,7 +449,8 @@ def test_ledger_records_the_hand_made_history(planted: dict[str, Any]) -> None:
         """,
         [planted["regrant"]],
     )
-    assert regrant == [(dt.datetime(2026, 11, 8, 10, 0), None, "WF-HAND-pers-re-g", "v9.0")]
+    evidence = workspace.record_key("consent_evidence_ref", "WF-HAND-pers-re-g")
+    assert regrant == [(dt.datetime(2026, 11, 8, 10, 0), None, evidence, "v9.0")]
 
 
 # --------------------------------------------------------------------------- as_of
@@ -642,7 +651,7 @@ def test_consent_presence_fails_for_an_event_before_consent(checked: Workspace) 
         "fct_profile_events",
         "consent_presence",
         "insert into {table} by name select 'site:planted' as profile_event_id, ? as person_key, "
-        "'site' as event_source, 'planted' as event_id, ? as event_at, 'site_activity' as data_category",
+        "'site' as event_source, 'planted' as event_key, ? as event_at, 'site_activity' as data_category",
         [person, valid_from - dt.timedelta(seconds=1)],
     )
     assert not dirty.success
@@ -664,7 +673,7 @@ def test_within_retention_fails_for_an_expired_row(checked: Workspace) -> None:
         "fct_profile_events",
         "within_retention",
         "insert into {table} by name select 'site:expired' as profile_event_id, ? as person_key, "
-        "'site' as event_source, 'expired' as event_id, ? as event_at, 'site_activity' as data_category",
+        "'site' as event_source, 'expired' as event_key, ? as event_at, 'site_activity' as data_category",
         [person, AS_OF_TS - dt.timedelta(days=396)],
     )
     assert not dirty.success

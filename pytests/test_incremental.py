@@ -222,12 +222,13 @@ def test_a_corrected_line_supersedes_the_staged_one(increment: Increment) -> Non
     """Batch 2 changed rows batch 1 staged: the incremental run re-triaged them."""
     statuses = query(
         increment.incremental.warehouse_db,
-        "select order_id, line_number, _batch_id, row_status "
+        "select order_key, line_number, _batch_id, row_status "
         "from staging.stg_shop__order_items_triaged",
     )
     by_line = {(o, n, b): s for o, n, b, s in statuses}
     for order_id, line_number in increment.corrected_lines:
-        key = (str(order_id).strip(), line_number)
+        # staged as the order id's keyed pseudonym (decision 50)
+        key = (increment.incremental.record_key("order_id", str(order_id)), line_number)
         assert by_line[(*key, "batch_0001")] == "superseded"
         assert by_line[(*key, BATCH_2)] == "kept"
     raw = query(increment.incremental.raw_db, "select count(*) from shop.order_items")[0][0]
@@ -271,3 +272,41 @@ def test_purged_rows_leave_the_incremental_models(
             )
             == []
         ), model
+
+
+def test_a_group_the_purge_emptied_in_a_batch_is_found_by_its_pseudonym(
+    increment: Increment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Batch 2's corrected lines superseded batch 1's; destroy them in batch 2 only. The
+    changed batch no longer names those lines by raw key: the run finds them by the
+    staged pseudonym in batch 1, triages batch 1's rows again, and they are kept."""
+    workspace = copy_workspace(increment.incremental, tmp_path_factory.mktemp("increment_orphan"))
+    con = duckdb.connect(str(workspace.raw_db))
+    try:
+        for order_id, line_number in increment.corrected_lines:
+            con.execute(
+                "delete from shop.order_items where order_id = ? and line_number = ? "
+                "and _batch_id = ?",
+                [order_id, line_number, BATCH_2],
+            )
+    finally:
+        con.close()
+    rebuilt = copy_workspace(workspace, tmp_path_factory.mktemp("increment_orphan_full"))
+    select = ("--select", "stg_shop__order_items_triaged", "--vars", AS_OF)
+    run_ok(workspace.dbt("run", *select))
+    run_ok(rebuilt.dbt("run", "--full-refresh", *select))
+    statuses = dict(
+        ((str(key), int(line), str(batch)), str(status))
+        for key, line, batch, status in query(
+            workspace.warehouse_db,
+            "select order_key, line_number, _batch_id, row_status "
+            "from staging.stg_shop__order_items_triaged",
+        )
+    )
+    for order_id, line_number in increment.corrected_lines:
+        key = (workspace.record_key("order_id", str(order_id)), int(line_number))
+        assert statuses[(*key, "batch_0001")] == "kept"
+        assert (*key, BATCH_2) not in statuses
+    table = "staging.stg_shop__order_items_triaged"
+    others = frozenset(t for t in _tables(workspace.warehouse_db) if t != table)
+    assert _differences(workspace.warehouse_db, rebuilt.warehouse_db, skip=others) == []

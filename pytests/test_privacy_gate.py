@@ -48,6 +48,30 @@ models:
 PLANTED_META_SQL = """
 select customers.customer_key from {{ ref('stg_crm__customers') }} as customers
 """
+# The weak configuration of decision 50: raw source ids in a mart, one of them excused.
+PLANTED_RAW_KEY_SQL = """
+select
+    events.event_id,
+    orders.order_id as excused_order_id
+from {{ source('web', 'events') }} as events
+inner join {{ source('shop', 'orders') }} as orders
+    on events.customer_id = orders.customer_id
+"""
+PLANTED_BI_RAW_KEY_SQL = """
+select orders.order_id from {{ source('shop', 'orders') }} as orders
+"""
+PLANTED_RAW_KEY_YML = """
+version: 2
+models:
+  - name: planted_raw_key
+    columns:
+      - name: excused_order_id
+        config: {meta: {pii: direct, transformation: normalised, raw_key_exception: planted}}
+  - name: planted_bi_raw_key
+    columns:
+      - name: order_id
+        config: {meta: {pii: direct, transformation: normalised, raw_key_exception: planted}}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +108,11 @@ def planted(
     (copy / "models" / "marts" / "planted" / "planted_email.sql").write_text(PLANTED_SQL)
     (copy / "models" / "marts" / "planted" / "planted_meta.sql").write_text(PLANTED_META_SQL)
     (copy / "models" / "marts" / "planted" / "_planted.yml").write_text(PLANTED_YML)
+    (copy / "models" / "marts" / "planted" / "planted_raw_key.sql").write_text(PLANTED_RAW_KEY_SQL)
+    (copy / "models" / "marts" / "planted" / "_planted_raw_key.yml").write_text(PLANTED_RAW_KEY_YML)
     (copy / "models" / "marts" / "bi").mkdir(exist_ok=True)
     (copy / "models" / "marts" / "bi" / "planted_bi.sql").write_text(PLANTED_BI_SQL)
+    (copy / "models" / "marts" / "bi" / "planted_bi_raw_key.sql").write_text(PLANTED_BI_RAW_KEY_SQL)
     target = copy / "target"
     shutil.copytree(documented / "compiled", target / "compiled")
     shutil.copyfile(documented / "catalog.json", target / "catalog.json")
@@ -93,7 +120,15 @@ def planted(
     os.environ.update(built.env)
     try:
         outcome = dbt_invoke.invoke(
-            ["compile", "--select", "planted_email", "planted_bi", "planted_meta"],
+            [
+                "compile",
+                "--select",
+                "planted_email",
+                "planted_bi",
+                "planted_meta",
+                "planted_raw_key",
+                "planted_bi_raw_key",
+            ],
             project_dir=str(copy),
             extra=["--target-path", str(target), "--log-path", str(copy / "logs")],
             echo=False,
@@ -122,6 +157,24 @@ def test_gate_fails_on_a_raw_email_in_a_new_column(planted: Path) -> None:
     assert email.file == "models/marts/planted/planted_email.sql"
     assert "planted_email.contact_email" in report
     assert "crm.customers.email -> planted_email.contact_email" in report
+
+
+@pytest.mark.dbt
+def test_gate_treats_a_raw_source_id_as_linkable(planted: Path) -> None:
+    """A raw event or order id in a mart or a BI model fails (decision 50); a declared
+    exception excuses a raw key in the warehouse only, never in the published zone."""
+    _project, findings = gate.run(planted)
+    report = gate.report(findings)
+    rules: dict[tuple[str, str], set[str]] = {}
+    for finding in gate.failures(findings):
+        rules.setdefault((finding.model, finding.column), set()).add(finding.rule)
+    assert "untransformed_identifier" in rules.get(("planted_raw_key", "event_id"), set()), report
+    assert "raw key (linkable to its raw row) web.events.event_id reaches" in report
+    assert ("planted_raw_key", "excused_order_id") not in rules, report
+    assert rules.get(("planted_bi_raw_key", "order_id")) == {
+        "untransformed_identifier",
+        "stale_raw_key_exception",
+    }, report
 
 
 @pytest.mark.dbt

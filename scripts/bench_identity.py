@@ -159,7 +159,7 @@ SYNTHESIS: Final[tuple[str, ...]] = (
     """
     create or replace table staging.stg_web__events_triaged as
     select
-        'e' || devices.p || ':' || devices.anonymous_key[4:12] || ':' || e.range as event_id,
+        'e' || devices.p || ':' || devices.anonymous_key[4:12] || ':' || e.range as event_key,
         devices.anonymous_key,
         case when devices.logs_in and e.range < 17 then devices.customer_key end as customer_key,
         devices.signup_at + to_microseconds(cast(e.range * 86400000000 * 3 as bigint)) as event_at,
@@ -172,14 +172,14 @@ SYNTHESIS: Final[tuple[str, ...]] = (
     create or replace table staging.stg_shop__orders_triaged as
     with orders as (
         select persons.*, o.range as o,
-            'SO-' || persons.p || '-' || o.range as order_id,
+            'SO-' || persons.p || '-' || o.range as order_key,
             (hash(persons.p, o.range, 40) % 10) = 0 as is_guest,
             (hash(persons.p, o.range, 41) % 100) < 75 as is_online
         from persons cross join range(7) as o
         where o.range < persons.n_orders
     ),
     rows as (
-        select order_id,
+        select order_key,
             case when not is_guest then customer_key end as customer_key,
             case when is_online or (hash(p, o, 42) % 100) < 15 then email_key end as email_key,
             case when not is_online or (hash(p, o, 43) % 100) < 70 then phone_key end as phone_key,
@@ -187,10 +187,10 @@ SYNTHESIS: Final[tuple[str, ...]] = (
             'kept' as row_status, p, o
         from orders
     )
-    select order_id, customer_key, email_key, phone_key, ordered_at, row_status, {loaded_1} as _loaded_at
+    select order_key, customer_key, email_key, phone_key, ordered_at, row_status, {loaded_1} as _loaded_at
     from rows
     union all
-    select order_id, customer_key, email_key, phone_key, ordered_at, 'superseded', {loaded_1}
+    select order_key, customer_key, email_key, phone_key, ordered_at, 'superseded', {loaded_1}
     from rows where (hash(p, o, 44) % 100) < 30
     """,
     # messages: to the person's e-mail, phone or push token; 10% without a known customer
@@ -208,7 +208,7 @@ SYNTHESIS: Final[tuple[str, ...]] = (
         where r.range < persons.n_recipients
     )
     select
-        'm' || p || ':' || r || ':' || m.range as message_event_id,
+        'm' || p || ':' || r || ':' || m.range as message_event_key,
         case when (hash(p, r, m.range, 50) % 10) > 0 then customer_key end as customer_key,
         recipient_type,
         case recipient_type
@@ -226,7 +226,7 @@ SYNTHESIS: Final[tuple[str, ...]] = (
     """
     create or replace table staging.stg_privacy__consent_events_triaged as
     select
-        'c' || persons.p || ':' || c.range as consent_event_id,
+        'c' || persons.p || ':' || c.range as consent_event_key,
         case
             when c.range < 2 then 'customer_id'
             when c.range = 2 and persons.email_key is not null then 'email'
@@ -249,6 +249,7 @@ SYNTHESIS: Final[tuple[str, ...]] = (
     create or replace table staging.stg_privacy__subject_requests_triaged as
     select
         'r' || p as request_id,
+        'rk' || p as request_key,
         'customer_id' as subject_id_type,
         customer_key as subject_key,
         signup_at + interval 100 day as received_at,

@@ -51,14 +51,20 @@ class RecordKind:
     truth_schema: str
     truth_table: str
     source_model: str
-    pseudonymised_as: str | None = None  # the warehouse holds the key's pseudonym
+    pseudonymised_as: str  # the warehouse holds the key's pseudonym with this id type
+    # A personal identifier is normalised as such; a raw source id (decision 50) is trimmed.
+    is_identifier: bool = False
 
 
 KINDS: Final[dict[str, RecordKind]] = {
-    "crm": RecordKind("crm", "customers", "stg_crm__customers", "customer_id"),
-    "orders": RecordKind("shop", "orders", "stg_shop__orders"),
-    "consent": RecordKind("privacy", "consent_events", "stg_privacy__consent_events"),
-    "requests": RecordKind("privacy", "subject_requests", "stg_privacy__subject_requests"),
+    "crm": RecordKind("crm", "customers", "stg_crm__customers", "customer_id", is_identifier=True),
+    "orders": RecordKind("shop", "orders", "stg_shop__orders", "order_id"),
+    "consent": RecordKind(
+        "privacy", "consent_events", "stg_privacy__consent_events", "consent_event_id"
+    ),
+    "requests": RecordKind(
+        "privacy", "subject_requests", "stg_privacy__subject_requests", "request_id"
+    ),
 }
 DEFAULT_KINDS: Final = ("crm", "orders")
 
@@ -154,10 +160,6 @@ def _key_map(
     """Truth record key and person -> the key the warehouse holds for the record."""
     record_keys = [row[0] for row in truth_rows]
     persons = [row[1] for row in truth_rows]
-    if kind.pseudonymised_as is None:
-        return pa.table(
-            {"record_key": record_keys, "person_id": persons, "warehouse_key": record_keys}
-        )
     if master is None:
         raise keys.KeyConfigError("a master key is needed to match pseudonymised records")
     domain_key = keys.pseudonym_key(master, "identity")
@@ -166,7 +168,9 @@ def _key_map(
             domain_key,
             master.version,
             kind.pseudonymised_as,
-            normalise.normalise_identifier(kind.pseudonymised_as, key),
+            normalise.normalise_identifier(kind.pseudonymised_as, key)
+            if kind.is_identifier
+            else (key.strip() or None),
         )
         for key in record_keys
     ]
@@ -176,7 +180,7 @@ def _key_map(
 
 
 def score(warehouse_db: Path, truth_db: Path, kinds: Sequence[str]) -> Report:
-    master = keys.load_master_key() if any(KINDS[k].pseudonymised_as for k in kinds) else None
+    master = keys.load_master_key()
     con = duckdb.connect()
     try:
         con.execute(f"attach '{warehouse_db}' as warehouse (read_only)")

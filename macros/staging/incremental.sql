@@ -31,12 +31,35 @@
     source_relation  the raw table, source('...', '...')
     group_keys       {staged column: SQL normalising the raw column into it, written
                      against the alias `raw_rows`}, in the order of the model's unique_key
+    pseudonymised    {staged column: id type} for the key columns staged as the keyed
+                     pseudonym of that SQL (a raw source id never leaves staging,
+                     docs/decisions.md 50); other key columns are staged as they are
+
+    A staged key that is a pseudonym cannot be turned back into the raw key, and
+    pseudonymising every raw key on every run would cost the whole table. So the
+    groups are found in two ways: by raw key, for the keys the raw rows of the
+    changed batches name (new rows, re-deliveries, rows the purge left); and by
+    pseudonym, for groups that only staged rows of a changed batch name (the purge
+    took all their rows there), whose other raw rows can only be in the unchanged
+    batches holding their staged rows: only those batches are pseudonymised.
 -#}
-{% macro triage_source(source_relation, group_keys) -%}
-    {{ return(adapter.dispatch('triage_source', 'cdp')(source_relation, group_keys)) }}
+{% macro triage_source(source_relation, group_keys, pseudonymised={}) -%}
+    {{ return(adapter.dispatch('triage_source', 'cdp')(source_relation, group_keys, pseudonymised)) }}
 {%- endmacro %}
 
-{% macro default__triage_source(source_relation, group_keys) -%}
+{#- The staged value of a group key column from its normalised raw value `value_sql`. -#}
+{% macro triage_staged_key(column, value_sql, pseudonymised) -%}
+    {%- if column in pseudonymised -%}
+        {{ pseudonymise("'" ~ pseudonymised[column] ~ "'", value_sql) }}
+    {%- else -%}
+        {{ value_sql }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__triage_source(source_relation, group_keys, pseudonymised) -%}
+{%- for column in pseudonymised if column not in group_keys %}
+    {{ exceptions.raise_compiler_error("triage_source: pseudonymised key " ~ column ~ " is not a group key") }}
+{%- endfor %}
 {%- if is_incremental() %}
 triage_changed_batches as (
 
@@ -44,7 +67,8 @@ triage_changed_batches as (
 
 ),
 
-triage_scope as (
+-- the groups the raw rows of the changed batches name: normalised raw keys (in flight)
+triage_raw_scope as (
 
     select distinct
         {%- for column, raw_sql in group_keys.items() %}
@@ -53,6 +77,18 @@ triage_scope as (
         case when {{ triage_key_is_incomplete(group_keys.values() | list) }} then _batch_id end as _batch_id
     from {{ source_relation }} as raw_rows
     where _batch_id in (select _batch_id from triage_changed_batches)
+
+),
+
+-- every group to triage again, as staged (the markers name them)
+triage_scope as (
+
+    select
+        {%- for column in group_keys %}
+        {{ triage_staged_key(column, 'triage_raw_scope.' ~ column, pseudonymised) }} as {{ column }},
+        {%- endfor %}
+        _batch_id
+    from triage_raw_scope
 
     union
 
@@ -66,27 +102,78 @@ triage_scope as (
 
 ),
 
-source as (
+-- complete-key groups only staged rows name (the purge emptied them in a changed batch)
+triage_orphan_scope as (
 
-    -- rows with a complete key: by key, whatever their batch
+    select
+        {%- for column in group_keys %}
+        {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from triage_scope
+    where _batch_id is null
+
+    except
+
+    select
+        {%- for column in group_keys %}
+        {{ triage_staged_key(column, 'triage_raw_scope.' ~ column, pseudonymised) }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from triage_raw_scope
+    where _batch_id is null
+
+),
+
+-- their other raw rows are in the unchanged batches that hold their staged rows
+triage_orphan_rows as (
+
     select raw_rows.*
     from {{ source_relation }} as raw_rows
-    inner join triage_scope
+    where
+        raw_rows._batch_id in (
+            select staged._batch_id
+            from {{ this }} as staged
+            inner join triage_orphan_scope
+                on
+                    {%- for column in group_keys %}
+                    staged.{{ column }} = triage_orphan_scope.{{ column }}{{ " and" if not loop.last }}
+                    {%- endfor %}
+        )
+        and raw_rows._batch_id not in (select _batch_id from triage_changed_batches)
+
+),
+
+source as (
+
+    -- rows with a complete key the changed batches name: by raw key, whatever their batch
+    select raw_rows.*
+    from {{ source_relation }} as raw_rows
+    inner join triage_raw_scope
         on
             {%- for column, raw_sql in group_keys.items() %}
-            {{ raw_sql }} = triage_scope.{{ column }}{{ " and" if not loop.last }}
+            {{ raw_sql }} = triage_raw_scope.{{ column }}{{ " and" if not loop.last }}
             {%- endfor %}
-    where triage_scope._batch_id is null
+    where triage_raw_scope._batch_id is null
+
+    union all
+
+    -- rows of groups only staged rows name: by their staged key
+    select raw_rows.*
+    from triage_orphan_rows as raw_rows
+    inner join triage_orphan_scope
+        on
+            {%- for column, raw_sql in group_keys.items() %}
+            {{ triage_staged_key(column, raw_sql, pseudonymised) }} = triage_orphan_scope.{{ column }}{{ " and" if not loop.last }}
+            {%- endfor %}
 
     union all
 
     -- rows with an incomplete key: by what they have of the key, in their batch
     select raw_rows.*
     from {{ source_relation }} as raw_rows
-    inner join triage_scope
-        on raw_rows._batch_id = triage_scope._batch_id
+    inner join triage_raw_scope
+        on raw_rows._batch_id = triage_raw_scope._batch_id
             {%- for column, raw_sql in group_keys.items() %}
-            and {{ raw_sql }} is not distinct from triage_scope.{{ column }}
+            and {{ raw_sql }} is not distinct from triage_raw_scope.{{ column }}
             {%- endfor %}
 
 )

@@ -1,6 +1,7 @@
 {#-
     Every quarantined raw row of every source table, with the reason. A row is
-    located by its batch and its non-personal key (or its key's pseudonym); raw
+    located by its batch and its key's pseudonym, as staged (a raw source id
+    would join back to the raw row's personal data: docs/decisions.md, 50); raw
     values stay in the raw zone.
 -#}
 with customers as (
@@ -22,7 +23,7 @@ web_events as (
         'web.events' as source_table,
         _batch_id,
         _loaded_at,
-        event_id as record_locator,
+        event_key as record_locator,
         reject_reason
     from {{ ref('stg_web__events_triaged') }}
     where row_status = 'quarantined'
@@ -35,7 +36,7 @@ orders as (
         'shop.orders' as source_table,
         _batch_id,
         _loaded_at,
-        order_id as record_locator,
+        order_key as record_locator,
         reject_reason
     from {{ ref('stg_shop__orders_triaged') }}
     where row_status = 'quarantined'
@@ -48,7 +49,7 @@ order_items as (
         'shop.order_items' as source_table,
         _batch_id,
         _loaded_at,
-        order_id || '#' || line_number as record_locator,
+        order_key || '#' || line_number as record_locator,
         reject_reason
     from {{ ref('stg_shop__order_items_triaged') }}
     where row_status = 'quarantined'
@@ -61,7 +62,7 @@ message_events as (
         'messaging.message_events' as source_table,
         _batch_id,
         _loaded_at,
-        message_event_id as record_locator,
+        message_event_key as record_locator,
         reject_reason
     from {{ ref('stg_messaging__message_events_triaged') }}
     where row_status = 'quarantined'
@@ -74,7 +75,7 @@ consent_events as (
         'privacy.consent_events' as source_table,
         _batch_id,
         _loaded_at,
-        consent_event_id as record_locator,
+        consent_event_key as record_locator,
         reject_reason
     from {{ ref('stg_privacy__consent_events_triaged') }}
     where row_status = 'quarantined'
@@ -87,7 +88,7 @@ subject_requests as (
         'privacy.subject_requests' as source_table,
         _batch_id,
         _loaded_at,
-        request_id as record_locator,
+        request_key as record_locator,
         reject_reason
     from {{ ref('stg_privacy__subject_requests_triaged') }}
     where row_status = 'quarantined'

@@ -23,7 +23,7 @@ opt_out_events as (
 unioned as (
 
     select
-        consent_event_id,
+        consent_event_key as consent_event_id,
         subject_id_type,
         subject_key,
         purpose_code,

@@ -35,7 +35,7 @@ purposes as (
 objections as (
 
     select
-        subject_requests.request_id,
+        subject_requests.request_key,
         subject_requests.subject_id_type,
         subject_requests.subject_key,
         subject_requests.received_at,
@@ -61,8 +61,8 @@ objection_events as (
         objections._batch_id,
         'objection' as event_origin,
         'privacy_desk' as channel,
-        'objection:' || objections.request_id || ':' || purposes.purpose_code as consent_event_id,
-        'privacy.subject_requests:' || objections.request_id as evidence_ref
+        'objection:' || objections.request_key || ':' || purposes.purpose_code as consent_event_id,
+        'privacy.subject_requests:' || objections.request_key as evidence_ref
     from objections
     inner join purposes
         on (
@@ -78,7 +78,7 @@ objection_events as (
 message_opt_outs as (
 
     select
-        message_events.message_event_id,
+        message_events.message_event_key,
         message_events.customer_key,
         message_events.recipient_type,
         message_events.recipient_key,
@@ -109,8 +109,8 @@ message_events_by_subject as (
         _loaded_at,
         _batch_id,
         'customer_id' as subject_id_type,
-        event_origin || ':' || message_event_id || ':customer:' || purpose_code as consent_event_id,
-        'messaging.message_events:' || message_event_id as evidence_ref
+        event_origin || ':' || message_event_key || ':customer:' || purpose_code as consent_event_id,
+        'messaging.message_events:' || message_event_key as evidence_ref
     from message_opt_outs
     where customer_key is not null
     union all
@@ -123,8 +123,8 @@ message_events_by_subject as (
         _loaded_at,
         _batch_id,
         recipient_type as subject_id_type,
-        event_origin || ':' || message_event_id || ':recipient:' || purpose_code as consent_event_id,
-        'messaging.message_events:' || message_event_id as evidence_ref
+        event_origin || ':' || message_event_key || ':recipient:' || purpose_code as consent_event_id,
+        'messaging.message_events:' || message_event_key as evidence_ref
     from message_opt_outs
     where recipient_key is not null
 

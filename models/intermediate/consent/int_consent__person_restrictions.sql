@@ -24,7 +24,7 @@ final as (
 
     select distinct
         subject_persons.person_key,
-        subject_requests.request_id,
+        subject_requests.request_key,
         subject_requests.request_type,
         subject_requests.received_at as restricted_since,
         subject_requests.is_verified,

@@ -43,7 +43,7 @@ source_events as (
 
     select
         'order' as event_source,
-        order_id as event_id,
+        order_key as event_key,
         coalesce(customer_key, email_key, phone_key) as subject_key,
         status as event_type,
         ordered_at as event_at,
@@ -57,7 +57,7 @@ source_events as (
     union all
     select
         'message' as event_source,
-        message_event_id as event_id,
+        message_event_key as event_key,
         coalesce(customer_key, recipient_key) as subject_key,
         event_type,
         event_at,
@@ -71,7 +71,7 @@ source_events as (
     union all
     select
         'site' as event_source,
-        event_id,
+        event_key,
         coalesce(customer_key, anonymous_key) as subject_key,
         event_type,
         event_at,

@@ -133,7 +133,7 @@ web_evidence as (
 
     select
         'stg_web__events_triaged' as source_model,
-        web_events.event_id as record_key,
+        web_events.event_key as record_key,
         'customer_id' as id_type_a,
         web_events.customer_key as id_key_a,
         'anonymous_id' as id_type_b,
@@ -155,7 +155,7 @@ web_evidence as (
 order_hubs as (
 
     select
-        orders.order_id,
+        orders.order_key,
         orders.email_key,
         orders.phone_key,
         orders.ordered_at,
@@ -179,7 +179,7 @@ order_evidence as (
 
     select
         'stg_shop__orders_triaged' as source_model,
-        order_id as record_key,
+        order_key as record_key,
         hub_type as id_type_a,
         hub_key as id_key_a,
         hub_type as id_type_b,
@@ -191,7 +191,7 @@ order_evidence as (
     union all
     select
         'stg_shop__orders_triaged' as source_model,
-        order_id as record_key,
+        order_key as record_key,
         hub_type as id_type_a,
         hub_key as id_key_a,
         'email' as id_type_b,
@@ -203,7 +203,7 @@ order_evidence as (
     union all
     select
         'stg_shop__orders_triaged' as source_model,
-        order_id as record_key,
+        order_key as record_key,
         hub_type as id_type_a,
         hub_key as id_key_a,
         'phone' as id_type_b,
@@ -220,7 +220,7 @@ message_evidence as (
 
     select
         'stg_messaging__message_events_triaged' as source_model,
-        message_events.message_event_id as record_key,
+        message_events.message_event_key as record_key,
         case
             when message_events.customer_key is not null then 'customer_id'
             else message_events.recipient_type
@@ -249,7 +249,7 @@ consent_evidence as (
 
     select
         'stg_privacy__consent_events_triaged' as source_model,
-        consent_events.consent_event_id as record_key,
+        consent_events.consent_event_key as record_key,
         consent_events.subject_id_type as id_type_a,
         consent_events.subject_key as id_key_a,
         consent_events.subject_id_type as id_type_b,

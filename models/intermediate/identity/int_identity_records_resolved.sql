@@ -55,7 +55,7 @@ order_records as (
 
     select
         'stg_shop__orders' as source_model,
-        orders.order_id as record_key,
+        orders.order_key as record_key,
         coalesce(by_customer.person_key, by_email.person_key, by_phone.person_key) as person_key,
         case
             when by_customer.person_key is not null then 'customer_id'
@@ -76,7 +76,7 @@ consent_records as (
 
     select
         'stg_privacy__consent_events' as source_model,
-        consent_events.consent_event_id as record_key,
+        consent_events.consent_event_key as record_key,
         by_subject.person_key,
         case when by_subject.person_key is not null then consent_events.subject_id_type end as resolved_by
     from consent_events
@@ -89,7 +89,7 @@ request_records as (
 
     select
         'stg_privacy__subject_requests' as source_model,
-        subject_requests.request_id as record_key,
+        subject_requests.request_key as record_key,
         by_subject.person_key,
         case when by_subject.person_key is not null then subject_requests.subject_id_type end as resolved_by
     from subject_requests

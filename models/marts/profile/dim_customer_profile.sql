@@ -90,7 +90,7 @@ order_categories as (
         count(*) as category_lines
     from orders
     inner join order_items
-        on orders.event_id = order_items.order_id
+        on orders.event_key = order_items.order_key
     where order_items.category is not null
     group by orders.person_key, order_items.category
 

@@ -58,10 +58,10 @@ consented_events as (
 final as (
 
     select
-        cast(event_source || ':' || event_id as varchar) as profile_event_id,
+        cast(event_source || ':' || event_key as varchar) as profile_event_id,
         cast(person_key as varchar) as person_key,
         cast(event_source as varchar) as event_source,
-        cast(event_id as varchar) as event_id,
+        cast(event_key as varchar) as event_key,
         cast(event_type as varchar) as event_type,
         cast(event_at as timestamp) as event_at,
         cast(channel as varchar) as channel,

@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- Messaging delivery log, one row per message_event_id. -#}
+{#- Messaging delivery log, one row per message event (message_event_key). -#}
 with triaged as (
 
     select * from {{ ref('stg_messaging__message_events_triaged') }}
@@ -10,8 +10,7 @@ with triaged as (
 final as (
 
     select
-        message_event_id,
-        message_id,
+        message_event_key,
         customer_key,
         recipient_type,
         recipient_key,

@@ -1,7 +1,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='regroup',
-    unique_key=['message_event_id'],
+    unique_key=['message_event_key'],
     on_schema_change='fail'
 ) }}
 
@@ -12,12 +12,18 @@
     triaged. The recipient is an email address, a phone number or a push token,
     by channel; it is normalised as such.
 
+    The raw ids stay in flight: the staged message_event_key is the event id's
+    keyed pseudonym (id type message_event_id); the message id, which nothing
+    downstream reads, is dropped (docs/decisions.md, 50).
+
     Incremental: a run triages again only the groups (rows sharing a key) with a
     row in a new or purged batch (macros/staging/incremental.sql).
 -#}
+{%- set group_keys = {'message_event_key': normalise_key('raw_rows.message_event_id')} %}
+{%- set pseudonymised_keys = {'message_event_key': 'message_event_id'} %}
 with
 
-{{ triage_source(source('messaging', 'message_events'), {'message_event_id': normalise_key('raw_rows.message_event_id')}) }},
+{{ triage_source(source('messaging', 'message_events'), group_keys, pseudonymised_keys) }},
 
 normalised as (
 
@@ -120,8 +126,7 @@ final as (
         _loaded_at,
         row_status,
         reject_reason,
-        message_event_id,
-        message_id,
+        {{ pseudonymise("'message_event_id'", 'message_event_id') }} as message_event_key,
         customer_key,
         recipient_type,
         recipient_key,
@@ -138,4 +143,4 @@ final as (
 )
 
 select * from final
-{{ triage_scope_markers({'message_event_id': normalise_key('raw_rows.message_event_id')}) }}
+{{ triage_scope_markers(group_keys) }}

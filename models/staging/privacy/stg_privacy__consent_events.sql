@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- The consent log, one row per consent_event_id, subjects pseudonymised. -#}
+{#- The consent log, one row per consent event (consent_event_key), subjects pseudonymised. -#}
 with triaged as (
 
     select * from {{ ref('stg_privacy__consent_events_triaged') }}
@@ -10,7 +10,7 @@ with triaged as (
 final as (
 
     select
-        consent_event_id,
+        consent_event_key,
         subject_id_type,
         subject_key,
         purpose_code,

@@ -1,7 +1,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='regroup',
-    unique_key=['consent_event_id'],
+    unique_key=['consent_event_key'],
     on_schema_change='fail'
 ) }}
 
@@ -12,12 +12,18 @@
     The subject's identifier is normalised by its declared type; an event for
     a purpose the catalogue does not know is quarantined.
 
+    The raw event id and evidence reference stay in flight: both are staged as
+    keyed pseudonyms (id types consent_event_id, consent_evidence_ref), so no
+    staged row joins back to the raw zone (docs/decisions.md, 50).
+
     Incremental: a run triages again only the groups (rows sharing a key) with a
     row in a new or purged batch (macros/staging/incremental.sql).
 -#}
+{%- set group_keys = {'consent_event_key': normalise_key('raw_rows.consent_event_id')} %}
+{%- set pseudonymised_keys = {'consent_event_key': 'consent_event_id'} %}
 with
 
-{{ triage_source(source('privacy', 'consent_events'), {'consent_event_id': normalise_key('raw_rows.consent_event_id')}) }},
+{{ triage_source(source('privacy', 'consent_events'), group_keys, pseudonymised_keys) }},
 
 purposes as (
 
@@ -81,7 +87,7 @@ final as (
         _loaded_at,
         row_status,
         reject_reason,
-        consent_event_id,
+        {{ pseudonymise("'consent_event_id'", 'consent_event_id') }} as consent_event_key,
         subject_id_type,
         {{ pseudonymise('subject_id_type', 'subject_id_normalised') }} as subject_key,
         purpose_code,
@@ -91,7 +97,7 @@ final as (
             else 'other'
         end as channel,
         policy_version,
-        evidence_ref,
+        {{ pseudonymise("'consent_evidence_ref'", 'evidence_ref') }} as evidence_ref,
         captured_at,
         {{ issue_list({
             'unknown_channel': "channel is null or channel not in (" ~ accepted_values_sql('consent_channels') ~ ")",
@@ -104,4 +110,4 @@ final as (
 )
 
 select * from final
-{{ triage_scope_markers({'consent_event_id': normalise_key('raw_rows.consent_event_id')}) }}
+{{ triage_scope_markers(group_keys) }}

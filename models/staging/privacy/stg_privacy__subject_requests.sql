@@ -15,6 +15,7 @@ final as (
 
     select
         request_id,
+        request_key,
         subject_id_type,
         subject_key,
         subject_issue,

@@ -6,6 +6,10 @@
     stays in the raw zone. A request whose identifier names nobody usable
     (`subject_issue`) or that the erasure command anonymised
     (`is_subject_erased`) is kept with no subject_key (decision 51).
+
+    request_id is the privacy desk's handle of the request and stays as it is, for
+    the privacy officer's rights models only (docs/decisions.md, 50); request_key,
+    its keyed pseudonym (id type request_id), is what every other model uses.
 -#}
 with requests as (
 
@@ -32,6 +36,7 @@ final as (
         row_status,
         reject_reason,
         request_id,
+        {{ pseudonymise("'request_id'", 'request_id') }} as request_key,
         subject_id_type,
         {{ pseudonymise('subject_id_type', 'subject_id_normalised') }} as subject_key,
         subject_issue,

@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- Order lines, one row per (order_id, line_number). -#}
+{#- Order lines, one row per (order_key, line_number). -#}
 with triaged as (
 
     select * from {{ ref('stg_shop__order_items_triaged') }}
@@ -10,7 +10,7 @@ with triaged as (
 final as (
 
     select
-        order_id,
+        order_key,
         line_number,
         product_sku,
         product_name,

@@ -1,7 +1,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='regroup',
-    unique_key=['order_id', 'line_number'],
+    unique_key=['order_key', 'line_number'],
     on_schema_change='fail'
 ) }}
 
@@ -10,12 +10,17 @@
     data, so there is no in-flight base model: this reads the source directly.
     A line re-delivered (same order_id and line_number) keeps the latest load.
 
+    The raw order id stays in flight: order_key is its keyed pseudonym (id type
+    order_id), the same as stg_shop__orders_triaged.order_key (docs/decisions.md, 50).
+
     Incremental: a run triages again only the lines (rows sharing order_id and
     line_number) with a row in a new or purged batch (macros/staging/incremental.sql).
 -#}
+{%- set group_keys = {'order_key': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'} %}
+{%- set pseudonymised_keys = {'order_key': 'order_id'} %}
 with
 
-{{ triage_source(source('shop', 'order_items'), {'order_id': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'}) }},
+{{ triage_source(source('shop', 'order_items'), group_keys, pseudonymised_keys) }},
 
 typed as (
 
@@ -57,7 +62,7 @@ final as (
         _loaded_at,
         row_status,
         reject_reason,
-        order_id,
+        {{ pseudonymise("'order_id'", 'order_id') }} as order_key,
         line_number,
         product_sku,
         product_name,
@@ -76,4 +81,4 @@ final as (
 )
 
 select * from final
-{{ triage_scope_markers({'order_id': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'}) }}
+{{ triage_scope_markers(group_keys) }}

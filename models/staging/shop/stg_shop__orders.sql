@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- The current version of every order: one row per order_id. -#}
+{#- The current version of every order: one row per order (order_key). -#}
 with triaged as (
 
     select * from {{ ref('stg_shop__orders_triaged') }}
@@ -10,7 +10,7 @@ with triaged as (
 final as (
 
     select
-        order_id,
+        order_key,
         customer_key,
         email_key,
         phone_key,

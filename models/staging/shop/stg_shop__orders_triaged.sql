@@ -1,7 +1,9 @@
 {#-
     Every raw order row with its triage status. Checkout contacts are
     pseudonymised; the delivery address never leaves staging, the delivery
-    city is generalised to a region.
+    city is generalised to a region. The order id is staged as its keyed
+    pseudonym (order_key, id type order_id), as on the order lines
+    (docs/decisions.md, 50).
 -#}
 with orders as (
 
@@ -22,7 +24,7 @@ final as (
         orders._loaded_at,
         orders.row_status,
         orders.reject_reason,
-        orders.order_id,
+        {{ pseudonymise("'order_id'", 'orders.order_id') }} as order_key,
         {{ pseudonymise("'customer_id'", 'orders.customer_id') }} as customer_key,
         {{ pseudonymise("'email'", 'orders.email_normalised') }} as email_key,
         {{ pseudonymise("'phone'", 'orders.phone_normalised') }} as phone_key,

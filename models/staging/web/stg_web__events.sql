@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- Clickstream events, one row per event_id, pseudonymised and minimised. -#}
+{#- Clickstream events, one row per event (event_key), pseudonymised and minimised. -#}
 with triaged as (
 
     select * from {{ ref('stg_web__events_triaged') }}
@@ -10,7 +10,7 @@ with triaged as (
 final as (
 
     select
-        event_id,
+        event_key,
         anonymous_key,
         customer_key,
         event_type,

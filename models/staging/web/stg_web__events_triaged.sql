@@ -1,7 +1,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='regroup',
-    unique_key=['event_id'],
+    unique_key=['event_key'],
     on_schema_change='fail'
 ) }}
 
@@ -14,12 +14,18 @@
     In flight, before pseudonymisation: raw clickstream typed, normalised and triaged.
     A repeated event_id is a re-delivery: the first one received is kept.
 
+    The raw event id stays in flight: the staged event_key is its keyed pseudonym
+    (id type web_event_id), so no staged row joins back to the raw zone
+    (docs/decisions.md, 50).
+
     Incremental: a run triages again only the groups (rows sharing a key) with a
     row in a new or purged batch (macros/staging/incremental.sql).
 -#}
+{%- set group_keys = {'event_key': normalise_key('raw_rows.event_id')} %}
+{%- set pseudonymised_keys = {'event_key': 'web_event_id'} %}
 with
 
-{{ triage_source(source('web', 'events'), {'event_id': normalise_key('raw_rows.event_id')}) }},
+{{ triage_source(source('web', 'events'), group_keys, pseudonymised_keys) }},
 
 normalised as (
 
@@ -143,7 +149,7 @@ final as (
         events._loaded_at,
         events.row_status,
         events.reject_reason,
-        events.event_id,
+        {{ pseudonymise("'web_event_id'", 'events.event_id') }} as event_key,
         anonymous_keys.anonymous_key,
         customer_keys.customer_key,
         events.event_type,
@@ -178,4 +184,4 @@ final as (
 )
 
 select * from final
-{{ triage_scope_markers({'event_id': normalise_key('raw_rows.event_id')}) }}
+{{ triage_scope_markers(group_keys) }}

@@ -7,6 +7,13 @@ Fails (exit 1) when
   a flag derived from it may: a count of people is not a person); published =
   `meta.published: true`, `meta.zone: published`, database `published`, or a
   public model (`access: public`) under models/marts/bi/;
+- a raw key (a source column declared ``raw_key: true``: a source id such as
+  an order or event id, which joins back to a raw row holding personal data)
+  is linkable: it counts as a direct identifier, so it must be pseudonymised
+  (or aggregated) wherever it goes. The one allowance is a warehouse column
+  that declares ``raw_key_exception: <reason>`` in its meta, which only a raw
+  key (never a personal identifier) may reach unprotected, and never the
+  published zone (docs/decisions.md, 50);
 - a column's declared ``meta`` (``pii``, ``transformation``, ``source_column``)
   disagrees with the lineage computed from the compiled SQL, or a column that
   a direct identifier reaches declares no transformation;
@@ -107,17 +114,28 @@ def zone_of(node: dict[str, Any]) -> str:
     return "warehouse"
 
 
+def raw_key_sources(manifest: dict[str, Any]) -> set[ColumnRef]:
+    """Every source column declared ``raw_key: true``: a source id that links to a raw row."""
+    return {
+        ColumnRef(unique_id, name.lower())
+        for unique_id, source in manifest["sources"].items()
+        for name, column in source.get("columns", {}).items()
+        if meta_of(column).get("raw_key") is True
+    }
+
+
 def personal_sources(manifest: dict[str, Any]) -> list[tuple[ColumnRef, str, bool]]:
     """(column, pii level, whole_only) of every source column classified as personal.
 
     A JSON column may classify its fields apart (``meta.json_fields: {value: direct,
     purpose_code: none}``); each field is then a column ``details.value`` of its own.
+    A raw key is linkable, hence direct, whatever its declared ``pii``.
     """
     result: list[tuple[ColumnRef, str, bool]] = []
     for unique_id, source in sorted(manifest["sources"].items()):
         for name, column in source.get("columns", {}).items():
             meta = meta_of(column)
-            pii = str(meta.get("pii") or "none")
+            pii = "direct" if meta.get("raw_key") is True else str(meta.get("pii") or "none")
             fields = meta.get("json_fields") or {}
             if pii != "none":
                 result.append((ColumnRef(unique_id, name.lower()), pii, bool(fields)))
@@ -211,8 +229,15 @@ def _column_findings(
     name, column, file = node["name"], verdict.ref.column, node["original_file_path"]
     yml = str(node.get("patch_path") or "").split("://", 1)[-1] or f"a yml next to {file}"
     leaks: dict[str, list[tuple[str, Reach]]] = {}
+    raw_keys = raw_key_sources(manifest)
+    raw_key_labels = {label_name(manifest, ref) for ref in raw_keys}
+    exception = verdict.declared.get("raw_key_exception")
+    excepted = False
     for source, pii, reach in verdict.reaches:
         if pii != "direct":
+            continue
+        if exception and zone == "warehouse" and source in raw_keys and reach.label == lin.PASSED:
+            excepted = True  # a declared, reasoned exception: a raw key kept as it is
             continue
         if reach.label in (lin.PASSED, lin.HASHED) and zone != "vault":
             leaks.setdefault("untransformed_identifier", []).append(
@@ -228,7 +253,12 @@ def _column_findings(
         first = found[0][1]
         if rule == "untransformed_identifier":
             how = "as an unkeyed hash" if first.label == lin.HASHED else "unprotected"
-            message = f"direct identifier {sources} reaches {zone} column {name}.{column} {how}"
+            what = (
+                "raw key (linkable to its raw row)"
+                if all(source in raw_key_labels for source, _reach in found)
+                else "direct identifier"
+            )
+            message = f"{what} {sources} reaches {zone} column {name}.{column} {how}"
             fix = "pseudonymise it ({{ pseudonymise(...) }}), generalise it, or drop the column"
         else:
             message = (
@@ -237,6 +267,20 @@ def _column_findings(
             )
             fix = "aggregate it (count people) or remove the column from the published model"
         findings.append(Finding(rule, name, column, file, message, fix, _route(manifest, first)))
+    if exception and not excepted:
+        findings.append(
+            Finding(
+                "stale_raw_key_exception",
+                name,
+                column,
+                yml,
+                "declares raw_key_exception but no raw key reaches it unprotected"
+                + (" (the published zone allows none)" if zone == "published" else ""),
+                f"remove raw_key_exception from {name}.{column} in {yml}",
+                # A source that exists only after a purge may not reach it in this build.
+                warning=zone != "published",
+            )
+        )
     declared = verdict.declared
     declared_pii = str(declared.get("pii") or "missing")
     declared_tf = declared.get("transformation")

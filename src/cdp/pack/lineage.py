@@ -292,7 +292,18 @@ class _Walker:
         self.memo[key] = {}  # guards against recursive CTEs
         result: dict[ColumnRef, str] = {}
         expression = scope.expression
-        if isinstance(expression, exp.SetOperation):
+        if isinstance(expression, exp.SetOperation) and expression.args.get("by_name"):
+            # UNION [ALL] BY NAME pairs columns by name, not by position; a branch
+            # without the column contributes nulls.
+            name = column if isinstance(column, str) else expression.named_selects[column]
+            for branch in scope.set_operation_scopes:
+                query = branch.expression
+                names = (
+                    [n.lower() for n in query.named_selects] if isinstance(query, exp.Query) else []
+                )
+                if name.lower() in names:
+                    _merge(result, self.resolve(branch, name))
+        elif isinstance(expression, exp.SetOperation):
             index = column if isinstance(column, int) else expression.named_selects.index(column)
             for branch in scope.set_operation_scopes:
                 _merge(result, self.resolve(branch, index))
