@@ -11,7 +11,8 @@ One command, in this order (decision 47):
    and erasure proofs (retention runs too: the purge is one tool);
 3. **rewrite** the raw zone and the vault (:func:`cdp.destroy.rewrite_database`):
    new files with live rows only, swapped in atomically, the old ones
-   overwritten with zeros;
+   overwritten with zeros; in a demo, the generator's synthetic ground truth
+   forgets the person too (:func:`forget_in_ground_truth`);
 4. **rebuild** with ``dbt run --full-refresh`` (every model, the identity graph
    and the vault included, forgets the person), then ``dbt test``;
 5. **rewrite** the warehouse and the vault again (the rebuild freed the blocks
@@ -37,11 +38,13 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdp import destroy, keys, paths, publish, purge, stages
+import duckdb
+
+from cdp import destroy, keys, normalise, paths, publish, purge, stages
 from cdp.keys import OWNER_ONLY_UMASK
 
 
@@ -129,6 +132,11 @@ def erase(
     )
     _say("3/6 rewriting the raw zone and the vault (no freed block survives)")
     _rewrite(report, (raw, vault))
+    truth = paths.truth_file()
+    if result.erased_identifiers and truth.exists():
+        forgotten = forget_in_ground_truth(truth, result.erased_identifiers)
+        _say(f"the synthetic ground truth {truth.name}: {forgotten} generated person(s) forgotten")
+        _rewrite(report, (truth,))
     _say("4/6 rebuilding every model from the purged raw zone (dbt run --full-refresh)")
     if not _dbt(["run", "--full-refresh"], master):
         raise EraseError(
@@ -155,6 +163,58 @@ def erase(
     else:
         _say("6/6 no erasure executed: the published releases stay")
     return report
+
+
+def forget_in_ground_truth(truth: Path, erased: Collection[tuple[str, str]]) -> int:
+    """Delete the erased persons from the generator's ground truth (demo data only); how many.
+
+    ``cdp demo`` keeps the synthetic generator's answer key (``CDP_TRUTH_DB``) in the data
+    folder. A real deployment has none; in a demo it is one more file that would still name
+    the person, so their generated person ids (any identifier of theirs matching one the
+    purge erased, after the same normalisation) are deleted from every table of it.
+    """
+    con = duckdb.connect(str(truth))
+    try:
+        tables = con.execute(
+            "select table_name from information_schema.columns "
+            "where table_schema = 'main' and column_name = 'person_id' order by all"
+        ).fetchall()
+        people: set[str] = set()
+        for person_id, id_type, value in con.execute(
+            "select person_id, id_type, value from main.identifiers"
+        ).fetchall():
+            if id_type in normalise.IDENTIFIER_NORMALISERS:
+                found = normalise.normalise_identifier(str(id_type), value)
+                if found is not None and (str(id_type), found) in erased:
+                    people.add(str(person_id))
+        if people:
+            con.execute("begin transaction")
+            for (table,) in tables:
+                con.execute(
+                    f'delete from main."{table}" where person_id in (select unnest(?))',
+                    [sorted(people)],
+                )
+            con.execute("commit")
+        shared = con.execute("select id_type, value from main.shared_identifiers").fetchall()
+        gone = [
+            (t, v)
+            for t, v in shared
+            if t in normalise.IDENTIFIER_NORMALISERS
+            and (t, normalise.normalise_identifier(str(t), v)) in erased
+        ]
+        for id_type, value in gone:
+            con.execute(
+                "delete from main.shared_identifiers where id_type = ? and value = ?",
+                [id_type, value],
+            )
+    except duckdb.CatalogException as exc:
+        raise EraseError(
+            f"{truth} is not the generator's ground truth ({str(exc).splitlines()[0]}); "
+            "unset CDP_TRUTH_DB or remove the file"
+        ) from None
+    finally:
+        con.close()
+    return len(people)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -333,6 +333,10 @@ class PurgeResult:
     as_of: dt.datetime
     dry_run: bool
     records: list[DestructionRecord] = field(default_factory=list)
+    # (identifier type, normalised value) of every identifier an erasure destroyed: in memory
+    # only, for `cdp erase` to find the same person in files outside the raw zone; never
+    # written, never in to_json().
+    erased_identifiers: frozenset[tuple[str, str]] = field(default_factory=frozenset, repr=False)
 
     def totals(self) -> dict[tuple[str, str, str, str], int]:
         """Rows per (source table, data category, reason, method)."""
@@ -413,6 +417,7 @@ class _Purger:
         self.person_proofs: dict[str, str] = {}
         # (proof, identifier type, request_id) of every identifier an erasure destroys
         self.proofs: list[tuple[str, str, str]] = []
+        self.erased_identifiers: set[tuple[str, str]] = set()
 
     def cutoff(self, category: str) -> dt.datetime:
         return self.as_of - dt.timedelta(days=self.categories[category].retention_days)
@@ -1303,6 +1308,10 @@ class _Purger:
             "select distinct id_type, raw_value, request_id from purge_erased_values order by all"
         ).fetchall()
         seen: set[tuple[str, str]] = set()
+        for id_type, raw_value, _request_id in erased:
+            value = normalise.normalise_identifier(str(id_type), raw_value)
+            if value is not None:
+                self.erased_identifiers.add((str(id_type), value))
         for id_type, raw_value, request_id in erased:
             proof = self.proof(id_type, raw_value)
             if proof is not None and (proof, str(request_id)) not in seen:
@@ -1695,6 +1704,7 @@ def purge(
             purger.plan()
             destroyed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             result.records = purger.records(run_id, destroyed_at, operator or _operator())
+            result.erased_identifiers = frozenset(purger.erased_identifiers)
             if dry_run:
                 con.execute("rollback")
             else:
