@@ -28,6 +28,7 @@ pytestmark = pytest.mark.dbt
 K = 10
 AS_OF = "2026-12-01 00:00:00"
 MARTS = "path:models/marts/bi"
+PLANTED = "path:models/marts/bi/intermediate"  # the person-level inputs a test may plant
 EXACT = {"disclosure_weaken": ["no_perturbation"], "as_of": AS_OF}
 WEAK_CONTROL = publish.DisclosureControl(allow_weakened=True, min_changed_people=0)
 
@@ -206,6 +207,144 @@ def test_cross_mart_subtraction_recovers_a_planted_cell_and_the_audit_refuses_it
         value = truth.get((interval.row[0], int(interval.row[1])), 0)
         assert interval.low <= value <= interval.high, interval
         assert interval.width >= params.protection, interval
+
+
+def _suppression_pattern(db: Path) -> dict[str, list[tuple[str, ...]]]:
+    """Which rows of every mart are shown and which are suppressed (no published value)."""
+    pattern: dict[str, list[tuple[str, ...]]] = {}
+    for table, spec in disclosure_audit.MARTS.items():
+        pattern[table] = sorted(
+            (*(str(r[c]) for c in (*spec.groups, spec.cell)), str(r["is_suppressed"]))
+            for r in _rows(db, table)
+        )
+    return pattern
+
+
+def _exact_parameters(ws: Workspace) -> disclosure_audit.Parameters:
+    params = disclosure_audit.parameters_from_warehouse(ws.warehouse_db)
+    assert not params.perturbed and "no_perturbation" in params.weakened
+    return params
+
+
+def test_the_exact_release_passes_the_audit_so_every_key_does(
+    exact: Workspace, perturbed: Workspace, tmp_path: Path
+) -> None:
+    """A build's suppression is decided on its true counts (the same for every master key), and
+    every perturbed number's interval holds the true one: so the audit of the release with its
+    numbers exact (no slack from the noise) bounds every key's release. Passing it, every key
+    passes (decision 53); a suppression that counts on the noise fails here, not for one key in
+    seven at publish."""
+    assert _suppression_pattern(exact.warehouse_db) == _suppression_pattern(perturbed.warehouse_db)
+    release = _copy_release(exact, tmp_path / "exact.duckdb")
+    report = disclosure_audit.audit_release(release, _exact_parameters(exact))
+    assert report.passed, report.summary()
+
+
+def _pin_a_calendar_month(ws: Workspace) -> tuple[str, list[tuple[str, int]]]:
+    """The demo's failing month, planted: a calendar month counted whole by the cohorts whose only
+    shown cohort cells hold at least k people and whose left-out cells then hold 2 people (the
+    month's orders of all but two of the older cohorts' buyers in small cells are removed)."""
+    rows = query(
+        ws.warehouse_db,
+        """
+        with orders as (
+            select person_key, cast(date_trunc('month', event_at) as date) as order_month
+            from intermediate.int_bi__analytics_events
+            where event_source = 'order' and event_type not in ('cancelled', 'returned')
+        ),
+        firsts as (select person_key, min(order_month) as cohort_month from orders group by 1),
+        activity as (
+            select distinct firsts.cohort_month, orders.person_key, orders.order_month,
+                date_diff('month', firsts.cohort_month, orders.order_month) as months_since_first
+            from orders inner join firsts using (person_key)
+        ),
+        cells as (select cohort_month, months_since_first, count(*) as people from activity group by all),
+        sizes as (select cohort_month, count(*) as size from firsts group by 1)
+        select cast(activity.order_month as varchar), cast(activity.cohort_month as varchar),
+            activity.months_since_first, activity.person_key, cells.people >= ? and sizes.size >= ?
+        from activity inner join cells using (cohort_month, months_since_first)
+        inner join sizes using (cohort_month)
+        where activity.months_since_first <= 12
+        """,
+        [K, K],
+    )
+    first = min(str(r[0]) for r in rows)
+    by_month: dict[str, list[tuple[str, int, str, bool]]] = {}
+    for month, cohort, offset, person, shown in rows:
+        by_month.setdefault(month, []).append((cohort, int(offset), person, bool(shown)))
+    for month, people in sorted(by_month.items()):
+        hidden = [p for p in people if not p[3]]
+        if (
+            month <= _month_of(first, 12)
+            and sum(1 for p in people if p[3]) >= K
+            and len(hidden) > 2
+            and all(offset > 0 for _, offset, _, _ in hidden)
+        ):
+            break
+    else:
+        pytest.fail("no calendar month to pin on this build")
+    removed = sorted({p[2] for p in hidden})[2:]
+    con = duckdb.connect(str(ws.warehouse_db))
+    try:
+        con.execute(
+            "delete from intermediate.int_bi__analytics_events where event_source = 'order' "
+            "and strftime(event_at, '%Y-%m-01') = ? and person_key in (select unnest(?))",
+            [month, removed],
+        )
+    finally:
+        con.close()
+    cells = sorted({(p[0], p[1]) for p in hidden if p[2] not in removed})
+    return month, cells
+
+
+def test_a_sales_total_that_pins_left_out_cohort_cells_is_withheld(
+    short_window: Workspace, tmp_path: Path
+) -> None:
+    """The demo failed at publish for some master keys: in a ramp-up month the only shown cohort
+    cell was the new cohort's month 0, so the sales mart's total minus it left the other cohorts'
+    left-out cells 2 people, and the perturbation widened that only when the key's noise fell
+    well (decision 53)."""
+    ws = copy_workspace(short_window, tmp_path / "db")
+    month, cells = _pin_a_calendar_month(ws)
+
+    def build(
+        name: str, extra: dict[str, Any]
+    ) -> tuple[disclosure_audit.AuditReport, dict[str, Any]]:
+        # every mart (the audit reads the release whole, exact numbers must be exact everywhere),
+        # on the planted person-level inputs
+        run_ok(ws.dbt("run", "--select", MARTS, "--exclude", PLANTED, "--vars", _vars(extra)))
+        params = disclosure_audit.parameters_from_warehouse(ws.warehouse_db)
+        release = _copy_release(ws, tmp_path / f"{name}.duckdb")
+        total = next(
+            r
+            for r in _rows(ws.warehouse_db, "bi_sales_by_region_month")
+            if r["is_total"] and str(r["order_month"]) == month
+        )
+        return disclosure_audit.audit_release(release, params), total
+
+    # The previous design, numbers exact: the month's total is shown and bounds the left-out cells
+    # of that month to [0, 2] (with the noise, to [0, 2 + what the key's draws leave]).
+    weak, total = build(
+        "weak", {"disclosure_weaken": ["no_perturbation", "totals_without_cohort_protection"]}
+    )
+    assert not total["is_suppressed"] and total["customer_count"] >= K
+    narrowed = {
+        (f.row[0], int(f.row[1]))
+        for f in weak.failures
+        if f.table == "bi_cohort_retention" and _month_of(f.row[0], int(f.row[1])) == month
+    }
+    assert cells and set(cells) <= narrowed, weak.summary()
+    assert all(f.low == 0 and f.high <= 2 for f in weak.failures), weak.summary()
+
+    # The product: the month's total is withheld (with its regions), so even the exact numbers
+    # leave every cohort cell its range; hence so does every key's perturbed release.
+    exact, total = build("exact", {"disclosure_weaken": ["no_perturbation"]})
+    assert total["is_suppressed"] and total["customer_count"] is None
+    assert exact.passed, exact.summary()
+    pattern = _suppression_pattern(ws.warehouse_db)
+    product, _ = build("product", {})
+    assert product.passed, product.summary()
+    assert _suppression_pattern(ws.warehouse_db) == pattern
 
 
 def test_every_publish_runs_the_audit_and_refuses_a_weakened_build(

@@ -84,13 +84,17 @@
       fresh_noise                 a new random draw every build (as the old DuckDB random() noise)
       totals_without_l_diversity  totals published whatever their class's sensitive values
       suppressed_rows_shown       bi_cohort_retention shows its suppressed cells as empty rows
+      totals_without_cohort_protection
+                                  bi_sales_by_region_month publishes a month's total even where
+                                  it pins the cohort cells left out of that month (decision 53)
 -#}
 {% macro disclosure_weakened() -%}
     {{ return(adapter.dispatch('disclosure_weakened', 'cdp')()) }}
 {%- endmacro %}
 
 {% macro default__disclosure_weakened() -%}
-    {%- set allowed = ['no_perturbation', 'fresh_noise', 'totals_without_l_diversity', 'suppressed_rows_shown'] -%}
+    {%- set allowed = ['no_perturbation', 'fresh_noise', 'totals_without_l_diversity', 'suppressed_rows_shown',
+                      'totals_without_cohort_protection'] -%}
     {%- set value = var('disclosure_weaken', []) -%}
     {%- if value is string or value is mapping or value is not iterable -%}
         {{ exceptions.raise_compiler_error("var disclosure_weaken must be a list of " ~ allowed | join(', ')) }}

@@ -30,6 +30,12 @@
          an l-diverse mart also when the group's people hold fewer than l
          distinct sensitive values (its sums would tell what they all are).
          Only for cells that partition people (each person in one cell).
+      5. withheld totals (`withheld_total`: a boolean column of `relation`, the same
+         on every row of a group): a group flagged by it has its total suppressed
+         whatever its size, because another mart's cells would otherwise be pinned
+         by it (bi_sales_by_region_month for the cohort cells, decision 53); the
+         secondary rule then treats the group as one with a suppressed cell, so
+         its visible cells do not add the total back up.
     A suppressed row keeps its key and has null k_column and measures. What is
     published is perturbed by the cell key method (macros/disclosure/cell_key.sql):
     counts move by -2..2 (never below k), sums by a continuous draw; the same
@@ -37,13 +43,17 @@
     (cdp.disclosure_audit) then checks the whole release, across marts.
 -#}
 {% macro k_anonymise(relation, group_by, cell_column, k_column, measures=[], totals=false, secondary=true,
-                     l_diverse=false, total_label='(all)', subcounts=[]) -%}
+                     l_diverse=false, total_label='(all)', subcounts=[], withheld_total=none) -%}
     {{ return(adapter.dispatch('k_anonymise', 'cdp')(relation, group_by, cell_column, k_column, measures,
-        totals, secondary, l_diverse, total_label, subcounts)) }}
+        totals, secondary, l_diverse, total_label, subcounts, withheld_total)) }}
 {%- endmacro %}
 
 {% macro default__k_anonymise(relation, group_by, cell_column, k_column, measures, totals, secondary,
-                              l_diverse, total_label, subcounts) -%}
+                              l_diverse, total_label, subcounts, withheld_total) -%}
+{%- if withheld_total is not none and not (totals and secondary) -%}
+    {{ exceptions.raise_compiler_error("k_anonymise: withheld_total needs totals=true and secondary=true "
+        ~ "(a withheld total is only withheld if its visible cells do not add up to it)") }}
+{%- endif -%}
 {%- set k = k_anonymity_k() -%}
 {%- set l = l_diversity_l() -%}
 {%- set groups = group_by | join(', ') -%}
@@ -54,6 +64,11 @@
         *,
         {{ k_column }} < {{ k }} as is_small,
         {{ count_where(k_column ~ ' < ' ~ k) }} over (partition by {{ groups }}) as group_small_cells,
+        {%- if withheld_total is not none %}
+        {{ count_where(withheld_total) }} over (partition by {{ groups }}) > 0 as is_group_total_withheld,
+        {%- else %}
+        false as is_group_total_withheld,
+        {%- endif %}
         row_number() over (partition by {{ groups }} order by {{ k_column }}, {{ cell_column }}) as size_rank,
         coalesce(sum({{ k_column }}) over (
             partition by {{ groups }} order by {{ k_column }}, {{ cell_column }}
@@ -70,7 +85,7 @@
         is_small
         {%- if secondary %}
         or (
-            group_small_cells > 0
+            (group_small_cells > 0 or is_group_total_withheld)
             and (size_rank <= greatest(group_small_cells, 2) or smaller_cells_people < {{ k }})
         )
         {%- endif %} as is_suppressed_k
@@ -109,6 +124,9 @@
         sum({{ k_column }}) < {{ k }}
         {%- if totals_l_diverse %}
         or count(distinct {{ cell_column }}) < {{ l }}
+        {%- endif %}
+        {%- if withheld_total is not none %}
+        or {{ count_where(withheld_total) }} > 0
         {%- endif %} as is_suppressed,
         sum({{ k_column }}) as {{ k_column }},
         {{ total_cell_key(k_column ~ '__key') }} as {{ k_column }}__key

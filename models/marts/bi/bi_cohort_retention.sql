@@ -8,8 +8,11 @@
     people is suppressed; suppressed cells are left out. Active counts of one cohort are not additive, but
     the cohorts' active counts of one calendar month add up to the buyers of
     bi_sales_by_region_month: the publish audit checks that relation across
-    marts (decision 43). The cohort size is the perturbed count of month 0
-    (the same people, so the same cell key and the same noise).
+    marts (decision 43), and the sales mart withholds a month's total where it
+    would pin this mart's left-out cells of that month (decision 53; the cells
+    are defined once, in macros/disclosure/cohort.sql, for both marts). The
+    cohort size is the perturbed count of month 0 (the same people, so the
+    same cell key and the same noise).
 -#}
 {{- reject_removed_disclosure_vars() -}}
 with analytics_events as (
@@ -28,53 +31,9 @@ orders as (
 
 ),
 
-first_orders as (
+{{ cohort_cells('orders') }},
 
-    select
-        person_key,
-        min(order_month) as cohort_month
-    from orders
-    group by person_key
-
-),
-
-activity as (
-
-    select distinct
-        first_orders.cohort_month,
-        orders.person_key,
-        date_diff('month', first_orders.cohort_month, orders.order_month) as months_since_first
-    from orders
-    inner join first_orders
-        on orders.person_key = first_orders.person_key
-
-),
-
-cohorts as (
-
-    select
-        cohort_month,
-        count(*) as cohort_size,
-        {{ cell_key('person_key', 0) }} as cohort_size__key
-    from first_orders
-    group by cohort_month
-
-),
-
-cells as (
-
-    select
-        cohort_month,
-        months_since_first,
-        count(*) as active_customers,
-        {{ cell_key('person_key', 0) }} as active_customers__key
-    from activity
-    where months_since_first between 0 and 12
-    group by all
-
-),
-
-{{ k_anonymise('cells', ['cohort_month'], 'months_since_first', 'active_customers', [], secondary=false) }},
+{{ k_anonymise('cohort_cells', ['cohort_month'], 'months_since_first', 'active_customers', [], secondary=false) }},
 
 published_cohorts as (
 
@@ -84,25 +43,25 @@ published_cohorts as (
             when cohort_size >= {{ k_anonymity_k() }}
                 then {{ perturb_count('cohort_size', 'cohort_size__key', k_anonymity_k()) }}
         end as cohort_size
-    from cohorts
+    from cohort_sizes
 
 ),
 
 joined as (
 
     select
-        cells__published.cohort_month,
-        cells__published.months_since_first,
+        cohort_cells__published.cohort_month,
+        cohort_cells__published.months_since_first,
         published_cohorts.cohort_size,
         -- an active count above its (perturbed) cohort is brought down to it: retention stays in [0, 1]
         case
-            when published_cohorts.cohort_size is not null and not cells__published.is_suppressed
-                then least(cells__published.active_customers, published_cohorts.cohort_size)
+            when published_cohorts.cohort_size is not null and not cohort_cells__published.is_suppressed
+                then least(cohort_cells__published.active_customers, published_cohorts.cohort_size)
         end as active_customers,
-        cells__published.is_suppressed or published_cohorts.cohort_size is null as is_suppressed
-    from cells__published
+        cohort_cells__published.is_suppressed or published_cohorts.cohort_size is null as is_suppressed
+    from cohort_cells__published
     inner join published_cohorts
-        on cells__published.cohort_month = published_cohorts.cohort_month
+        on cohort_cells__published.cohort_month = published_cohorts.cohort_month
 
 ),
 
