@@ -232,7 +232,7 @@ def test_the_exact_release_passes_the_audit_so_every_key_does(
     """A build's suppression is decided on its true counts (the same for every master key), and
     every perturbed number's interval holds the true one: so the audit of the release with its
     numbers exact (no slack from the noise) bounds every key's release. Passing it, every key
-    passes (decision 53); a suppression that counts on the noise fails here, not for one key in
+    passes (decision 52); a suppression that counts on the noise fails here, not for one key in
     seven at publish."""
     assert _suppression_pattern(exact.warehouse_db) == _suppression_pattern(perturbed.warehouse_db)
     release = _copy_release(exact, tmp_path / "exact.duckdb")
@@ -303,7 +303,7 @@ def test_a_sales_total_that_pins_left_out_cohort_cells_is_withheld(
     """The demo failed at publish for some master keys: in a ramp-up month the only shown cohort
     cell was the new cohort's month 0, so the sales mart's total minus it left the other cohorts'
     left-out cells 2 people, and the perturbation widened that only when the key's noise fell
-    well (decision 53)."""
+    well (decision 52)."""
     ws = copy_workspace(short_window, tmp_path / "db")
     month, cells = _pin_a_calendar_month(ws)
 

@@ -86,7 +86,7 @@
       suppressed_rows_shown       bi_cohort_retention shows its suppressed cells as empty rows
       totals_without_cohort_protection
                                   bi_sales_by_region_month publishes a month's total even where
-                                  it pins the cohort cells left out of that month (decision 53)
+                                  it pins the cohort cells left out of that month (decision 52)
 -#}
 {% macro disclosure_weakened() -%}
     {{ return(adapter.dispatch('disclosure_weakened', 'cdp')()) }}

@@ -1,6 +1,6 @@
 {#-
     Cohort cells, and the calendar months whose sales total would pin them
-    (docs/decisions.md, 53). Two marts count the same buyers: the cohorts'
+    (docs/decisions.md, 52). Two marts count the same buyers: the cohorts'
     active buyers of one calendar month add up to that month's buyers in
     bi_sales_by_region_month (exactly while every buyer's first order is at
     most 12 months back). The cohort mart leaves its small cells out; where the

@@ -33,7 +33,7 @@
       5. withheld totals (`withheld_total`: a boolean column of `relation`, the same
          on every row of a group): a group flagged by it has its total suppressed
          whatever its size, because another mart's cells would otherwise be pinned
-         by it (bi_sales_by_region_month for the cohort cells, decision 53); the
+         by it (bi_sales_by_region_month for the cohort cells, decision 52); the
          secondary rule then treats the group as one with a suppressed cell, so
          its visible cells do not add the total back up.
     A suppressed row keeps its key and has null k_column and measures. What is

@@ -9,7 +9,7 @@
     the cohorts' active counts of one calendar month add up to the buyers of
     bi_sales_by_region_month: the publish audit checks that relation across
     marts (decision 43), and the sales mart withholds a month's total where it
-    would pin this mart's left-out cells of that month (decision 53; the cells
+    would pin this mart's left-out cells of that month (decision 52; the cells
     are defined once, in macros/disclosure/cohort.sql, for both marts). The
     cohort size is the perturbed count of month 0 (the same people, so the
     same cell key and the same noise).

@@ -10,7 +10,7 @@
     total is withheld where it would pin the cohort cells that
     bi_cohort_retention leaves out of that calendar month (their buyers are
     this month's buyers), with secondary suppression of its regions as for a
-    small cell (decision 53).
+    small cell (decision 52).
 -#}
 {{- reject_removed_disclosure_vars() -}}
 with analytics_events as (
