@@ -278,11 +278,26 @@ def test_the_misnamed_customer_is_untouched_and_no_person_is_made(mistyped: Mist
         "intermediate.int_rights__request_persons",
         "intermediate.int_rights__request_executions",
         "intermediate.int_rights__erased_persons",
-        "intermediate.int_consent__person_restrictions",
     ):
         assert not query(
             ws.warehouse_db, f"select request_id from {model} where request_id like 'DSR-R-%'"
         ), model
+    # the consent models carry the request's pseudonym only (decision 50)
+    planted_keys = [
+        r[0]
+        for r in query(
+            ws.warehouse_db,
+            "select request_key from staging.stg_privacy__subject_requests "
+            "where request_id like 'DSR-R-%'",
+        )
+    ]
+    assert planted_keys
+    assert not query(
+        ws.warehouse_db,
+        "select request_key from intermediate.int_consent__person_restrictions "
+        "where request_key in (select unnest(?))",
+        [planted_keys],
+    )
     # no person, identity node or vault entry from a request's identifier
     misread = [
         mistyped.key("customer_id", mistyped.email),  # the e-mail read as a customer id

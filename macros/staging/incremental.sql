@@ -49,6 +49,10 @@
 
 {#- The staged value of a group key column from its normalised raw value `value_sql`. -#}
 {% macro triage_staged_key(column, value_sql, pseudonymised) -%}
+    {{ return(adapter.dispatch('triage_staged_key', 'cdp')(column, value_sql, pseudonymised)) }}
+{%- endmacro %}
+
+{% macro default__triage_staged_key(column, value_sql, pseudonymised) -%}
     {%- if column in pseudonymised -%}
         {{ pseudonymise("'" ~ pseudonymised[column] ~ "'", value_sql) }}
     {%- else -%}
