@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cdp import destroy, erase, keys, normalise, pseudonym, purge, vault
+from cdp import destroy, erase, evidence, keys, normalise, pseudonym, purge, vault
 from conftest import Workspace, copy_workspace, environment, run_dbt
 
 # A later batch is written later (contract: _loaded_at is when the loader wrote the row).
@@ -549,6 +549,11 @@ def test_after_cdp_erase_no_file_holds_anything_of_the_person(erasure: Erasure) 
     # the folders the attack read are really there
     for folder in ("target", "logs", "published", "pack", "evidence"):
         assert any((ws.root / folder).rglob("*")), folder
+    # the rebuild's tests are in the evidence record like any build's, and the chain holds
+    entries = evidence.read_entries(ws.root / "evidence")
+    verdict = evidence.verdict(entries[-1])
+    assert len(entries) == 2 and verdict.tests > 0 and verdict.failed == 0, verdict
+    assert evidence.verify(ws.root / "evidence") == []
 
 
 def test_the_erasure_is_provable_and_the_request_closed(erasure: Erasure) -> None:

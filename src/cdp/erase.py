@@ -14,7 +14,8 @@ One command, in this order (decision 47):
    overwritten with zeros; in a demo, the generator's synthetic ground truth
    forgets the person too (:func:`forget_in_ground_truth`);
 4. **rebuild** with ``dbt run --full-refresh`` (every model, the identity graph
-   and the vault included, forgets the person), then ``dbt test``;
+   and the vault included, forgets the person), then ``dbt test``, recorded in
+   the evidence record like any build;
 5. **rewrite** the warehouse and the vault again (the rebuild freed the blocks
    that held the person's pseudonyms);
 6. **releases**: every published release made before the erasure is shredded
@@ -143,7 +144,11 @@ def erase(
             "the rebuild failed: the raw zone and the vault are purged, but the warehouse may "
             "still hold what they held. Fix the build and run `cdp erase` again"
         )
+    tested_at = time.time()
     report.tests_passed = _dbt(["test"], master)
+    from cdp import cli
+
+    cli.record_evidence(tested_at)  # the rebuild's tests, in the evidence record like any build
     _say("5/6 rewriting the warehouse and the vault")
     _rewrite(report, (warehouse, vault))
     if report.requests:
@@ -151,8 +156,6 @@ def erase(
         report.releases_destroyed = publish.withdraw()
         _say(f"destroyed {report.releases_destroyed} published release(s)")
         if publish_release:
-            from cdp import cli
-
             report.published = cli.publish_marts()
             if not report.published:
                 _say(
