@@ -56,8 +56,8 @@ EMAIL_B64 = base64.urlsafe_b64encode(EMAIL_LOWER.encode()).decode().rstrip("=")
 
 # attack id -> the exact free text planted (the needle is its lower case)
 WEB_SEARCHES = {
-    "a1_endash_phone": "перезвоните +7 (912) 555–01–23",
-    "a5_fullwidth_at": "zelda.obliviate＠example.org",
+    "a1_endash_phone": "перезвоните +7 (912) 555\u201301\u201323",
+    "a5_fullwidth_at": "zelda.obliviate\uff20example.org",
     "a16_surname_only": "obliviate family gift",
     "a23_slash_phone": "tel +7/912/555/01/23",
     "a25_00_prefix_phone": "call 0079125550123",
@@ -674,7 +674,7 @@ def test_an_interrupted_then_rerun_erasure_leaves_nothing_elsewhere(
             marks=_xfail("'#...' glued to the domain makes the candidate invalid"),
         ),
         pytest.param(
-            "zo1990＠example.org",
+            "zo1990\uff20example.org",
             id="fullwidth-at",
             marks=_xfail("U+FF20 is not '@'; no NFKC before the search"),
         ),
