@@ -30,12 +30,13 @@ identifier erased, and when" from the erasure proofs.
 
     cdp erase                      # execute every verified erasure request
     cdp erase --dry-run            # what the purge would destroy; writes nothing
-    cdp erase --check email someone@example.org
+    cdp erase --check email someone@example.org --officer "A. Officer" --reason DSR-123
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import destroy, keys, normalise, paths, publish, purge, stages
+from cdp import destroy, keys, normalise, paths, publish, purge, stages, vault
 from cdp.keys import OWNER_ONLY_UMASK
 
 
@@ -134,10 +135,17 @@ def erase(
     _say("3/6 rewriting the raw zone and the vault (no freed block survives)")
     _rewrite(report, (raw, vault))
     truth = paths.truth_file()
-    if result.erased_identifiers and truth.exists():
-        forgotten = forget_in_ground_truth(truth, result.erased_identifiers)
-        _say(f"the synthetic ground truth {truth.name}: {forgotten} generated person(s) forgotten")
-        _rewrite(report, (truth,))
+    proofs = erased_proofs(raw)
+    if truth.exists() and (proofs or result.erased_identifiers):
+        # By proof, not by this run's requests: a rerun after an interrupted one finishes it.
+        forgotten = forget_in_ground_truth(
+            truth, result.erased_identifiers, proofs, keys.erasure_proof_key(master)
+        )
+        if forgotten:
+            _say(
+                f"the synthetic ground truth {truth.name}: {forgotten} generated person(s) forgotten"
+            )
+            _rewrite(report, (truth,))
     _say("4/6 rebuilding every model from the purged raw zone (dbt run --full-refresh)")
     if not _dbt(["run", "--full-refresh"], master):
         raise EraseError(
@@ -151,7 +159,8 @@ def erase(
     cli.record_evidence(tested_at)  # the rebuild's tests, in the evidence record like any build
     _say("5/6 rewriting the warehouse and the vault")
     _rewrite(report, (warehouse, vault))
-    if report.requests:
+    latest = latest_erasure(raw)
+    if report.requests or (latest is not None and publish.released_before(latest)):
         _say("6/6 destroying every release published before the erasure")
         report.releases_destroyed = publish.withdraw()
         _say(f"destroyed {report.releases_destroyed} published release(s)")
@@ -168,7 +177,36 @@ def erase(
     return report
 
 
-def forget_in_ground_truth(truth: Path, erased: Collection[tuple[str, str]]) -> int:
+def erased_proofs(raw: Path) -> set[str]:
+    """Every erasure proof in the raw zone (``audit.erasure_proofs``)."""
+    return {str(r[0]) for r in _proof_rows(raw, "select proof from audit.erasure_proofs")}
+
+
+def latest_erasure(raw: Path) -> dt.datetime | None:
+    """When the latest erasure recorded in the raw zone happened (naive UTC), or None."""
+    rows = _proof_rows(raw, "select max(erased_at) from audit.erasure_proofs")
+    value = rows[0][0] if rows else None
+    return value if isinstance(value, dt.datetime) else None
+
+
+def _proof_rows(raw: Path, sql: str) -> list[tuple[object, ...]]:
+    con = duckdb.connect(str(raw), read_only=True)
+    try:
+        present = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'audit' and table_name = 'erasure_proofs'"
+        ).fetchall()
+        return [tuple(r) for r in con.execute(sql).fetchall()] if present[0][0] else []
+    finally:
+        con.close()
+
+
+def forget_in_ground_truth(
+    truth: Path,
+    erased: Collection[tuple[str, str]],
+    proofs: Collection[str] = (),
+    proof_key: bytes | None = None,
+) -> int:
     """Delete the erased persons from the generator's ground truth (demo data only); how many.
 
     ``cdp demo`` keeps the synthetic generator's answer key (``CDP_TRUTH_DB``) in the data
@@ -190,6 +228,10 @@ def forget_in_ground_truth(truth: Path, erased: Collection[tuple[str, str]]) -> 
                 found = normalise.normalise_identifier(str(id_type), value)
                 if found is not None and (str(id_type), found) in erased:
                     people.add(str(person_id))
+                elif proof_key is not None and proofs:
+                    proof = purge.erasure_proof(proof_key, str(id_type), value)
+                    if proof is not None and proof in proofs:
+                        people.add(str(person_id))
         if people:
             con.execute("begin transaction")
             for (table,) in tables:
@@ -204,6 +246,13 @@ def forget_in_ground_truth(truth: Path, erased: Collection[tuple[str, str]]) -> 
             for t, v in shared
             if t in normalise.IDENTIFIER_NORMALISERS
             and (t, normalise.normalise_identifier(str(t), v)) in erased
+        ]
+        gone += [
+            (t, v)
+            for t, v in shared
+            if proof_key is not None
+            and t in normalise.IDENTIFIER_NORMALISERS
+            and purge.erasure_proof(proof_key, str(t), v) in proofs
         ]
         for id_type, value in gone:
             con.execute(
@@ -232,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--as-of", metavar="ISO", help="judge retention as of (default: now)")
     parser.add_argument("--operator", help="who runs it, for the record (default: the OS user)")
+    parser.add_argument("--officer", help="with --check: the privacy officer asking (logged)")
+    parser.add_argument(
+        "--reason", help="with --check: why (a request id, never an identifier; logged)"
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -257,8 +310,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         id_type, value = args.check
         try:
+            request = vault._check_request(args.officer, args.reason, "erasure_check")
             proofs = purge.erasure_status(paths.raw_db(), id_type, value, master=master)
-        except purge.PurgeError as exc:
+            # Accountable like every lookup with the key, without the identifier's pseudonym
+            # (that would put the erased person back in the log): who, why, what type, found.
+            con = duckdb.connect(str(paths.vault_db()))
+            try:
+                vault.append_log(
+                    con,
+                    request,
+                    master=master,
+                    id_type=id_type,
+                    pseudonym_value=None,
+                    rows_returned=len(proofs),
+                    outcome="erased" if proofs else "not_found",
+                    key_version=master.version_label,
+                    tool="cdp.erase",
+                )
+            finally:
+                con.close()
+        except (purge.PurgeError, vault.VaultError, duckdb.Error) as exc:
             _say(f"error: {exc}")
             return 2
         if not proofs:

@@ -605,38 +605,57 @@ def _strings_of(document: object) -> list[str]:
     return found
 
 
+MAX_DECODE_LAYERS: Final = 5
+_TEXT_EMAIL: Final = re.compile(r"[^\s@<>()\[\]{}\"',;:?&=/|#]+@[^\s@<>()\[\]{}\"',;:?&=/|#]+")
+# A phone number in free text: what the URL cleaner removes, with any dash, slash or dot
+# between the digits, and an international 00 prefix.
+_TEXT_PHONE: Final = re.compile(r"(?:\+|00)?\d(?:[\s().\-/\u2010-\u2015\u2212]*\d){9,}")
+
+
+def decoded_forms(value: str) -> set[str]:
+    """The text as typed, NFKC-normalised, and percent-decoded layer by layer until stable.
+
+    ``+`` is read as a space and kept as a plus (a phone number's country prefix) alike.
+    """
+    forms = {value, unicodedata.normalize("NFKC", value)}
+    for start in list(forms):
+        plus_kept, plus_space = start, start
+        for _ in range(MAX_DECODE_LAYERS):
+            if "%" not in plus_kept and "%" not in plus_space:
+                break
+            plus_kept, plus_space = unquote(plus_kept), unquote(plus_space.replace("+", " "))
+            forms.update((plus_kept, plus_space))
+    return forms
+
+
 def identifiers_in_text(value: object) -> set[tuple[str, str]]:
     """(``email`` | ``phone``, normalised value) for every identifier inside free text.
 
-    The text is read as typed, with ``+`` as a space and percent escapes
-    decoded (twice: a URL inside a URL parameter), and as JSON when it is a
-    JSON object or array (every key and string value). Candidates are what
-    :func:`clean_url` treats as identifying (an ``@`` address, a run of ten or
-    more digits with phone layout), kept when :func:`normalise_email` or
-    :func:`normalise_phone` accepts them. Never raises.
+    The text is read in every form :func:`decoded_forms` gives (as typed, NFKC,
+    percent-decoded to the last layer), and as JSON when it is a JSON object or
+    array (every key and string value). Candidates are what :func:`clean_url`
+    treats as identifying (an ``@`` address, a run of ten or more digits with
+    phone layout, here with any dash or slash between them and a ``00``
+    prefix), kept when :func:`normalise_email` or :func:`normalise_phone`
+    accepts them. Never raises.
     """
     if not isinstance(value, str) or not value or len(value) > MAX_FREE_TEXT:
         return set()
-    texts = {value}
-    decoded = value
-    for _ in range(2):
-        decoded = unquote(decoded.replace("+", " ")) if "%" in decoded else decoded
-        texts.add(decoded)
-    texts.add(unquote(value))  # a literal + kept (a phone number's country prefix)
-    if _JSON_START.match(value):
-        with contextlib.suppress(ValueError, RecursionError):
-            texts.update(_strings_of(json.loads(value)))
+    texts = decoded_forms(value)
+    for text in list(texts):
+        if _JSON_START.match(text):
+            with contextlib.suppress(ValueError, RecursionError):
+                texts.update(_strings_of(json.loads(text)))
     found: set[tuple[str, str]] = set()
     for text in texts:
         if "@" in text:
-            for candidate in re.findall(
-                r"[^\s@<>()\[\]{}\"',;:?&=/]+@[^\s@<>()\[\]{}\"',;:?&=/]+", text
-            ):
+            for candidate in _TEXT_EMAIL.findall(text):
                 email = normalise_email(candidate.strip(".").rstrip("."))
                 if email is not None:
                     found.add(("email", email))
-        for match in _DIGIT_RUN.finditer(text):
-            phone = normalise_phone(match.group(0))
+        for match in _TEXT_PHONE.finditer(text):
+            digits = re.sub(r"[^\d+]", "", match.group(0))
+            phone = normalise_phone("+" + digits[2:] if digits.startswith("00") else digits)
             if phone is not None:
                 found.add(("phone", phone))
     return found

@@ -318,6 +318,17 @@ def _disclosure_control(
     return state_dir, state, entry
 
 
+def released_before(moment: datetime, target_dir: Path | None = None) -> bool:
+    """Whether any release in the published folder was made before ``moment`` (naive UTC)."""
+    target_dir = target_dir or paths.published_dir()
+    versions = target_dir / "versions"
+    made = [target_dir / "marts.duckdb"]
+    if versions.exists():
+        made += [p / "release.json" for p in versions.iterdir() if p.is_dir()]
+    cutoff = moment.replace(tzinfo=UTC).timestamp()
+    return any(path.exists() and path.stat().st_mtime < cutoff for path in made)
+
+
 def withdraw(target_dir: Path | None = None) -> int:
     """Destroy every published release (the file, every Parquet version, the link); how many.
 

@@ -92,7 +92,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -165,9 +164,44 @@ PROOF_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("keep_until", "TIMESTAMP NOT NULL"),
 )
 # Raw web columns of free text where a visitor can type or carry an identifier.
-WEB_FREE_TEXT: Final = ("page_url", "referrer_url", "search_query", "properties")
+WEB_FREE_TEXT: Final = (
+    "page_url",
+    "referrer_url",
+    "search_query",
+    "properties",
+    "product_sku",
+    "user_agent",
+)
 # An order's delivery address is free text too (a gift sent "for" someone, say).
 ORDER_FREE_TEXT: Final = ("delivery_address",)
+# Other free text that can name a person, and what the erasure does with a row that does
+# (the row is someone else's record: the text goes, the record stays), after the person's
+# own rows went: (temp table, raw table, columns, data category, method).
+OTHER_FREE_TEXT: Final[tuple[tuple[str, str, tuple[str, ...], str, str], ...]] = (
+    ("purge_address_rows", "shop.orders", ORDER_FREE_TEXT, "purchase_history", "null_fields"),
+    ("purge_item_rows", "shop.order_items", ("product_name",), "purchase_history", "null_fields"),
+    (
+        "purge_evidence_rows",
+        "privacy.consent_events",
+        ("evidence_ref",),
+        "consent_records",
+        "null_fields",
+    ),
+    (
+        "purge_details_rows",
+        "privacy.subject_requests",
+        ("details",),
+        "subject_requests",
+        "null_fields",
+    ),
+    (
+        "purge_recipient_rows",
+        "messaging.message_events",
+        ("recipient",),
+        "communication_activity",
+        "delete_rows",
+    ),
+)
 # Identifier types matched inside free text as whole tokens (emails and phones are extracted
 # and normalised instead: normalise.identifiers_in_text).
 TOKEN_TYPES: Final = ("customer_id", "anonymous_id", "loyalty_card", "push_token")
@@ -1012,10 +1046,14 @@ class _Purger:
         """
         if not self.has_erasure_model:
             return
-        row = self.sql("select count(*) from purge_erased_persons").fetchone()
-        if not row or not int(row[0]):
+        row = self.sql("select count(*) from purge_erased_persons").fetchall()
+        pending = bool(row and int(row[0][0]))
+        proven = self.has_table("erasure_proofs")
+        if not pending and not proven:
             return
         self.build_all_keys()
+        if proven:
+            self.find_proven_identifiers()
         self.sql(
             """
             create or replace temp table purge_erased_keys as
@@ -1027,6 +1065,24 @@ class _Purger:
             qualify row_number() over (partition by persons.subject_key order by erased.person_key) = 1
             """
         )
+        if proven:
+            # An erased identifier that came back without a person of its own (a message to
+            # the address, say) is destroyed under its proof.
+            self.sql(
+                """
+                insert into purge_erased_keys
+                select distinct proven.subject_key, 'proof:' || proven.proof, proven.request_id
+                from purge_proven as proven
+                where proven.subject_key not in (select subject_key from purge_erased_keys)
+                """
+            )
+            for person_key, proof in self.sql(
+                "select distinct 'proof:' || proof, proof from purge_proven"
+            ).fetchall():
+                self.person_proofs.setdefault(str(person_key), str(proof))
+        row = self.sql("select count(*) from purge_erased_keys").fetchall()
+        if not row or not int(row[0][0]):
+            return
         self.sql(
             """
             create or replace temp table purge_erased_values as
@@ -1124,25 +1180,6 @@ class _Purger:
             ),
             with_request=True,
         )
-        # Other orders whose delivery address names the person keep everything but that address.
-        self.add_rule(
-            _Rule(
-                "shop.orders",
-                "purchase_history",
-                ERASURE_REASON,
-                "null_fields",
-                ORDER_FREE_TEXT,
-            ),
-            """
-            select rows.rowid, rows._batch_id, coalesce(rows.ordered_at, rows._loaded_at), 'person',
-                hits.person_key, hits.request_id
-            from shop.orders as rows
-            inner join purge_address_rows as hits
-                on rows.rowid = hits.row_id
-            qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
-            """,
-            with_request=True,
-        )
         # The person's requests stay as proof they were answered (and for their deadlines),
         # without the identifier: it is replaced by the erasure's request id, details nulled.
         self.add_rule(
@@ -1163,8 +1200,86 @@ class _Purger:
             """,
             with_request=True,
         )
+        # Other records whose free text names the person lose that text (or, for a message
+        # sent to the person's address under a channel staging cannot read, the row).
+        for name, table, columns, category, method in OTHER_FREE_TEXT:
+            record_at = {
+                "shop.orders": "coalesce(rows.ordered_at, rows._loaded_at)",
+                "privacy.consent_events": "coalesce(rows.captured_at, rows._loaded_at)",
+                "privacy.subject_requests": "coalesce(rows.received_at, rows._loaded_at)",
+                "messaging.message_events": "coalesce(rows.event_at, rows._loaded_at)",
+            }.get(table, "rows._loaded_at")
+            self.add_rule(
+                _Rule(
+                    table,
+                    category,
+                    ERASURE_REASON,
+                    method,
+                    columns if method == "null_fields" else (),
+                ),
+                f"""
+                select rows.rowid, rows._batch_id, {record_at}, 'person', hits.person_key,
+                    hits.request_id
+                from {table} as rows
+                inner join {name} as hits
+                    on rows.rowid = hits.row_id
+                qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
+                """,
+                with_request=True,
+            )
         self.plan_proofs()
         self.plan_vault_erasure()
+
+    def find_proven_identifiers(self) -> None:
+        """Identifiers erased before that are in the raw zone again (a loader re-delivered them).
+
+        Every raw identifier's erasure proof is compared with ``audit.erasure_proofs``: a match
+        is erased again under the original request, and so is the person the identity map now
+        gives it alone (``purge_proven``, ``purge_erased_persons``).
+        """
+        candidates = self.sql(
+            "select distinct id_type, raw_value, subject_key from purge_all_keys"
+        ).fetchall()
+        proofs = [self.proof(str(t), v) for t, v, _ in candidates]
+        table = pa.table(
+            {
+                "subject_key": pa.array([c[2] for c in candidates], pa.string()),
+                "proof": pa.array(proofs, pa.string()),
+            }
+        )
+        self.con.register("purge_candidate_proofs", table)
+        self.sql(
+            f"""
+            create or replace temp table purge_proven as
+            select distinct candidates.subject_key, candidates.proof, min(known.request_id) as request_id
+            from purge_candidate_proofs as candidates
+            inner join {PROOF_TABLE} as known
+                on candidates.proof = known.proof
+            group by all
+            """
+        )
+        self.con.unregister("purge_candidate_proofs")
+        self.sql(
+            """
+            insert into purge_erased_persons
+            select distinct persons.person_key, min(proven.request_id)
+            from purge_proven as proven
+            inner join purge_subject_persons as persons
+                on proven.subject_key = persons.subject_key and persons.is_unambiguous
+            where persons.person_key not in (select person_key from purge_erased_persons)
+            group by persons.person_key
+            """
+        )
+        for person_key, proof in self.sql(
+            """
+            select persons.person_key, min(proven.proof)
+            from purge_proven as proven
+            inner join purge_subject_persons as persons
+                on proven.subject_key = persons.subject_key and persons.is_unambiguous
+            group by persons.person_key
+            """
+        ).fetchall():
+            self.person_proofs.setdefault(str(person_key), str(proof))
 
     def link_free_text(self) -> None:
         """The person's identifiers inside free text, and the devices that carried them.
@@ -1189,9 +1304,9 @@ class _Purger:
             wanted[(id_type, value)] = owner
             if id_type in TOKEN_TYPES:
                 # as normalised and as typed (a card is normalised without its dashes)
-                for form in (value, normalise.duckdb_trim(str(raw_value))):
-                    if len(form) >= MIN_TOKEN_LENGTH:
-                        tokens[normalise.duckdb_lower(form)] = owner
+                for form in (value, str(raw_value)):
+                    if len(_token_core(form)) >= MIN_TOKEN_LENGTH:
+                        tokens[_token_core(form)] = owner
         names: dict[str, tuple[str, str]] = {}
         for first, last, passport, person_key, request_id in self.sql(
             """
@@ -1207,15 +1322,9 @@ class _Purger:
             if first_name and last_name:
                 for pair in (f"{first_name} {last_name}", f"{last_name} {first_name}"):
                     names[f" {pair} "] = owner
-            # a passport number, as typed and as its digits in any layout
-            if (
-                isinstance(passport, str)
-                and len(normalise.duckdb_trim(passport)) >= MIN_TOKEN_LENGTH
-            ):
-                tokens[normalise.duckdb_lower(normalise.duckdb_trim(passport))] = owner
-                digits = re.sub(r"\D", "", passport)
-                if len(digits) >= MIN_TOKEN_LENGTH:
-                    tokens[digits] = owner
+            # a passport number, in any layout
+            if isinstance(passport, str) and len(_token_core(passport)) >= MIN_TOKEN_LENGTH:
+                tokens[_token_core(passport)] = owner
         token_pattern = _token_pattern(tokens)
 
         def named_rows(name: str, table: str, columns: Sequence[str], carried: str) -> None:
@@ -1247,7 +1356,8 @@ class _Purger:
             self.con.unregister("purge_text_hits_arrow")
 
         named_rows("purge_text_rows", "web.events", WEB_FREE_TEXT, "rows.anonymous_id")
-        named_rows("purge_address_rows", "shop.orders", ORDER_FREE_TEXT, "cast(null as varchar)")
+        for name, table, columns, _category, _method in OTHER_FREE_TEXT:
+            named_rows(name, table, columns, "cast(null as varchar)")
         # Devices that carried the person's identifiers and never logged in as anyone else.
         devices = self.sql(
             """
@@ -1599,23 +1709,29 @@ def erasure_proof(proof_key: bytes, id_type: str | None, raw_value: str | None) 
     )
 
 
+_TOKEN_SEPARATORS: Final = r"[\s\-_./:]*"  # noqa: S105 (a regex, not a password)
+
+
+def _token_core(text: str) -> str:
+    """A token as its letters and digits only (lower case): how tokens are compared."""
+    return "".join(ch for ch in normalise.duckdb_lower(text) if ch.isalnum())
+
+
 def _token_pattern(tokens: Mapping[str, object]) -> re.Pattern[str] | None:
-    """One regex for whole tokens (not inside a longer word); a run of digits in any layout."""
-    if not tokens:
+    """One regex for whole tokens (not inside a longer word), in any layout of separators.
+
+    ``LC-ERASE-889977``, ``lc erase 889977`` and ``LCERASE889977`` are one token; so
+    are ``4510 778899`` and ``4510-778899``.
+    """
+    cores = sorted(
+        {_token_core(t) for t in tokens if len(_token_core(t)) >= MIN_TOKEN_LENGTH},
+        key=len,
+        reverse=True,
+    )
+    if not cores:
         return None
-    alternatives: list[str] = []
-    for token in sorted(tokens, key=len, reverse=True):
-        if token.isdigit():
-            alternatives.append(f"(?P<d{len(alternatives)}>" + r"[\s().\-]*".join(token) + ")")
-        else:
-            alternatives.append(f"(?P<t{len(alternatives)}>" + re.escape(token) + ")")
+    alternatives = [_TOKEN_SEPARATORS.join(re.escape(ch) for ch in core) for core in cores]
     return re.compile(r"(?<![0-9a-z])(?:" + "|".join(alternatives) + r")(?![0-9a-z])")
-
-
-def _token_of(match: re.Match[str]) -> str:
-    """The token (its key in the tokens map) a match of :func:`_token_pattern` found."""
-    text = next(value for value in match.groupdict().values() if value is not None)
-    return re.sub(r"\D", "", text) if match.lastgroup and match.lastgroup[0] == "d" else text
 
 
 def _free_text_owner(
@@ -1625,23 +1741,29 @@ def _free_text_owner(
     tokens: Mapping[str, tuple[str, str]],
     names: Mapping[str, tuple[str, str]],
 ) -> tuple[str, str] | None:
-    """The (person_key, request_id) of the erased person a free-text value names, or None."""
+    """The (person_key, request_id) of the erased person a free-text value names, or None.
+
+    ``tokens`` is keyed by :func:`_token_core`.
+    """
     for found in normalise.identifiers_in_text(text):
         if found in wanted:
             return wanted[found]
-    decoded = text
-    for _ in range(2):
-        decoded = unquote(decoded.replace("+", " "))
+    forms = normalise.decoded_forms(text)
+    # the whole address inside a longer word ("egift-name@host" holds "name@host")
+    for (id_type, value), owner in wanted.items():
+        if id_type == "email" and any(value in normalise.duckdb_lower(f) for f in forms):
+            return owner
     if token_pattern is not None:
-        for candidate in (decoded, text):
+        for candidate in forms:
             match = token_pattern.search(normalise.duckdb_lower(candidate))
             if match is not None:
-                return tokens[_token_of(match)]
+                return tokens[_token_core(match.group(0))]
     if names:
-        spaced = f" {normalise.normalise_name(decoded) or ''} "
-        for pair, owner in names.items():
-            if pair in spaced:
-                return owner
+        for candidate in forms:
+            spaced = f" {normalise.normalise_name(candidate) or ''} "
+            for pair, owner in names.items():
+                if pair in spaced:
+                    return owner
     return None
 
 
