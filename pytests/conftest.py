@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from cdp import keys, paths, pseudonym, stages
@@ -166,15 +169,38 @@ def make_workspace(root: Path) -> Workspace:
 
 
 def copy_workspace(source: Workspace, root: Path) -> Workspace:
-    """A copy of a built workspace's databases under ``root``, every output kept under it too."""
-    import shutil
-
+    """A copy of a built workspace's databases under ``root``, with the same key; every output
+    (evidence, published release, quality report) kept under ``root`` too, never the source's."""
     workspace = make_workspace(root)
     workspace.key = source.key
     workspace.env["CDP_MASTER_KEY"] = source.key
     for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
         shutil.copyfile(source.env[name], workspace.env[name])
     return workspace
+
+
+def query(db: Path, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on ``db``, opened read-only and closed again."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
+    finally:
+        con.close()
+
+
+def write(db: Path, sql: str, params: Sequence[Any] | None = None) -> None:
+    """``sql`` executed on ``db`` (read-write), closed again."""
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(sql, params or [])
+    finally:
+        con.close()
+
+
+def run_ok(result: DbtResult) -> DbtResult:
+    """``result`` if dbt succeeded; otherwise the test fails with the end of dbt's output."""
+    assert result.success, result.output[-4000:]
+    return result
 
 
 @pytest.fixture(scope="session")

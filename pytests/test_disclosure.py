@@ -20,8 +20,8 @@ import duckdb
 import pytest
 
 from cdp import disclosure_audit, keys, publish
-from conftest import Workspace
-from test_rights import _clean_persons, _insert_requests, copy_workspace, query, run_ok
+from conftest import Workspace, copy_workspace, query, run_ok
+from test_rights import _clean_persons, _insert_requests
 
 pytestmark = pytest.mark.dbt
 
