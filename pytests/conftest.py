@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from cdp import keys, paths, pseudonym, stages
@@ -35,6 +38,57 @@ os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
 
 
 DbtResult = DbtOutcome
+
+# --------------------------------------------------------------------------- the dbt marker
+#
+# A test that runs dbt, directly or through a fixture, carries the ``dbt`` marker, so
+# ``pytest -m "not dbt"`` (make test-fast) is the quick suite. Two rules keep the marks true:
+# a test that uses a fixture of DBT_FIXTURES (or a fixture that uses one) is marked here, and
+# an unmarked test that starts dbt in-process (dbtRunner, however it gets there, also from a
+# module fixture it sets up) fails at once, naming itself (or the test that first set the
+# fixture up). A module names its own dbt fixtures in a module-level ``DBT_FIXTURES``; other
+# tests are marked by hand (``pytestmark = pytest.mark.dbt`` or ``@pytest.mark.dbt``), also
+# one that reaches a fixture through ``request.getfixturevalue`` or starts dbt only in a
+# subprocess (the second rule does not see those).
+
+#: Fixtures that build with dbt (shared by every module).
+DBT_FIXTURES = frozenset({"built", "evidenced"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        fixtures = DBT_FIXTURES | frozenset(getattr(module, "DBT_FIXTURES", ()))
+        if fixtures.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.dbt)
+
+
+@contextmanager
+def _dbt_refused(nodeid: str) -> Iterator[None]:
+    from dbt.cli.main import dbtRunner
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pytest.fail(
+            f"{nodeid} runs dbt but is not marked dbt: add @pytest.mark.dbt (or the module's "
+            "pytestmark), so that make test-fast leaves it out",
+            pytrace=False,
+        )
+
+    original = dbtRunner.invoke
+    setattr(dbtRunner, "invoke", refuse)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(dbtRunner, "invoke", original)  # noqa: B010
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if item.get_closest_marker("dbt") is not None:
+        return (yield)
+    with _dbt_refused(item.nodeid):
+        return (yield)
 
 
 @dataclass
@@ -166,15 +220,38 @@ def make_workspace(root: Path) -> Workspace:
 
 
 def copy_workspace(source: Workspace, root: Path) -> Workspace:
-    """A copy of a built workspace's databases under ``root``, every output kept under it too."""
-    import shutil
-
+    """A copy of a built workspace's databases under ``root``, with the same key; every output
+    (evidence, published release, quality report) kept under ``root`` too, never the source's."""
     workspace = make_workspace(root)
     workspace.key = source.key
     workspace.env["CDP_MASTER_KEY"] = source.key
     for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
         shutil.copyfile(source.env[name], workspace.env[name])
     return workspace
+
+
+def query(db: Path, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on ``db``, opened read-only and closed again."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
+    finally:
+        con.close()
+
+
+def write(db: Path, sql: str, params: Sequence[Any] | None = None) -> None:
+    """``sql`` executed on ``db`` (read-write), closed again."""
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(sql, params or [])
+    finally:
+        con.close()
+
+
+def run_ok(result: DbtResult) -> DbtResult:
+    """``result`` if dbt succeeded; otherwise the test fails with the end of dbt's output."""
+    assert result.success, result.output[-4000:]
+    return result
 
 
 @pytest.fixture(scope="session")

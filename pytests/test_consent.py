@@ -16,7 +16,6 @@ shared build is never modified.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import duckdb
 import pytest
 
 from cdp import keys, normalise, pseudonym
-from conftest import DbtResult, Workspace
+from conftest import DbtResult, Workspace, copy_workspace, query, run_ok, write
 
 pytestmark = pytest.mark.dbt
 
@@ -43,40 +42,8 @@ PURPOSE_OUTPUTS = {"personalisation": "marts.dim_customer_profile", **MARKETING}
 # --------------------------------------------------------------------------- helpers
 
 
-def copy_workspace(source: Workspace, root: Path) -> Workspace:
-    """The same landing zone, warehouse, vault and truth, and the same key, under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    env = dict(source.env)
-    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
-        target = root / Path(source.env[name]).name
-        shutil.copyfile(source.env[name], target)
-        env[name] = str(target)
-    return Workspace(root=root, key=source.key, env=env)
-
-
 def as_of_vars(as_of: str) -> str:
     return "{as_of: '" + as_of + "'}"
-
-
-def run_ok(result: DbtResult) -> DbtResult:
-    assert result.success, result.output[-4000:]
-    return result
-
-
-def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
-    finally:
-        con.close()
-
-
-def write(db: Path, sql: str, params: list[Any] | None = None) -> None:
-    con = duckdb.connect(str(db))
-    try:
-        con.execute(sql, params or [])
-    finally:
-        con.close()
 
 
 def customer_key_function(workspace: Workspace) -> Any:

@@ -17,17 +17,9 @@ import pytest
 from cdp import evidence
 from cdp import stages as cdp_stages
 from cdp.pack import pages, summary
-from conftest import HISTORY_AS_OF, ROOT, Evidenced, Workspace
+from conftest import HISTORY_AS_OF, ROOT, Evidenced, Workspace, query
 
 pytestmark = pytest.mark.dbt
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [tuple(row) for row in con.execute(sql).fetchall()]
-    finally:
-        con.close()
 
 
 def copy_record(evidenced: Evidenced, folder: Path) -> Path:

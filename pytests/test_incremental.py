@@ -27,8 +27,7 @@ import pytest
 
 from cdp import keys, vault
 from cdp.purge import parse_as_of, purge
-from conftest import SEED, Workspace, generate_landing
-from test_consent import copy_workspace, query, run_ok
+from conftest import SEED, Workspace, copy_workspace, generate_landing, query, run_ok
 
 AS_OF: Final = "{as_of: '2026-11-30'}"
 MODELS: Final = ("--resource-type", "seed", "--resource-type", "model")

@@ -30,7 +30,7 @@ from cdp import dbt_invoke, keys, paths, stages, vault
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import MasterKey, pseudonym_key
 from cdp.pseudonym import _IPAD, _OPAD, blob_literal, hmac_pads, pseudonym_macro_sql
-from conftest import Workspace, environment, generate_landing, make_workspace
+from conftest import Workspace, copy_workspace, environment, generate_landing, make_workspace
 
 pytestmark = pytest.mark.dbt
 
@@ -157,16 +157,15 @@ class Scene:
     ws: Workspace
     analyst: Analyst
     key_file: Path
+    build_outputs: tuple[Path, ...]  # what the build itself wrote besides the databases
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
-    """A build by `cdp build`'s stages, and an analyst with a copy of the project."""
+def scene(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """A build by `cdp build`'s stages (a copy of the session's, same key: the attacks
+    write into its warehouse), and an analyst with a copy of the project."""
     root = tmp_path_factory.mktemp("isolation")
-    ws = make_workspace(root / "ws")
-    generate_landing(ws.raw_db, ws.truth_db, customers=120)
-    result = ws.dbt("build")
-    assert result.success, result.output[-4000:]
+    ws = copy_workspace(built, root / "ws")
     key_file = root / "secrets" / "master.key"
     key_file.parent.mkdir(mode=0o700)
     key_file.write_text(ws.key)
@@ -178,7 +177,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         "CDP_VAULT_DB": str(ws.vault_db),
         "DO_NOT_TRACK": "1",
     }
-    yield Scene(ws, Analyst(project, analyst_env, root / "runs"), key_file)
+    outputs = (built.root / "target", built.root / "logs")
+    yield Scene(ws, Analyst(project, analyst_env, root / "runs"), key_file, outputs)
 
 
 def _failed_without(outcome: DbtOutcome, secret: str) -> None:
@@ -392,7 +392,8 @@ def test_keyed_functions_are_not_callable_by_an_analyst(scene: Scene) -> None:
 def test_nothing_written_holds_key_material(scene: Scene) -> None:
     """After the build and every attack above: no file holds the key in any spelling."""
     ws = scene.ws
-    scanned, hits = scan([ws.root, scene.analyst.runs, scene.analyst.project], key_markers(ws))
+    folders = [*scene.build_outputs, ws.root, scene.analyst.runs, scene.analyst.project]
+    scanned, hits = scan(folders, key_markers(ws))
     assert scanned > 20
     assert hits == []
 

@@ -7,7 +7,6 @@ a violation work on copies of its files, so the shared build stays intact.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import duckdb
 
 from cdp import dbt_invoke
 from cdp.dbt_invoke import DbtOutcome
-from conftest import ROOT, Workspace
+from conftest import ROOT, Workspace, copy_workspace, environment
 
 K = 10
 BI_MARTS = (
@@ -33,34 +32,15 @@ WITH_TOTALS = (
 )
 
 
-def copy_workspace(built: Workspace, root: Path) -> dict[str, str]:
-    """Copies of the built databases under ``root``, and the environment that points dbt at them."""
-    root.mkdir(parents=True, exist_ok=True)
-    env = dict(built.env)
-    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB"):
-        source = Path(built.env[name])
-        shutil.copy2(source, root / source.name)
-        env[name] = str(root / source.name)
-    return env
-
-
 def dbt_in(env: dict[str, str], root: Path, *args: str, project_dir: Path = ROOT) -> DbtOutcome:
     """dbt in-process against ``env`` (restored afterwards), artefacts under ``root``."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         return dbt_invoke.invoke(
             args,
             project_dir=str(project_dir),
             extra=["--target-path", str(root / "target"), "--log-path", str(root / "logs")],
             echo=False,
         )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def test_bi_marts_are_public_with_enforced_contracts(built: Workspace) -> None:
@@ -107,7 +87,7 @@ def test_built_marts_hold_no_person_and_no_small_cell(built: Workspace) -> None:
 
 
 def test_k_anonymity_test_fails_on_a_group_below_k(built: Workspace, tmp_path: Path) -> None:
-    env = copy_workspace(built, tmp_path)
+    env = copy_workspace(built, tmp_path).env
     con = duckdb.connect(env["CDP_WAREHOUSE_DB"])
     try:
         con.execute(
@@ -151,7 +131,7 @@ def test_differencing_against_totals_recovers_no_suppressed_cell(
     # Exact numbers (the perturbation off, as only a test may build them): secondary suppression
     # alone must already stop the subtraction within a mart. The product's perturbed release is
     # audited across marts by cdp.disclosure_audit (test_disclosure.py).
-    env = copy_workspace(built, tmp_path)
+    env = copy_workspace(built, tmp_path).env
     outcome = dbt_in(
         env,
         tmp_path,
@@ -216,7 +196,7 @@ def test_adding_a_column_without_updating_the_contract_fails_the_build(
             "cast(is_suppressed as boolean) as is_suppressed,\n        cast(1 as integer) as sneaked_in,",
         )
     )
-    env = copy_workspace(built, tmp_path / "db")
+    env = copy_workspace(built, tmp_path / "db").env
     outcome = dbt_in(
         env, tmp_path, "run", "--select", "bi_sales_by_region_month", project_dir=project
     )
@@ -230,7 +210,7 @@ def test_adding_a_column_without_updating_the_contract_fails_the_build(
 def test_the_removed_laplace_mode_is_refused_and_the_ledger_records_the_perturbation(
     built: Workspace, tmp_path: Path
 ) -> None:
-    env = copy_workspace(built, tmp_path)
+    env = copy_workspace(built, tmp_path).env
     outcome = dbt_in(
         env,
         tmp_path,

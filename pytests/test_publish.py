@@ -17,8 +17,8 @@ import duckdb
 import pytest
 
 from cdp import cli, gx_checkpoint, publish
-from conftest import Workspace
-from test_marts import BI_MARTS, copy_workspace
+from conftest import Workspace, copy_workspace
+from test_marts import BI_MARTS
 
 
 def _digest(path: Path) -> str:
@@ -29,7 +29,7 @@ def _digest(path: Path) -> str:
 def workspace_env(
     built: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    env = copy_workspace(built, tmp_path / "db")
+    env = copy_workspace(built, tmp_path / "db").env
     env["CDP_PUBLISHED_DIR"] = str(tmp_path / "published")
     env["CDP_QUALITY_REPORT_DIR"] = str(tmp_path / "quality")
     for name, value in env.items():

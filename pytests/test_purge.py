@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import pytest
 from cdp import keys, normalise, pseudonym
 from cdp import purge as purge_module
 from cdp.purge import PurgeError, parse_as_of, purge
-from conftest import ROOT, DbtResult, Workspace
+from conftest import ROOT, Workspace, copy_workspace, query, run_ok
 
 pytestmark = pytest.mark.dbt
 
@@ -47,24 +46,6 @@ RAW_TABLES = (
     "privacy.subject_requests",
 )
 MY_MODELS = "path:models/intermediate/consent+"
-
-
-def copy_workspace(source: Workspace, root: Path) -> Workspace:
-    root.mkdir(parents=True, exist_ok=True)
-    env = dict(source.env)
-    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
-        target = root / Path(source.env[name]).name
-        shutil.copyfile(source.env[name], target)
-        env[name] = str(target)
-    return Workspace(root=root, key=source.key, env=env)
-
-
-def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
-    finally:
-        con.close()
 
 
 def counts_by_batch(raw_db: Path) -> dict[tuple[str, str], int]:
@@ -90,11 +71,6 @@ def normalised(id_type: str | None, value: str | None) -> str | None:
     if id_type not in normalise.IDENTIFIER_NORMALISERS:
         return None
     return normalise.normalise_identifier(id_type, value)
-
-
-def run_ok(result: DbtResult) -> DbtResult:
-    assert result.success, result.output[-4000:]
-    return result
 
 
 def plant_order_of_an_inactive_customer(workspace: Workspace) -> None:

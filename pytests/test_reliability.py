@@ -46,6 +46,8 @@ AS_OF = "2026-11-01"
 AS_OF_VARS = '{as_of: "2026-11-01"}'
 CUSTOMERS = 150
 DIRTY_RATE = 0.3
+# This module's fixtures that run dbt: a test using one is marked dbt (conftest).
+DBT_FIXTURES = ("dirty", "config_ws")
 
 # (raw table, triaged model)
 TRIAGED = {
@@ -291,6 +293,7 @@ def _mode(path: Path) -> int:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.dbt  # through request.getfixturevalue
 @pytest.mark.parametrize("build", ["built", "dirty"])
 def test_zone_files_are_owner_only(request: pytest.FixtureRequest, build: str) -> None:
     """Warehouse, vault, raw zone and the build lock: 0600 after a real build."""
@@ -578,6 +581,7 @@ def _pii_in(text: str, values: set[str]) -> list[str]:
     return sorted(v for v in values if v in text)[:10]
 
 
+@pytest.mark.dbt  # through request.getfixturevalue
 @pytest.mark.parametrize("build", ["built", "dirty"])
 def test_dbt_logs_hold_no_raw_pii(request: pytest.FixtureRequest, build: str) -> None:
     """Every file under logs/ of a real build, scanned for raw emails, phones and names."""

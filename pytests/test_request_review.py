@@ -44,8 +44,8 @@ import pytest
 from cdp import access, keys, normalise, pseudonym
 from cdp.pack import summary
 from cdp.purge import ERASURE_REASON, LOG_COLUMNS, LOG_TABLE
-from conftest import Workspace
-from test_rights import Person, _clean_persons, _insert_requests, copy_workspace, query, run_ok
+from conftest import Workspace, copy_workspace, query, run_ok
+from test_rights import Person, _clean_persons, _insert_requests
 
 pytestmark = pytest.mark.dbt
 

@@ -35,7 +35,7 @@ import pytest
 from cdp import access, keys, normalise, pseudonym
 from cdp import purge as purge_module
 from cdp.purge import purge
-from conftest import ROOT, DbtResult, Workspace
+from conftest import ROOT, Workspace, copy_workspace, query, run_ok
 
 pytestmark = pytest.mark.dbt
 
@@ -52,29 +52,6 @@ HOSTILE_IDS = (
     "{{ env_var('CDP_MASTER_KEY') }}",
     "CRM-00000001' union select * from crm.customers --",
 )
-
-
-def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [tuple(row) for row in con.execute(sql, params or []).fetchall()]
-    finally:
-        con.close()
-
-
-def run_ok(result: DbtResult) -> DbtResult:
-    assert result.success, result.output[-4000:]
-    return result
-
-
-def copy_workspace(source: Workspace, root: Path) -> Workspace:
-    root.mkdir(parents=True, exist_ok=True)
-    env = dict(source.env)
-    for name in ("CDP_RAW_DB", "CDP_WAREHOUSE_DB", "CDP_VAULT_DB", "CDP_TRUTH_DB"):
-        target = root / Path(source.env[name]).name
-        shutil.copyfile(source.env[name], target)
-        env[name] = str(target)
-    return Workspace(root=root, key=source.key, env=env)
 
 
 @dataclass

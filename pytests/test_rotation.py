@@ -16,6 +16,8 @@ from cdp.keys import load_master_key
 from cdp.normalise import normalise_email
 from conftest import Workspace, generate_landing, make_workspace
 
+pytestmark = pytest.mark.dbt
+
 # Seeds and staging (which holds every kind of pseudonym and the vault), models only.
 SELECT = [
     "--select",

@@ -1,0 +1,351 @@
+"""The project's SQL logic where it has edge cases, run in DuckDB without dbt (fast).
+
+The SQL under test is the project's own text: the ``triage`` macro rendered by
+Jinja (the engine dbt renders it with), the production-calendar model rendered
+on the holiday seed, and the deadline and RFM CTEs cut from their models. Only
+the inputs are made by hand. dbt's own builds test the same logic end to end
+(test_rights, test_reliability, test_marts); these tests pin the edge cases:
+
+- ``triage()``: every row gets exactly one status; duplicates by load order,
+  superseded versions by ``version_order``; quarantine wins; one row per key kept.
+- Request deadlines: working days of the Russian production calendar (holidays,
+  moved days off, working Saturdays), counted from the day after receipt;
+  calendar days; GDPR's month.
+- RFM scores: quintiles, the most recent buyer scoring highest on recency,
+  ties broken by person_key so that two builds agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jinja2
+import pytest
+
+from conftest import ROOT
+
+MACROS = ROOT / "macros"
+SEEDS = ROOT / "seeds"
+TRIAGE = MACROS / "staging" / "triage.sql"
+CALENDAR = ROOT / "models" / "intermediate" / "rights" / "int_rights__calendar.sql"
+TRACKING = ROOT / "models" / "intermediate" / "rights" / "int_rights__request_tracking.sql"
+PROFILE = ROOT / "models" / "marts" / "profile" / "dim_customer_profile.sql"
+
+
+def _jinja() -> jinja2.Environment:
+    # SQL, not HTML: nothing to escape (dbt renders with autoescape off too).
+    return jinja2.Environment(  # noqa: S701
+        extensions=["jinja2.ext.do"], undefined=jinja2.StrictUndefined
+    )
+
+
+def _cte(model: Path, name: str) -> str:
+    """The body of CTE ``name`` in ``model``, as written there (``name as (`` ... ``),``)."""
+    text = model.read_text(encoding="utf-8")
+    found = re.search(rf"^{name} as \(\n(.*?)\n\),?\n", text, flags=re.S | re.M)
+    assert found, f"no CTE {name} in {model.relative_to(ROOT)}"
+    return found.group(1)
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------- triage()
+
+
+def _triage_sql(**arguments: Any) -> str:
+    # adapter.dispatch('triage', 'cdp') runs default__triage: there is no adapter-specific one.
+    names = {m.group(1) for m in re.finditer(r"macro (\w+)\(", _all_macros())}
+    assert sorted(n for n in names if n.endswith("__triage")) == ["default__triage"]
+    module: Any = _jinja().from_string(TRIAGE.read_text(encoding="utf-8")).module
+    return str(module.default__triage(**arguments))
+
+
+def _all_macros() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(MACROS.rglob("*.sql")))
+
+
+TRIAGE_ROWS = [
+    # id, value, updated_at, _loaded_at, _batch_id
+    ("A", "a1", "2026-01-01", "2026-01-01 10:00", "b1"),  # superseded by A/a2
+    ("A", "a1", "2026-01-01", "2026-01-02 10:00", "b2"),  # a re-delivery of the row above
+    ("A", "a2", "2026-01-05", "2026-01-02 10:00", "b2"),  # kept: the newest version
+    ("B", "b1", "2026-01-03", "2026-01-01 10:00", "b1"),  # kept: newer than the late b0
+    ("B", "b0", "2026-01-02", "2026-01-03 10:00", "b3"),  # superseded though loaded last
+    ("C", None, "2026-01-01", "2026-01-01 10:00", "b1"),  # quarantined
+    ("C", None, "2026-01-01", "2026-01-02 10:00", "b2"),  # quarantined too, never a duplicate
+    ("D", "d1", "2026-01-01", "2026-01-01 10:00", "b1"),  # kept: a tie on updated_at ...
+    ("D", "d2", "2026-01-01", "2026-01-02 10:00", "b2"),  # ... the later load wins
+    (None, "x", "2026-01-01", "2026-01-01 10:00", "b1"),  # quarantined: no key
+]
+EXPECTED = [
+    ("quarantined", None, "x", "b1"),
+    ("superseded", "A", "a1", "b1"),
+    ("duplicate", "A", "a1", "b2"),
+    ("kept", "A", "a2", "b2"),
+    ("kept", "B", "b1", "b1"),
+    ("superseded", "B", "b0", "b3"),
+    ("quarantined", "C", None, "b1"),
+    ("quarantined", "C", None, "b2"),
+    ("superseded", "D", "d1", "b1"),
+    ("kept", "D", "d2", "b2"),
+]
+
+
+def test_triage_gives_every_row_exactly_one_status(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create table landed (id varchar, value varchar, updated_at date, "
+        "_loaded_at timestamp, _batch_id varchar)"
+    )
+    con.executemany("insert into landed values (?, ?, ?, ?, ?)", TRIAGE_ROWS)
+    sql = _triage_sql(
+        from_cte="candidates",
+        reject_reason="case when id is null then 'missing_key' "
+        "when value is null then 'missing_value' end",
+        copy_columns=["id", "value", "updated_at"],
+        key_columns=["id"],
+        version_order="updated_at desc nulls last",
+    )
+    rows = con.execute(
+        f"""
+        with candidates as (
+            select *, md5(concat_ws(chr(31), id, value, updated_at)) as _row_fingerprint
+            from landed
+        ),
+        triaged as ({sql})
+        select row_status, id, value, _batch_id, reject_reason from triaged
+        order by id nulls first, _loaded_at, value
+        """
+    ).fetchall()
+    assert len(rows) == len(TRIAGE_ROWS)  # no row vanishes, none is doubled
+    assert [r[:4] for r in rows] == EXPECTED
+    reasons = {r[1]: r[4] for r in rows if r[0] == "quarantined"}
+    assert reasons == {None: "missing_key", "C": "missing_value"}
+    assert all(r[4] is None for r in rows if r[0] != "quarantined")
+    kept = [r[1] for r in rows if r[0] == "kept"]
+    assert sorted(kept) == ["A", "B", "D"]  # exactly one kept row per usable key
+
+
+def test_triage_a_quarantined_row_never_makes_a_usable_one_a_duplicate(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Copies by key alone (as web events are): an unusable first delivery does not hide the
+    usable one loaded after it, which is kept; its own re-delivery is the duplicate."""
+    con.execute("create table landed (id varchar, value varchar, _loaded_at timestamp)")
+    con.executemany(
+        "insert into landed values (?, ?, ?)",
+        [
+            ("E", None, "2026-01-01 10:00"),
+            ("E", "e1", "2026-01-02 10:00"),
+            ("E", "e1", "2026-01-03 10:00"),
+        ],
+    )
+    sql = _triage_sql(
+        from_cte="candidates",
+        reject_reason="case when value is null then 'missing_value' end",
+        copy_columns=["id"],
+        key_columns=["id"],
+        version_order="_loaded_at desc",
+    )
+    rows = con.execute(
+        f"""
+        with candidates as (
+            select *, 'b' as _batch_id, md5(concat_ws(chr(31), id, value)) as _row_fingerprint
+            from landed
+        ),
+        triaged as ({sql})
+        select row_status from triaged order by _loaded_at
+        """
+    ).fetchall()
+    assert rows == [("quarantined",), ("kept",), ("duplicate",)]
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def _calendar(con: duckdb.DuckDBPyConnection) -> None:
+    """int_rights__calendar, rendered on the holiday seed, as table ``calendar``."""
+    con.execute(
+        "create table ru_public_holidays as select * from read_csv(?, header = true, columns = "
+        "{'calendar_date': 'date', 'day_type': 'varchar', 'day_name': 'varchar', "
+        "'source': 'varchar'})",
+        [str(SEEDS / "ru_public_holidays.csv")],
+    )
+    sql = _jinja().from_string(CALENDAR.read_text(encoding="utf-8")).render(ref=lambda name: name)
+    con.execute(f"create table calendar as {sql}")
+
+
+@functools.cache
+def _holidays() -> tuple[set[dt.date], set[dt.date]]:
+    off: set[dt.date] = set()
+    working: set[dt.date] = set()
+    with (SEEDS / "ru_public_holidays.csv").open(encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            day = dt.date.fromisoformat(row["calendar_date"])
+            (working if row["day_type"] == "working_weekend" else off).add(day)
+    return off, working
+
+
+def _working_days_after(received: dt.date, count: int) -> dt.date:
+    """The 152-FZ rule written plainly: the count-th working day after the day of receipt."""
+    off, working = _holidays()
+    day = received
+    while count:
+        day += dt.timedelta(days=1)
+        if day in working or (day.weekday() < 5 and day not in off):
+            count -= 1
+    return day
+
+
+def _due(con: duckdb.DuckDBPyConnection, requests: list[tuple[str, str, str, dt.date]]) -> Any:
+    _calendar(con)
+    con.execute(
+        "create table rights_deadlines as select * from read_csv(?, header = true, columns = "
+        "{'jurisdiction': 'varchar', 'request_type': 'varchar', 'deadline_count': 'integer', "
+        "'deadline_unit': 'varchar', 'extension_count': 'integer', 'legal_reference': 'varchar'})",
+        [str(SEEDS / "rights_deadlines.csv")],
+    )
+    con.execute(
+        "create table requests (request_id varchar, jurisdiction varchar, request_type varchar, "
+        "received_date date)"
+    )
+    con.executemany("insert into requests values (?, ?, ?, ?)", requests)
+    rows = con.execute(
+        f"""
+        with deadlines as (select * from rights_deadlines),
+        due as ({_cte(TRACKING, "due")})
+        select request_id, due_date from due order by request_id
+        """
+    ).fetchall()
+    return dict(rows)
+
+
+def test_calendar_counts_working_days_of_the_production_calendar(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    _calendar(con)
+    off, working = _holidays()
+    rows = con.execute(
+        "select calendar_date, is_working_day, working_day_number from calendar order by 1"
+    ).fetchall()
+    assert rows[0][0] == dt.date(min(off).year, 1, 1) and rows[-1][0] == dt.date(
+        max(off).year, 12, 31
+    )
+    number = 0
+    for day, is_working, working_day_number in rows:
+        expected = day in working or (day.weekday() < 5 and day not in off)
+        number += expected
+        assert (is_working, working_day_number) == (expected, number), day
+    assert working and all(day.weekday() == 5 for day in working)  # the seed's working Saturdays
+
+
+def test_request_deadlines_in_working_days_calendar_days_and_months(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    due = _due(
+        con,
+        [
+            # New Year: 31 Dec and 1-9 Jan off, so 10 working days end on 23 January.
+            ("new_year", "RU", "access", dt.date(2025, 12, 30)),
+            # 1 and 11 May off: the 7th working day after 29 April is 12 May.
+            ("may", "RU", "rectification", dt.date(2026, 4, 29)),
+            # Received on a Saturday: the count starts on Monday.
+            ("weekend", "RU", "objection", dt.date(2026, 11, 7)),
+            # Saturday 27 April 2024 was a working day (the count includes it).
+            ("working_saturday", "RU", "rectification", dt.date(2024, 4, 25)),
+            ("calendar_days", "RU", "erasure", dt.date(2026, 1, 31)),
+            ("month_end", "EU", "access", dt.date(2026, 1, 31)),
+            ("unknown_type", "RU", "complaint", dt.date(2026, 1, 31)),
+        ],
+    )
+    assert due["new_year"] == dt.date(2026, 1, 23)
+    assert due["may"] == dt.date(2026, 5, 12)
+    assert due["weekend"] == dt.date(2026, 11, 20)
+    assert due["working_saturday"] == _working_days_after(dt.date(2024, 4, 25), 7)
+    assert dt.date(2024, 4, 27) < due["working_saturday"]
+    assert due["calendar_days"] == dt.date(2026, 3, 2)
+    assert due["month_end"] == dt.date(2026, 2, 28)
+    assert due["unknown_type"] is None  # no deadline known: none invented
+
+
+def test_working_day_deadlines_equal_the_plain_rule_on_every_day(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Every receipt date of 2024-2026 (until the calendar's end leaves room), 7 and 10 days."""
+    start, end = dt.date(2024, 1, 1), dt.date(2026, 12, 10)
+    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    requests = [
+        (f"{kind}-{day.isoformat()}", "RU", kind, day)
+        for day in days
+        for kind in ("access", "rectification")
+    ]
+    due = _due(con, requests)
+    counts = {"access": 10, "rectification": 7}
+    wrong = [
+        (rid, due[rid])
+        for rid, _, kind, day in requests
+        if due[rid] != _working_days_after(day, counts[kind])
+    ]
+    assert wrong == []
+
+
+# --------------------------------------------------------------------------- RFM scores
+
+
+def test_rfm_scores_are_quintiles_with_ties_broken_by_person_key(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    con.execute(
+        "create table purchase_summary (person_key varchar, order_count bigint, "
+        "revenue_rub decimal(18, 2), recency_days bigint)"
+    )
+    people: list[tuple[str, int, int | None, int]] = [
+        # Ten people: two per quintile on every measure.
+        (f"p{n:02d}", n, n * 100, 100 - n * 10)
+        for n in range(10)
+    ]
+    people[9] = ("p09", 9, None, 10)  # no RUB revenue: scores as 0, the lowest
+    con.executemany("insert into purchase_summary values (?, ?, ?, ?)", people)
+    scores = {
+        r[0]: r[1:]
+        for r in con.execute(
+            f"select person_key, rfm_recency_score, rfm_frequency_score, rfm_monetary_score "
+            f"from ({_cte(PROFILE, 'rfm')})"
+        ).fetchall()
+    }
+    assert scores["p00"] == (1, 1, 1)  # oldest order, fewest orders, least revenue
+    assert scores["p08"] == (5, 5, 5)
+    assert scores["p09"] == (5, 5, 1)
+    for measure in range(3):
+        assert sorted(s[measure] for s in scores.values()) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    # Ties (the same recency, orders and revenue) split by person_key, the same every build.
+    con.execute("delete from purchase_summary")
+    con.executemany(
+        "insert into purchase_summary values (?, 1, 100, 30)",
+        [(f"t{n}",) for n in reversed(range(5))],  # not in person_key order
+    )
+    tied = con.execute(
+        f"select person_key, rfm_recency_score, rfm_frequency_score "
+        f"from ({_cte(PROFILE, 'rfm')}) order by person_key"
+    ).fetchall()
+    assert tied == [(f"t{n}", n + 1, n + 1) for n in range(5)]
+    # Tied on orders only, recency sorting them the other way: person_key still decides.
+    con.execute("update purchase_summary set recency_days = 30 + cast(person_key[2:] as int)")
+    tied = con.execute(
+        f"select person_key, rfm_recency_score, rfm_frequency_score, rfm_monetary_score "
+        f"from ({_cte(PROFILE, 'rfm')}) order by person_key"
+    ).fetchall()
+    assert tied == [(f"t{n}", 5 - n, n + 1, n + 1) for n in range(5)]
