@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp import destroy, erase, keys, vault
+from cdp import erase, keys, vault
 from conftest import Workspace, copy_workspace, environment, run_dbt
 from test_erasure import (
     CUSTOMER_ID,
@@ -572,91 +572,6 @@ def test_a_redelivered_record_does_not_bring_the_person_back(redelivered: Redeli
 def test_running_erase_again_destroys_the_redelivered_record(redelivered: Redelivered) -> None:
     assert redelivered.second_erase_code == 0
     assert redelivered.raw_after_second_erase == []
-
-
-# --------------------------------------------------------------------------- interrupted
-
-
-@dataclass
-class Interrupted:
-    workspace: Workspace
-    first_code: int
-    second_code: int
-    hits: list[tuple[str, str]]
-    output: str
-
-
-@pytest.fixture(scope="module")
-def interrupted(
-    built: Workspace, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Interrupted]:
-    """`cdp erase` fails at step 3 (the vault is held: DestroyError), then is run again."""
-    ws = copy_workspace(built, tmp_path_factory.mktemp("interrupted"))
-    plant(ws.raw_db)
-    plant_truth(ws.truth_db)
-    from cdp import cli
-
-    with environment(_cdp_env(ws)):
-        assert cli.main(["build"]) == 0
-    con = duckdb.connect(str(ws.warehouse_db), read_only=True)
-    try:
-        wanted = {p.decode() for p in person_pseudonyms(ws).values()}
-        person_keys = {
-            f"person_key {r[0]}": str(r[0]).lower().encode()
-            for r in con.execute(
-                "select distinct person_key from intermediate.int_consent__subject_persons "
-                "where subject_key in (select unnest(?))",
-                [sorted(wanted)],
-            ).fetchall()
-        }
-    finally:
-        con.close()
-    real = destroy.rewrite_database
-
-    def flaky(path: Path) -> destroy.Rewritten | None:
-        if path == ws.vault_db:
-            raise destroy.DestroyError(f"cannot open {path}: it is held by another process")
-        return real(path)
-
-    out = io.StringIO()
-    with (
-        pytest.MonkeyPatch.context() as mp,
-        environment(_cdp_env(ws)),
-        contextlib.redirect_stdout(out),
-    ):
-        mp.setattr(destroy, "rewrite_database", flaky)
-        first = erase.main([])
-    with environment(_cdp_env(ws)), contextlib.redirect_stdout(out):
-        second = erase.main([])
-    hits = scan(ws.root, {**needles(), **person_pseudonyms(ws), **person_keys})
-    yield Interrupted(ws, first, second, hits, out.getvalue())
-
-
-def test_the_interrupted_erasure_failed_then_completed(interrupted: Interrupted) -> None:
-    assert interrupted.first_code == 1, interrupted.output[-3000:]
-    assert interrupted.second_code == 0, interrupted.output[-3000:]
-
-
-def test_an_interrupted_then_rerun_erasure_forgets_her_in_the_ground_truth(
-    interrupted: Interrupted,
-) -> None:
-    assert not [h for h in interrupted.hits if h[0] == "truth.duckdb"], interrupted.hits
-
-
-def test_an_interrupted_then_rerun_erasure_destroys_the_old_releases(
-    interrupted: Interrupted,
-) -> None:
-    assert "no erasure executed: the published releases stay" not in interrupted.output
-    assert not [h for h in interrupted.hits if h[0].startswith("published")], interrupted.hits
-
-
-def test_an_interrupted_then_rerun_erasure_leaves_nothing_elsewhere(
-    interrupted: Interrupted,
-) -> None:
-    elsewhere = [
-        h for h in interrupted.hits if h[0] != "truth.duckdb" and not h[0].startswith("published")
-    ]
-    assert not elsewhere, elsewhere
 
 
 # --------------------------------------------------------------------------- detector units
