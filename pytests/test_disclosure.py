@@ -482,10 +482,11 @@ def test_averaging_repeated_runs_recovers_nothing(built: Workspace, tmp_path: Pa
     def averaged(runs: list[dict[tuple[str, ...], float]]) -> dict[tuple[str, ...], float]:
         return {cell: sum(run[cell] for run in runs) / len(runs) for cell in runs[0]}
 
-    # The previous design: a fresh draw every run. 200 runs averaged give nearly every cell exactly.
+    # The previous design: a fresh draw every run. 200 runs averaged give nearly every cell
+    # exactly (measured 94-100% across session keys: 90% is the bar, a single run is below 60%).
     weak = _runs(ws, _compiled(ws, model, {"disclosure_weaken": ["fresh_noise"]}), 200)
     weak_single, weak_average = exact_cells(weak[0]), exact_cells(averaged(weak))
-    assert weak_average >= 0.95 * len(truth) > weak_single
+    assert weak_average >= 0.9 * len(truth) > weak_single
 
     # The product: every run draws the same noise, so the average is one run, no closer to the truth.
     product = _runs(ws, _compiled(ws, model, {}), 200)

@@ -24,9 +24,12 @@ One command, in this order (decision 47):
    that no diff isolates the erased person); until then BI has no release.
 
 The command stops at the first step that fails and says what to do; running
-it again is safe (a purge with nothing left to destroy destroys nothing, and
-the rewrites and rebuild converge). ``--check TYPE VALUE`` answers "was this
-identifier erased, and when" from the erasure proofs.
+it again finishes the job: the purge erases again any identifier whose proof
+is recorded (re-delivered data too), and the ground truth and releases are
+judged by the proofs, not by that run's requests. ``--check TYPE VALUE``
+answers "was this identifier erased, and when" from the erasure proofs; it
+needs ``--officer`` and ``--reason`` and is logged in the vault's
+re-identification log without the identifier's pseudonym.
 
     cdp erase                      # execute every verified erasure request
     cdp erase --dry-run            # what the purge would destroy; writes nothing
