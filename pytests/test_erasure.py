@@ -446,6 +446,19 @@ def person_pseudonyms(ws: Workspace) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- fixture
 
 
+def vault_rows_held(ws: Workspace, reason: str) -> int:
+    """The privacy officer's `vault find` of the person's email (a logged lookup): rows held."""
+    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
+    con = duckdb.connect(str(ws.vault_db))
+    try:
+        found = vault.find(
+            con, master, "email", EMAIL, vault.Request(officer="dpo", reason=reason, action="find")
+        )
+    finally:
+        con.close()
+    return found.rows_held
+
+
 @dataclass
 class Erasure:
     workspace: Workspace
@@ -492,19 +505,7 @@ def erasure(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Itera
         con.close()
     assert person_keys, "the planted person must be resolved before the erasure"
     # The privacy officer looked the person up once (an access request): the log holds it.
-    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
-    con = duckdb.connect(str(ws.vault_db))
-    try:
-        held = vault.find(
-            con,
-            master,
-            "email",
-            EMAIL,
-            vault.Request(officer="dpo", reason="DSR-ERASE-TEST-0 access", action="find"),
-        )
-    finally:
-        con.close()
-    assert held.rows_held == 1
+    assert vault_rows_held(ws, "DSR-ERASE-TEST-0 access") == 1
     searched = {**needles(), **person_pseudonyms(ws), **person_keys}
     before = scan(ws.root, searched)
     # The first run is interrupted after the purge (the vault is held by another process);
@@ -652,19 +653,7 @@ def test_later_builds_recreate_nothing_of_the_person(erasure: Erasure) -> None:
             found = [label for label, needle in wanted.items() if needle in live]
             assert not found, (args, db.name, found)
     # the vault does not hold the erased email again (checked last: a lookup is logged)
-    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
-    con = duckdb.connect(str(ws.vault_db))
-    try:
-        held = vault.find(
-            con,
-            master,
-            "email",
-            EMAIL,
-            vault.Request(officer="dpo", reason="erasure check", action="find"),
-        )
-    finally:
-        con.close()
-    assert held.rows_held == 0
+    assert vault_rows_held(ws, "erasure check") == 0
 
 
 def test_a_deleted_rows_bytes_survive_delete_and_vacuum_but_not_the_rewrite(tmp_path: Path) -> None:

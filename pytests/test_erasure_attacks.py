@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp import erase, keys, vault
+from cdp import erase
 from conftest import Workspace, copy_workspace, environment, run_dbt
 from test_erasure import (
     CUSTOMER_ID,
@@ -47,6 +47,7 @@ from test_erasure import (
     plant,
     plant_truth,
     scan,
+    vault_rows_held,
 )
 
 ATTACK_BATCH = "erasure-attack"
@@ -428,19 +429,7 @@ def test_her_email_in_another_persons_request_details_is_destroyed(attacked: Att
 
 def test_another_persons_rectification_keeps_her_email_in_the_vault(attacked: Attacked) -> None:
     ws = attacked.workspace
-    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
-    con = duckdb.connect(str(ws.vault_db))
-    try:
-        held = vault.find(
-            con,
-            master,
-            "email",
-            EMAIL,
-            vault.Request(officer="dpo", reason="erasure attack check", action="find"),
-        )
-    finally:
-        con.close()
-    assert held.rows_held == 0
+    assert vault_rows_held(ws, "erasure attack check") == 0
 
 
 def test_her_email_as_recipient_on_an_unknown_channel_is_destroyed(attacked: Attacked) -> None:
@@ -541,18 +530,7 @@ def redelivered(
     for db in (ws.warehouse_db, ws.vault_db):
         live = _live_strings(db).lower()
         after_build[db.name] = [label for label, needle in wanted.items() if needle in live]
-    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
-    vcon = duckdb.connect(str(ws.vault_db))
-    try:
-        held = vault.find(
-            vcon,
-            master,
-            "email",
-            EMAIL,
-            vault.Request(officer="dpo", reason="re-delivery check", action="find"),
-        )
-    finally:
-        vcon.close()
+    held_rows = vault_rows_held(ws, "re-delivery check")
     with environment(_cdp_env(ws)), contextlib.redirect_stdout(io.StringIO()):
         code = erase.main([])
     left = raw_rows(
@@ -560,7 +538,7 @@ def redelivered(
         "select customer_id, email from crm.customers where customer_id = ?",
         [CUSTOMER_ID],
     )
-    yield Redelivered(ws, after_build, held.rows_held, code, left)
+    yield Redelivered(ws, after_build, held_rows, code, left)
 
 
 @_xfail("documented (decision 48): a re-delivery is built until the next `cdp erase` destroys it")

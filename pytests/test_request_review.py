@@ -45,7 +45,7 @@ from cdp import access, keys, normalise, pseudonym
 from cdp.pack import summary
 from cdp.purge import ERASURE_REASON, LOG_COLUMNS, LOG_TABLE
 from conftest import Workspace, copy_workspace, query, run_ok
-from test_rights import Person, _clean_persons, _insert_requests
+from test_rights import Person, _insert_requests, profiled_persons
 
 pytestmark = pytest.mark.dbt
 
@@ -155,13 +155,7 @@ def mistyped(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iter
     ws = copy_workspace(built, tmp_path_factory.mktemp("request_review"))
     master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
     identity_key = keys.pseudonym_key(master, "identity")
-    persons = _clean_persons(ws, identity_key, master.version)
-    profiled = {
-        r[0] for r in query(ws.warehouse_db, "select person_key from marts.dim_customer_profile")
-    }
-    emailed = {
-        r[0] for r in query(ws.warehouse_db, "select person_key from marts.rpt_email_audience")
-    }
+    persons, profiled, emailed = profiled_persons(ws)
     candidates = [
         p
         for p in persons

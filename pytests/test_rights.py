@@ -157,18 +157,26 @@ def _insert_requests(raw_db: Path, rows: list[tuple[Any, ...]]) -> None:
         con.close()
 
 
-@pytest.fixture(scope="module")
-def planted(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planted]:
-    ws = copy_workspace(built, tmp_path_factory.mktemp("rights"))
+def profiled_persons(ws: Workspace) -> tuple[list[Person], set[str], set[str]]:
+    """The clean persons of a built workspace, and the person keys in the profile and the
+    email audience."""
     master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
-    identity_key = keys.pseudonym_key(master, "identity")
-    persons = _clean_persons(ws, identity_key, master.version)
+    persons = _clean_persons(ws, keys.pseudonym_key(master, "identity"), master.version)
     profiled = {
         r[0] for r in query(ws.warehouse_db, "select person_key from marts.dim_customer_profile")
     }
     emailed = {
         r[0] for r in query(ws.warehouse_db, "select person_key from marts.rpt_email_audience")
     }
+    return persons, profiled, emailed
+
+
+@pytest.fixture(scope="module")
+def planted(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planted]:
+    ws = copy_workspace(built, tmp_path_factory.mktemp("rights"))
+    master = keys.load_master_key({"CDP_MASTER_KEY": ws.key})
+    identity_key = keys.pseudonym_key(master, "identity")
+    persons, profiled, emailed = profiled_persons(ws)
     in_both = [p for p in persons if p.person_key in profiled and p.person_key in emailed]
     in_profile = [p for p in persons if p.person_key in profiled and p not in in_both]
     assert len(in_both) >= 3 and len(in_profile) >= 2, (len(in_both), len(in_profile))

@@ -48,8 +48,9 @@ class Rewritten:
     rows: int
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Flush a file or a folder (a rename is durable once its folder is flushed)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -78,7 +79,7 @@ def shred(path: Path) -> bool:
     finally:
         os.close(fd)
     path.unlink()
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return True
 
 
@@ -186,7 +187,7 @@ def rewrite_database(path: Path) -> Rewritten | None:
     os.chmod(temp, mode)
     with _open_fd(path) as old_fd:
         os.replace(temp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
         _overwrite(old_fd)
     shred(path.with_name(path.name + ".wal"))
     return Rewritten(

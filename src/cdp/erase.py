@@ -49,7 +49,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import destroy, keys, normalise, paths, publish, purge, stages, vault
+from cdp import destroy, keys, paths, publish, purge, stages, vault
 from cdp.keys import OWNER_ONLY_UMASK
 
 
@@ -139,11 +139,9 @@ def erase(
     _rewrite(report, (raw, vault))
     truth = paths.truth_file()
     proofs = erased_proofs(raw)
-    if truth.exists() and (proofs or result.erased_identifiers):
+    if truth.exists() and proofs:
         # By proof, not by this run's requests: a rerun after an interrupted one finishes it.
-        forgotten = forget_in_ground_truth(
-            truth, result.erased_identifiers, proofs, keys.erasure_proof_key(master)
-        )
+        forgotten = forget_in_ground_truth(truth, proofs, keys.erasure_proof_key(master))
         if forgotten:
             _say(
                 f"the synthetic ground truth {truth.name}: {forgotten} generated person(s) forgotten"
@@ -204,18 +202,13 @@ def _proof_rows(raw: Path, sql: str) -> list[tuple[object, ...]]:
         con.close()
 
 
-def forget_in_ground_truth(
-    truth: Path,
-    erased: Collection[tuple[str, str]],
-    proofs: Collection[str] = (),
-    proof_key: bytes | None = None,
-) -> int:
+def forget_in_ground_truth(truth: Path, proofs: Collection[str], proof_key: bytes) -> int:
     """Delete the erased persons from the generator's ground truth (demo data only); how many.
 
     ``cdp demo`` keeps the synthetic generator's answer key (``CDP_TRUTH_DB``) in the data
     folder. A real deployment has none; in a demo it is one more file that would still name
-    the person, so their generated person ids (any identifier of theirs matching one the
-    purge erased, after the same normalisation) are deleted from every table of it.
+    the person, so every generated person with an identifier whose erasure proof is
+    recorded is deleted from every table of it (and the shared identifiers with a proof).
     """
     con = duckdb.connect(str(truth))
     try:
@@ -227,14 +220,8 @@ def forget_in_ground_truth(
         for person_id, id_type, value in con.execute(
             "select person_id, id_type, value from main.identifiers"
         ).fetchall():
-            if id_type in normalise.IDENTIFIER_NORMALISERS:
-                found = normalise.normalise_identifier(str(id_type), value)
-                if found is not None and (str(id_type), found) in erased:
-                    people.add(str(person_id))
-                elif proof_key is not None and proofs:
-                    proof = purge.erasure_proof(proof_key, str(id_type), value)
-                    if proof is not None and proof in proofs:
-                        people.add(str(person_id))
+            if purge.erasure_proof(proof_key, str(id_type), value) in proofs:
+                people.add(str(person_id))
         if people:
             con.execute("begin transaction")
             for (table,) in tables:
@@ -244,19 +231,7 @@ def forget_in_ground_truth(
                 )
             con.execute("commit")
         shared = con.execute("select id_type, value from main.shared_identifiers").fetchall()
-        gone = [
-            (t, v)
-            for t, v in shared
-            if t in normalise.IDENTIFIER_NORMALISERS
-            and (t, normalise.normalise_identifier(str(t), v)) in erased
-        ]
-        gone += [
-            (t, v)
-            for t, v in shared
-            if proof_key is not None
-            and t in normalise.IDENTIFIER_NORMALISERS
-            and purge.erasure_proof(proof_key, str(t), v) in proofs
-        ]
+        gone = [(t, v) for t, v in shared if purge.erasure_proof(proof_key, str(t), v) in proofs]
         for id_type, value in gone:
             con.execute(
                 "delete from main.shared_identifiers where id_type = ? and value = ?",

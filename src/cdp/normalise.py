@@ -63,6 +63,7 @@ __all__ = [
     "DEVICE_RULES",
     "clean_url",
     "device_class",
+    "identifiers_in_forms",
     "identifiers_in_text",
     "normalise_email",
     "normalise_identifier",
@@ -641,7 +642,12 @@ def identifiers_in_text(value: object) -> set[tuple[str, str]]:
     """
     if not isinstance(value, str) or not value or len(value) > MAX_FREE_TEXT:
         return set()
-    texts = decoded_forms(value)
+    return identifiers_in_forms(decoded_forms(value))
+
+
+def identifiers_in_forms(forms: set[str]) -> set[tuple[str, str]]:
+    """:func:`identifiers_in_text` over forms :func:`decoded_forms` already gave."""
+    texts = {text for text in forms if len(text) <= MAX_FREE_TEXT}
     for text in list(texts):
         if _JSON_START.match(text):
             with contextlib.suppress(ValueError, RecursionError):

@@ -43,6 +43,7 @@ from pathlib import Path
 import duckdb
 
 from cdp import disclosure_audit, paths
+from cdp.destroy import fsync_path
 
 PUBLISHED_SCHEMA = "bi"
 # The published zone is anonymised and meant for BI. It is owner-only unless the operator
@@ -87,14 +88,6 @@ class PublishResult:
     seconds: float = 0.0
     audit: str = ""
     gate: str = ""
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _quote(identifier: str) -> str:
@@ -224,7 +217,7 @@ def _publish_locked(
                 parquet = version_dir / f"{table}.parquet"
                 con.execute(f"copy {name} to {_sql_string(str(parquet))} (format parquet)")
                 parquet.chmod(published_modes()[0])
-                _fsync_path(parquet)
+                fsync_path(parquet)
             con.execute("detach warehouse")
             con.execute("checkpoint")
         finally:
@@ -241,9 +234,9 @@ def _publish_locked(
         )
         (version_dir / "release.json").chmod(published_modes()[0])
         temp_db.chmod(published_modes()[0])
-        _fsync_path(version_dir / "release.json")
-        _fsync_path(version_dir)
-        _fsync_path(temp_db)
+        fsync_path(version_dir / "release.json")
+        fsync_path(version_dir)
+        fsync_path(temp_db)
         state_dir, state, entry = _disclosure_control(warehouse, temp_db, release, control, result)
         if validate is not None:
             validate(temp_db)
@@ -254,7 +247,7 @@ def _publish_locked(
         os.replace(temp_db, result.database)
         os.symlink(Path("versions") / release, temp_link)
         os.replace(temp_link, target_dir / "parquet")
-        _fsync_path(target_dir)
+        fsync_path(target_dir)
         state.committed, state.pending = entry, {}
         state.releases.append({key: value for key, value in entry.items() if key != "sketch"})
         disclosure_audit.save_state(state_dir, state)

@@ -367,10 +367,6 @@ class PurgeResult:
     as_of: dt.datetime
     dry_run: bool
     records: list[DestructionRecord] = field(default_factory=list)
-    # (identifier type, normalised value) of every identifier an erasure destroyed: in memory
-    # only, for `cdp erase` to find the same person in files outside the raw zone; never
-    # written, never in to_json().
-    erased_identifiers: frozenset[tuple[str, str]] = field(default_factory=frozenset, repr=False)
 
     def totals(self) -> dict[tuple[str, str, str, str], int]:
         """Rows per (source table, data category, reason, method)."""
@@ -451,7 +447,6 @@ class _Purger:
         self.person_proofs: dict[str, str] = {}
         # (proof, identifier type, request_id) of every identifier an erasure destroys
         self.proofs: list[tuple[str, str, str]] = []
-        self.erased_identifiers: set[tuple[str, str]] = set()
 
     def cutoff(self, category: str) -> dt.datetime:
         return self.as_of - dt.timedelta(days=self.categories[category].retention_days)
@@ -619,29 +614,21 @@ class _Purger:
         self.plan_inactivity()
         self.plan_erasure()
         cutoff = self.cutoff("destruction_records")
-        if self.has_table("erasure_proofs"):
-            self.add_rule(
-                _Rule(PROOF_TABLE, "destruction_records", "retention_expired", "delete_rows"),
-                f"""
-                select rowid, run_id, erased_at, null, null
-                from {PROOF_TABLE}
-                where erased_at < ?
-                """,
-                [cutoff],
-            )
-        if self.has_log_table():
-            self.add_rule(
-                _Rule(LOG_TABLE, "destruction_records", "retention_expired", "delete_rows"),
-                f"""
-                select rowid, run_id, destroyed_at, null, null
-                from {LOG_TABLE}
-                where destroyed_at < ?
-                """,
-                [cutoff],
-            )
-
-    def has_log_table(self) -> bool:
-        return self.has_table("destruction_log")
+        # The purge's own records: destruction log and erasure proofs, kept 3 years.
+        for table, name, at in (
+            (PROOF_TABLE, "erasure_proofs", "erased_at"),
+            (LOG_TABLE, "destruction_log", "destroyed_at"),
+        ):
+            if self.has_table(name):
+                self.add_rule(
+                    _Rule(table, "destruction_records", "retention_expired", "delete_rows"),
+                    f"""
+                    select rowid, run_id, {at}, null, null
+                    from {table}
+                    where {at} < ?
+                    """,
+                    [cutoff],
+                )
 
     def has_table(self, name: str) -> bool:
         row = self.sql(
@@ -1418,10 +1405,6 @@ class _Purger:
             "select distinct id_type, raw_value, request_id from purge_erased_values order by all"
         ).fetchall()
         seen: set[tuple[str, str]] = set()
-        for id_type, raw_value, _request_id in erased:
-            value = normalise.normalise_identifier(str(id_type), raw_value)
-            if value is not None:
-                self.erased_identifiers.add((str(id_type), value))
         for id_type, raw_value, request_id in erased:
             proof = self.proof(id_type, raw_value)
             if proof is not None and (proof, str(request_id)) not in seen:
@@ -1745,10 +1728,10 @@ def _free_text_owner(
 
     ``tokens`` is keyed by :func:`_token_core`.
     """
-    for found in normalise.identifiers_in_text(text):
+    forms = normalise.decoded_forms(text)
+    for found in normalise.identifiers_in_forms(forms):
         if found in wanted:
             return wanted[found]
-    forms = normalise.decoded_forms(text)
     # the whole address inside a longer word ("egift-name@host" holds "name@host")
     for (id_type, value), owner in wanted.items():
         if id_type == "email" and any(value in normalise.duckdb_lower(f) for f in forms):
@@ -1826,7 +1809,6 @@ def purge(
             purger.plan()
             destroyed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             result.records = purger.records(run_id, destroyed_at, operator or _operator())
-            result.erased_identifiers = frozenset(purger.erased_identifiers)
             if dry_run:
                 con.execute("rollback")
             else:
