@@ -9,7 +9,8 @@ where each folder holds ``warehouse.duckdb``, ``vault.duckdb`` and optionally a 
 ``published/marts.duckdb``. Every table and view of each file is compared as a multiset of
 rows (``except all`` both ways), by column name (column order is reported, not counted as a
 difference). The vault's sealed values are encrypted with a fresh nonce each build, so the
-vault is compared without them (pseudonym, type, key version). Prints one line per relation
+vault is compared without them (pseudonym, type, key version), and so are the few columns
+that hold the wall clock of a run (``VOLATILE``). Prints one line per relation
 and exits 1 if any relation differs, is missing on one side, or has other columns.
 """
 
@@ -22,11 +23,16 @@ from pathlib import Path
 
 import duckdb
 
-# Columns whose value differs on every build by design (random nonce, build time).
+# Columns whose value differs on every run by design: a fresh nonce per seal; a release's
+# id, time and (for the release `cdp erase` publishes, as of now) as_of; when an erasure ran
+# (the purge's clock: a request's executed_at and closed_at).
 VOLATILE: dict[str, tuple[str, ...]] = {
     "vault_identifiers": ("sealed_value",),
     "vault_customer_names": ("sealed_first_name", "sealed_last_name", "sealed_value"),
-    "audit_bi_disclosure_ledger": ("release_id", "released_at"),
+    "audit_bi_disclosure_ledger": ("release_id", "released_at", "as_of"),
+    "int_rights__request_executions": ("executed_at",),
+    "int_rights__request_tracking": ("executed_at", "closed_at"),
+    "stg_rights__request_closures": ("closed_at",),
 }
 
 
