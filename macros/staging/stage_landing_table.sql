@@ -16,7 +16,7 @@
 
     With the metadata, this is enough for the vault, the row accounting and
     quarantine (audit models), the purge's retention and erasure and the access
-    export to cover the table (cdp.catalog). Rows are re-triaged in full on
+    export to cover the table (cdp.sources). Rows are re-triaged in full on
     every build (a table materialisation): give a large table an incremental
     model of its own with triage_source (macros/staging/incremental.sql).
 -#}

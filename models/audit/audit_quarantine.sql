@@ -3,7 +3,7 @@
     located by its batch and its key's pseudonym, as staged (a raw source id
     would join back to the raw row's personal data: docs/decisions.md, 50); raw
     values stay in the raw zone. The tables are every staging model of the
-    staging recipe (stg_<source>__<table>_triaged, macros/catalog), each
+    staging recipe (stg_<source>__<table>_triaged, macros/sources), each
     locating its rows by its meta's record_locator.
 -#}
 {%- set triaged = triaged_models() %}

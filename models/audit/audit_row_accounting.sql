@@ -3,7 +3,7 @@
     raw = kept + duplicate + superseded + quarantined (tested against the raw
     zone by the accounts_for_every_raw_row test on each triaged model). The
     tables are every staging model of the staging recipe
-    (stg_<source>__<table>_triaged, macros/catalog).
+    (stg_<source>__<table>_triaged, macros/sources).
 -#}
 {%- set triaged = triaged_models() %}
 with unioned as (

@@ -51,7 +51,7 @@ from typing import Any, Final
 
 import duckdb
 
-from cdp import catalog, keys, normalise, paths, pseudonym, purge, vault
+from cdp import keys, normalise, paths, pseudonym, purge, sources, vault
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.access"
@@ -62,9 +62,9 @@ _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 def raw_identifier_columns() -> dict[str, tuple[tuple[str, str], ...]]:
     """Landing tables and their identifier columns, (column, identifier type), from the
-    sources' metadata (cdp.catalog): a recipient column counts for each recipient type."""
+    sources' metadata (cdp.sources): a recipient column counts for each recipient type."""
     found: dict[str, tuple[tuple[str, str], ...]] = {}
-    for table in catalog.landing_tables():
+    for table in sources.landing_tables():
         pairs = list(table.identifier_columns)
         for column, _channel in table.channel_columns:
             pairs += [(column, t) for t in sorted(set(purge.RECIPIENT_TYPES.values()))]
@@ -201,7 +201,7 @@ def _raw_records(raw: Any, identifiers: Mapping[str, set[str]]) -> dict[str, lis
                 continue
         return found
 
-    tables = catalog.landing_tables()
+    tables = sources.landing_tables()
     for table, columns in raw_identifier_columns().items():
         conditions: list[str] = []
         params: list[object] = []

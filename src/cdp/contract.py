@@ -1,6 +1,6 @@
 """The landing-zone contract (``shared/contracts/raw_landing.md``) as data.
 
-The sources' metadata (cdp.catalog) states the raw zone's schemas, tables, column
+The sources' metadata (cdp.sources) states the raw zone's schemas, tables, column
 names and types (each landing column's ``data_type``); this module gives them as
 the contract: the generator writes exactly this, and the contract check
 compares a raw database with it.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cdp import catalog
+from cdp import sources
 
 LOADER_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("_loaded_at", "TIMESTAMP"),
@@ -20,13 +20,13 @@ LOADER_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 
 def _tables() -> dict[str, dict[str, tuple[tuple[str, str], ...]]]:
     tables: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
-    for entry in catalog.landing_tables():
+    for entry in sources.landing_tables():
         tables.setdefault(entry.schema, {})[entry.name] = entry.contract_columns
     return tables
 
 
 # schema -> table -> ordered (column, DuckDB type) pairs, loader columns excluded: the
-# ``data_type`` of every landing column in the sources' metadata (cdp.catalog).
+# ``data_type`` of every landing column in the sources' metadata (cdp.sources).
 TABLES: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = _tables()
 
 PURPOSE_CODES: Final[tuple[str, ...]] = (

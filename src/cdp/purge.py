@@ -13,7 +13,7 @@ destroyed by the purge itself, which records that too.
 
 Which tables it reads, their data category, the time a row is dated by and the rule that
 judges it expired, and what an erasure does to a row, come from the sources' metadata
-(:mod:`cdp.catalog`, decision 57): a new landing table is purged with no edit here. The
+(:mod:`cdp.sources`, decision 57): a new landing table is purged with no edit here. The
 periods come from the catalogue ``seeds/data_categories.csv`` (the same file dbt loads, so
 the warehouse and the purge cannot disagree about periods). For the landing zone of the
 contract:
@@ -100,7 +100,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from cdp import catalog, contract, keys, normalise, paths, pseudonym
+from cdp import contract, keys, normalise, paths, pseudonym, sources
 from cdp import vault as vault_tool
 from cdp.keys import OWNER_ONLY_UMASK
 
@@ -374,7 +374,7 @@ class _Rule:
 
 
 def _identifier_columns(
-    table: catalog.Table, alias: str = "", *, any_channel: bool = False
+    table: sources.Table, alias: str = "", *, any_channel: bool = False
 ) -> list[tuple[str, str]]:
     """(column, SQL giving its identifier type) of every identifier column of ``table``.
 
@@ -397,12 +397,12 @@ def _identifier_columns(
     return pairs
 
 
-def _text_rows(table: catalog.Table) -> str:
+def _text_rows(table: sources.Table) -> str:
     """The temp table of ``table``'s rows whose free text names an erased person."""
     return f"purge_text_{table.schema}_{table.name}"
 
 
-def _device_column(table: catalog.Table) -> str | None:
+def _device_column(table: sources.Table) -> str | None:
     """The column of a device id (anonymous_id) in ``table``, if it has one."""
     for column, id_type in table.identifier_columns:
         if id_type == "anonymous_id":
@@ -636,10 +636,10 @@ class _Purger:
         return bool(row[0])
 
     def plan_time_based(self, as_of: dt.datetime) -> None:
-        """Each landing table's retention rule, as its sources' metadata names it (cdp.catalog):
+        """Each landing table's retention rule, as its sources' metadata names it (cdp.sources):
         ``record_time`` for any table the metadata dates; the named rules of the tables whose
         expiry depends on more than one row (consent_log and inactivity are planned apart)."""
-        for table in catalog.landing_tables():
+        for table in sources.landing_tables():
             rule = table.retention_rule
             if rule == "record_time":
                 self.plan_record_time(table)
@@ -658,10 +658,10 @@ class _Purger:
             else:
                 raise PurgeError(
                     f"{table.qualified}: the purge has no retention rule {rule!r} "
-                    f"(cdp.catalog.RETENTION_RULES: {', '.join(catalog.RETENTION_RULES)})"
+                    f"(cdp.sources.RETENTION_RULES: {', '.join(sources.RETENTION_RULES)})"
                 )
 
-    def plan_record_time(self, table: catalog.Table) -> None:
+    def plan_record_time(self, table: sources.Table) -> None:
         """A row expires ``retention_days`` after its retention time, unless it is kept."""
         keep = f"not ({table.retention_keep}) and " if table.retention_keep else ""
         self.add_rule(
@@ -674,7 +674,7 @@ class _Purger:
             [self.cutoff(table.data_category)],
         )
 
-    def plan_messages(self, table: catalog.Table) -> None:
+    def plan_messages(self, table: sources.Table) -> None:
         """Messages expire from their time; an unsubscribe or complaint is a withdrawal: proof,
         kept like consent records from its own time."""
         opt_outs = _quote_list(OPT_OUT_EVENT_TYPES)
@@ -701,7 +701,7 @@ class _Purger:
             [self.cutoff("consent_records")],
         )
 
-    def _version_times(self, table: catalog.Table) -> str:
+    def _version_times(self, table: sources.Table) -> str:
         """Temp table of each record's latest time (key -> time), over all its versions."""
         name = f"purge_times_{table.schema}_{table.name}"
         key = self._record_key(table)
@@ -715,13 +715,13 @@ class _Purger:
         )
         return name
 
-    def _record_key(self, table: catalog.Table) -> str:
+    def _record_key(self, table: sources.Table) -> str:
         keys_ = [c.name for c in table.columns if c.raw_key]
         if not keys_:
             raise PurgeError(f"{table.qualified}: the latest_version rule needs a raw_key column")
         return keys_[0]
 
-    def plan_latest_version(self, table: catalog.Table) -> None:
+    def plan_latest_version(self, table: sources.Table) -> None:
         """A record with several versions expires from its latest time (an order from when it
         was placed or last changed), all its versions at once."""
         times = self._version_times(table)
@@ -738,12 +738,12 @@ class _Purger:
             [self.cutoff(table.data_category)],
         )
 
-    def plan_parent(self, table: catalog.Table) -> None:
+    def plan_parent(self, table: sources.Table) -> None:
         """Rows that belong to a row of another table (order lines) go with it; a row whose
         parent is gone expires from its own load time."""
-        assert table.parent is not None  # catalog.problems() requires it for this rule
+        assert table.parent is not None  # sources.problems() requires it for this rule
         parent_name, key = table.parent
-        times = self._version_times(catalog.table(parent_name))
+        times = self._version_times(sources.table(parent_name))
         self.add_rule(
             _Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
             f"""
@@ -997,7 +997,7 @@ class _Purger:
                 "purchase_history",
                 "inactivity_limit",
                 "null_fields",
-                catalog.table("shop.orders").erasure_fields,
+                sources.table("shop.orders").erasure_fields,
             ),
             """
             select orders.rowid, orders._batch_id, orders.ordered_at, 'customer_id', inactive.subject_key
@@ -1011,10 +1011,10 @@ class _Purger:
 
     def build_all_keys(self) -> None:
         """purge_all_keys(id_type, raw_value, subject_key): every identifier in every raw column
-        the sources' metadata names (cdp.catalog)."""
+        the sources' metadata names (cdp.sources)."""
         branches = [
             f"select {sql_type} as id_type, {column} as raw_value from {table.qualified}"
-            for table in catalog.landing_tables()
+            for table in sources.landing_tables()
             for column, sql_type in _identifier_columns(table)
         ]
         pairs = self.sql(
@@ -1103,8 +1103,8 @@ class _Purger:
         self.link_free_text()
 
         # The person's own rows in every landing table with an identifier column: what the
-        # table's metadata says an erasure does to them (cdp.catalog).
-        for table in catalog.landing_tables():
+        # table's metadata says an erasure does to them (cdp.sources).
+        for table in sources.landing_tables():
             pairs = _identifier_columns(table, alias="rows.", any_channel=True)
             if not pairs:
                 continue
@@ -1135,7 +1135,7 @@ class _Purger:
             )
         # Other records whose free text names the person: a row of the person's device goes
         # whole, another record loses the text (or the row, as its metadata says).
-        for table in catalog.landing_tables():
+        for table in sources.landing_tables():
             if not table.free_text_columns:
                 continue
             self.add_rule(
@@ -1290,7 +1290,7 @@ class _Purger:
 
         carriers: list[str] = []
         logins: list[str] = []
-        for table in catalog.landing_tables():
+        for table in sources.landing_tables():
             device = _device_column(table)
             if table.free_text_columns:
                 carried = f"rows.{device}" if device else "cast(null as varchar)"

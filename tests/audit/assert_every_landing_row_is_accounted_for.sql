@@ -4,7 +4,7 @@
     recipe (stg_<source>__<table>_triaged), and every raw row of it appears
     there exactly once per load batch with one status (as the
     accounts_for_every_raw_row test checks per model). Derived from the sources'
-    metadata (macros/catalog), so a new landing table is checked with no other
+    metadata (macros/sources), so a new landing table is checked with no other
     edit. Runs in the vault stage, after every staging model was built (the
     graph-derived union has no parse-time dependency to order it by).
 -#}

@@ -2,7 +2,7 @@
     The re-identification map: every identifier pseudonym the warehouse holds,
     with the identifier sealed (AES-256-GCM, key derived from the master secret
     in Python). Which landing columns hold identifiers is the sources'
-    metadata (macros/catalog). Written into the vault database file, apart from the
+    metadata (macros/sources). Written into the vault database file, apart from the
     pseudonymised data; read only by the privacy officer's tool (python -m
     cdp.vault), which logs every lookup. Identifiers are read straight from the
     raw zone and normalised with the same macros as staging, so every pseudonym

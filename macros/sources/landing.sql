@@ -1,5 +1,5 @@
 {#-
-    The landing zone as the sources' metadata declares it (cdp.catalog says the
+    The landing zone as the sources' metadata declares it (cdp.sources says the
     same in Python; docs/decisions.md, 57). dbt's graph is filled only when a
     model runs (it is empty while dbt parses), so these macros return nothing at
     parse time: a model built from them declares no source or ref of its own, and
@@ -74,7 +74,7 @@
     {%- elif id_type in ('anonymous_id', 'push_token') -%}{{ normalise_token(value) }}
     {%- else -%}
         {{ exceptions.raise_compiler_error("cdp: unknown identifier_type " ~ id_type
-            ~ " in the sources' metadata (cdp.catalog.IDENTIFIER_TYPES lists the known ones)") }}
+            ~ " in the sources' metadata (cdp.sources.IDENTIFIER_TYPES lists the known ones)") }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -1,6 +1,6 @@
 """The sources' metadata is the one place that says what each landing table holds (decision 57).
 
-The coverage check (``cdp.catalog.problems``) fails when a landing table or personal column
+The coverage check (``cdp.sources.problems``) fails when a landing table or personal column
 lacks what the product needs to treat it: a staging model, a data category with a retention
 period, a retention rule the purge has, an erasure method, an identifier by which the erasure
 and the access export find whose rows they are. Every tool derives its tables from the same
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp import access, catalog, contract, purge
+from cdp import access, contract, purge, sources
 from conftest import ROOT
 
 GOOD_TABLE = """\
@@ -81,14 +81,14 @@ DEFECTS = {
 }
 
 
-def project_with(tmp_path: Path, sources: str, *, staging_model: bool = True) -> Path:
+def project_with(tmp_path: Path, yml: str, *, staging_model: bool = True) -> Path:
     """A copy of the project's models and seeds with one more landing table."""
     root = tmp_path / "project"
     shutil.copytree(ROOT / "models", root / "models")
     shutil.copytree(ROOT / "seeds", root / "seeds")
     folder = root / "models" / "staging" / "loyalty"
     folder.mkdir()
-    (folder / "_loyalty__sources.yml").write_text(sources, encoding="utf-8")
+    (folder / "_loyalty__sources.yml").write_text(yml, encoding="utf-8")
     if staging_model:
         (folder / "stg_loyalty__point_events_triaged.sql").write_text(
             "{{ stage_landing_table('loyalty', 'point_events', key='point_event_id') }}\n",
@@ -98,11 +98,11 @@ def project_with(tmp_path: Path, sources: str, *, staging_model: bool = True) ->
 
 
 def test_the_projects_metadata_is_complete() -> None:
-    assert catalog.problems() == []
+    assert sources.problems() == []
 
 
 def test_the_contract_is_the_metadata() -> None:
-    tables = catalog.landing_tables()
+    tables = sources.landing_tables()
     assert {t.qualified for t in tables} == {
         f"{s}.{t}" for s in contract.TABLES for t in contract.TABLES[s]
     }
@@ -113,8 +113,8 @@ def test_the_contract_is_the_metadata() -> None:
 
 def test_a_complete_new_table_passes(tmp_path: Path) -> None:
     root = project_with(tmp_path, GOOD_TABLE)
-    assert catalog.problems(root) == []
-    table = catalog.table("loyalty.point_events", root)
+    assert sources.problems(root) == []
+    table = sources.table("loyalty.point_events", root)
     assert table.identifier_columns == (("member_email", "email"),)
     assert table.retention_rule == "record_time" and table.erasure == "delete_rows"
 
@@ -122,10 +122,10 @@ def test_a_complete_new_table_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("defect", sorted(DEFECTS))
 def test_a_planted_table_lacking_a_rule_is_named(tmp_path: Path, defect: str) -> None:
     change, expected = DEFECTS[defect]
-    sources = GOOD_TABLE if change is None else GOOD_TABLE.replace(*change)
-    assert change is None or sources != GOOD_TABLE, "the planted change must apply"
-    root = project_with(tmp_path, sources, staging_model=change is not None)
-    found = catalog.problems(root)
+    yml = GOOD_TABLE if change is None else GOOD_TABLE.replace(*change)
+    assert change is None or yml != GOOD_TABLE, "the planted change must apply"
+    root = project_with(tmp_path, yml, staging_model=change is not None)
+    found = sources.problems(root)
     assert any(expected in line for line in found), found
 
 
@@ -133,11 +133,11 @@ def test_every_tool_covers_every_landing_table() -> None:
     """What the check passes, the tools cover: the purge has each table's rule, the access
     export finds each table's rows (by identifier, by typed subject, or with its parent)."""
     exported = access.raw_identifier_columns()
-    for table in catalog.landing_tables():
-        assert table.retention_rule in catalog.RETENTION_RULES
+    for table in sources.landing_tables():
+        assert table.retention_rule in sources.RETENTION_RULES
         assert (
             table.qualified in exported
             or table.typed_columns
             or (table.parent is not None and table.parent[0] in exported)
         ), table.qualified
-    assert set(purge.NAMED_RULE_TABLES) <= set(catalog.RETENTION_RULES)
+    assert set(purge.NAMED_RULE_TABLES) <= set(sources.RETENTION_RULES)

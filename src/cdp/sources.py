@@ -29,7 +29,7 @@ The table's ``meta`` says how long it is kept and what an erasure does:
   of another (order lines to their order): they are kept, exported and destroyed with it.
 
 The vault, row accounting and quarantine models read the same metadata from dbt's graph
-(``macros/catalog``); the purge, the access export and the contract read it here.
+(``macros/sources``); the purge, the access export and the contract read it here.
 """
 
 from __future__ import annotations
