@@ -286,7 +286,8 @@ class Evidenced:
 def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
     """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each."""
     from cdp import evidence
-    from cdp.purge import parse_as_of, purge
+    from cdp.as_of import parse_as_of
+    from cdp.purge import purge
 
     workspace = make_workspace(tmp_path_factory.mktemp("evidenced"))
     folder = workspace.root / "evidence"

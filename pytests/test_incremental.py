@@ -26,7 +26,8 @@ import duckdb
 import pytest
 
 from cdp import keys, vault
-from cdp.purge import parse_as_of, purge
+from cdp.as_of import parse_as_of
+from cdp.purge import purge
 from conftest import SEED, Workspace, copy_workspace, generate_landing, query, run_ok
 
 AS_OF: Final = "{as_of: '2026-11-30'}"

@@ -27,7 +27,8 @@ import pytest
 
 from cdp import keys, normalise, pseudonym, sources
 from cdp import purge as purge_module
-from cdp.purge import PurgeError, parse_as_of, purge
+from cdp.as_of import parse_as_of
+from cdp.purge import PurgeError, purge
 from conftest import ROOT, Workspace, copy_workspace, query, run_ok
 
 pytestmark = pytest.mark.dbt
@@ -431,21 +432,3 @@ def test_cli_help_and_clear_errors(built: Workspace, tmp_path: Path) -> None:
             dry_run=True,
             environ={"CDP_MASTER_KEY": other_key},
         )
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-01", dt.datetime(2026, 11, 1)),
-        ("2026-11-01T09:30:00Z", dt.datetime(2026, 11, 1, 9, 30)),
-        ("2026-11-01 12:30:00.5+03:00", dt.datetime(2026, 11, 1, 9, 30, 0, 500000)),
-    ],
-)
-def test_parse_as_of_matches_the_dbt_macro(text: str, expected: dt.datetime) -> None:
-    assert parse_as_of(text) == expected
-
-
-@pytest.mark.parametrize("text", ["2026-02-30", "yesterday", "2026-11-01; drop", "20261101", ""])
-def test_parse_as_of_refuses_anything_else(text: str) -> None:
-    with pytest.raises(PurgeError, match="ISO 8601"):
-        parse_as_of(text)

@@ -33,12 +33,12 @@ from hypothesis import strategies as st
 
 from cdp import cli, contract
 from cdp import vault as vault_tool
+from cdp.as_of import parse_as_of
 from cdp.plugin import (
     ConfigurationError,
     acquire_build_lock,
     check_vars,
     lock_path,
-    parse_as_of,
 )
 from conftest import DbtResult, Workspace, generate_landing, make_workspace
 

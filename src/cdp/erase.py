@@ -50,6 +50,7 @@ from pathlib import Path
 import duckdb
 
 from cdp import destroy, keys, paths, publish, purge, stages, vault
+from cdp.as_of import AsOfError, parse_as_of
 from cdp.keys import OWNER_ONLY_UMASK
 
 
@@ -107,6 +108,10 @@ def erase(
     publish_release: bool = True,
 ) -> ErasureReport:
     """Steps 1-6 of the module doc; raises :class:`EraseError` at the first failing step."""
+    try:  # checked before anything runs: a bad --as-of changes nothing
+        fixed = None if as_of is None else parse_as_of(as_of)
+    except AsOfError as exc:
+        raise EraseError(str(exc)) from None
     report = ErasureReport()
     raw, warehouse, vault = paths.raw_db(), paths.warehouse_db(), paths.vault_db()
     _say("1/6 refreshing the warehouse (dbt run) so it knows every landed request")
@@ -121,7 +126,7 @@ def erase(
             raw_db=raw,
             warehouse_db=warehouse,
             vault_db=vault,
-            as_of=purge.parse_as_of(as_of),
+            as_of=parse_as_of(None) if fixed is None else fixed,  # None: now, after step 1
             operator=operator,
             master=master,
         )
@@ -325,11 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raw_db=paths.raw_db(),
                 warehouse_db=paths.warehouse_db(),
                 vault_db=paths.vault_db(),
-                as_of=purge.parse_as_of(args.as_of),
+                as_of=parse_as_of(args.as_of),
                 dry_run=True,
                 master=master,
             )
-        except purge.PurgeError as exc:
+        except (purge.PurgeError, AsOfError) as exc:
             _say(f"error: {exc}")
             return 1
         print(purge.summary(result))

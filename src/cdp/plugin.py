@@ -70,6 +70,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
 from cdp import contract, keys
+from cdp.as_of import AsOfError, parse_as_of
 from cdp.keys import DOMAINS, KeyConfigError, MasterKey, pseudonym_key
 from cdp.normalise import (
     clean_url,
@@ -177,16 +178,6 @@ def _recording_settings(con: Any) -> list[str]:
 OWNER_ONLY_UMASK: Final = keys.OWNER_ONLY_UMASK
 LOCK_SUFFIX: Final = ".lock"
 
-AS_OF_HINT: Final = (
-    "as_of must be an ISO 8601 date or UTC timestamp, e.g. 2026-11-01 or 2026-11-01T09:30:00Z "
-    "(an offset such as +03:00 is converted to UTC); leave it unset (null) to use the start "
-    "of the run"
-)
-_AS_OF: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.]([0-9]{1,6}))?)?"
-    r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?"
-)
 _VAR_INTEGER: Final = re.compile(r"[1-9][0-9]{0,5}")
 
 # Held build locks of this process: resolved warehouse path -> open descriptor.
@@ -205,40 +196,6 @@ def _shown(value: object) -> str:
     return repr(text[:40] + ("..." if len(text) > 40 else ""))
 
 
-def parse_as_of(value: object) -> dt.datetime:
-    """The ``as_of`` var as a naive UTC datetime, by the rules of ``macros/consent/as_of.sql``.
-
-    Raises ``ValueError`` with :data:`AS_OF_HINT` and what was given (at most 40 characters).
-    """
-    if isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ")
-    elif isinstance(value, dt.date):
-        text = value.isoformat()
-    else:
-        text = str(value).strip()
-    found = _AS_OF.fullmatch(text) if text.isascii() else None
-    if found is None:
-        raise ValueError(f"{AS_OF_HINT}; got {_shown(text)}")
-    year, month, day = (int(found.group(i)) for i in (1, 2, 3))
-    hour, minute, second = (int(found.group(i) or 0) for i in (4, 5, 6))
-    micro = int(((found.group(7) or "0") + "000000")[:6])
-    try:
-        if not 1900 <= year <= 2999:
-            raise ValueError("year")
-        moment = dt.datetime(year, month, day, hour, minute, second, micro)
-    except ValueError:
-        raise ValueError(f"{AS_OF_HINT}; got {_shown(text)} (a field is out of range)") from None
-    offset = found.group(8)
-    if offset and offset != "Z":
-        digits = offset[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:])
-        if hours > 14 or minutes > 59:
-            raise ValueError(f"{AS_OF_HINT}; got {_shown(text)} (the UTC offset is out of range)")
-        shift = dt.timedelta(hours=hours, minutes=minutes)
-        moment = moment - shift if offset[0] == "+" else moment + shift
-    return moment
-
-
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigurationError(
@@ -255,7 +212,7 @@ def check_vars(cli_vars: Mapping[str, Any]) -> None:
     if cli_vars.get("as_of") is not None:
         try:
             parse_as_of(cli_vars["as_of"])
-        except ValueError as exc:
+        except AsOfError as exc:
             raise ConfigurationError(f"cdp: {exc}") from None
     for name in (
         "identity_max_customers_per_identifier",

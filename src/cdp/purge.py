@@ -102,6 +102,7 @@ import pyarrow as pa
 
 from cdp import contract, keys, normalise, paths, pseudonym, sources
 from cdp import vault as vault_tool
+from cdp.as_of import AsOfError, parse_as_of
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.purge 1.0"
@@ -244,51 +245,6 @@ REQUIRED_CATEGORIES: Final = (
     "customer_master_data",
     "destruction_records",
 )
-
-
-# --------------------------------------------------------------------------- as_of
-
-_AS_OF = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:?\d{2})?)?"
-)
-
-
-def parse_as_of(text: str | None, now: dt.datetime | None = None) -> dt.datetime:
-    """An ISO 8601 date or timestamp as a naive UTC datetime (None: now), as the dbt macro as_of()."""
-    if text is None:
-        moment = now or dt.datetime.now(dt.UTC)
-        return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
-    hint = (
-        "--as-of must be an ISO 8601 date or UTC timestamp, e.g. 2026-11-01 or "
-        "2026-11-01T09:30:00Z (an offset such as +03:00 is converted to UTC)"
-    )
-    found = _AS_OF.fullmatch(text.strip())
-    if found is None:
-        raise PurgeError(f"{hint}; got {text[:40]!r}")
-    year, month, day, hour, minute, second, fraction, offset = found.groups()
-    try:
-        moment = dt.datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((fraction or "0").ljust(6, "0")),
-        )
-    except ValueError as exc:
-        raise PurgeError(f"{hint}; got {text[:40]!r} ({exc})") from None
-    if not 1900 <= moment.year <= 2999:
-        raise PurgeError(f"{hint}; got {text[:40]!r} (year out of range)")
-    if offset and offset != "Z":
-        digits = offset[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:])
-        if hours > 14 or minutes > 59:
-            raise PurgeError(f"{hint}; got {text[:40]!r} (the UTC offset is out of range)")
-        shift = dt.timedelta(hours=hours, minutes=minutes)
-        moment = moment - shift if offset[0] == "+" else moment + shift
-    return moment
 
 
 # --------------------------------------------------------------------------- results
@@ -1920,7 +1876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run,
             operator=args.operator,
         )
-    except PurgeError as exc:
+    except (PurgeError, AsOfError) as exc:
         print(f"purge: error: {exc}", file=sys.stderr)
         return 1
     print(summary(result))
