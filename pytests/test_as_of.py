@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from cdp import erase, purge
 from cdp.as_of import HINT, AsOfError, parse_as_of
-from cdp.plugin import ConfigurationError, check_vars
+from cdp.preflight import ConfigurationError, check_vars
 from conftest import ROOT
 
 FAST = settings(

@@ -40,7 +40,7 @@ import duckdb
 import pytest
 
 from cdp import paths
-from cdp.plugin import lock_path
+from cdp.build_lock import lock_path
 from conftest import generate_landing, make_workspace
 
 AS_OF_VARS = '{as_of: "2026-11-02"}'

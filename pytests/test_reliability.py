@@ -34,12 +34,8 @@ from hypothesis import strategies as st
 from cdp import cli, contract
 from cdp import vault as vault_tool
 from cdp.as_of import parse_as_of
-from cdp.plugin import (
-    ConfigurationError,
-    acquire_build_lock,
-    check_vars,
-    lock_path,
-)
+from cdp.build_lock import acquire_build_lock, lock_path
+from cdp.preflight import ConfigurationError, check_vars
 from conftest import DbtResult, Workspace, generate_landing, make_workspace
 
 AS_OF = "2026-11-01"
@@ -609,7 +605,7 @@ def test_second_build_on_a_warehouse_fails_clearly_while_one_runs(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from cdp.plugin import acquire_build_lock; "
+            "import sys, time; from pathlib import Path; from cdp.build_lock import acquire_build_lock; "
             "acquire_build_lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(120)",
             str(ws.warehouse_db),
         ],

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from cdp import contract, keys, paths, publish, stages
+from cdp import keys, paths, publish, stages
+from cdp.preflight import ConfigurationError, check_landing_zone
 
 
 class ConfigError(Exception):
@@ -38,28 +39,11 @@ def _say(message: str) -> None:
 
 
 def check_raw_zone(raw: Path) -> None:
-    """The landing zone exists and matches the contract exactly."""
-    if not raw.exists():
-        raise ConfigError(
-            f"no landing zone at {raw}: set CDP_RAW_DB to your raw DuckDB file, "
-            "or run `make demo` to generate one"
-        )
+    """The landing zone exists and matches the contract exactly: the build's own check."""
     try:
-        con = duckdb.connect(str(raw), read_only=True)
-    except duckdb.Error as exc:
-        raise ConfigError(f"cannot open the landing zone {raw}: {exc}") from None
-    try:
-        problems = contract.check_database(con)
-    finally:
-        con.close()
-    if problems:
-        listed = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        )
-        raise ConfigError(
-            f"the landing zone {raw} does not match the contract "
-            f"(shared/contracts/raw_landing.md): {listed}"
-        )
+        check_landing_zone(raw)
+    except ConfigurationError as exc:
+        raise ConfigError(str(exc.msg).removeprefix("cdp: ")) from None
 
 
 def preflight() -> keys.MasterKey:
