@@ -558,7 +558,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.access",
+        prog="cdp access",
         description=(
             "Subject access and portability export for the privacy officer: everything held on "
             "the person an identifier belongs to, as JSON and a readable summary. Logged to the "

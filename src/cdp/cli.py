@@ -3,11 +3,11 @@
     cdp demo    generate a demo landing zone and build the warehouse on it
     cdp check   check configuration (key, landing zone) without writing anything
     cdp build   check, then ``dbt build`` (extra arguments go to dbt), then publish
-    cdp publish validate the anonymised marts and publish them to data/published/
-    cdp access  subject access / portability export (privacy officer only)
-    cdp pack    the auditor pack; cdp gate: the privacy gate
-    cdp evidence  the build evidence record: verify, show, record
-    cdp rotate  rotate the master key version
+
+Every other tool of the package is a subcommand too, run by its module's own
+``main`` (:data:`DELEGATED`; ``cdp --help`` lists them, ``cdp NAME --help``
+shows each one's options): publish, generate, purge, erase, access, vault,
+keys, rotate, evidence, pack, gate, quality, disclosure-audit.
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
 database file, so a configuration error writes nothing.
@@ -23,8 +23,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import duckdb
 
 from cdp import keys, paths, publish, stages
 from cdp.preflight import ConfigurationError, check_landing_zone
@@ -95,47 +93,6 @@ def print_accounting(warehouse: Path) -> None:
         )
 
 
-def built_k_anonymity(warehouse: Path) -> int:
-    """The k the last build suppressed with, from its disclosure ledger (the checkpoint checks it).
-
-    Reading it from the build, not from a setting of its own, keeps the two from
-    disagreeing: `cdp build --vars '{k_anonymity: 20}'` is checked at 20.
-    """
-    from cdp import disclosure_audit
-
-    try:
-        return disclosure_audit.parameters_from_warehouse(warehouse).k
-    except (disclosure_audit.DisclosureError, duckdb.Error):
-        return disclosure_audit.Parameters().k
-
-
-def publish_marts() -> bool:
-    """Validate the built marts (Great Expectations) and swap them into the published folder."""
-    from cdp import gx_checkpoint
-
-    k = built_k_anonymity(paths.warehouse_db())
-
-    def validate(candidate: Path) -> None:
-        outcome = gx_checkpoint.run_checkpoint(candidate, k=k)
-        _say(f"quality report: {outcome.report_index}")
-        if not outcome.success:
-            raise publish.PublishError(
-                "the Great Expectations checkpoint failed, nothing published: "
-                + "; ".join(outcome.failures[:5])
-            )
-
-    try:
-        result = publish.publish(validate=validate)
-    except (publish.PublishError, duckdb.Error) as exc:
-        _say(f"publishing failed: {exc}")
-        return False
-    listed = ", ".join(f"{name} ({rows})" for name, rows in result.tables.items())
-    _say(
-        f"published {result.database} and {paths.published_parquet()}: {listed} in {result.seconds:.1f} s"
-    )
-    return True
-
-
 def record_evidence(since: float) -> None:
     """Append the build's evidence (its run_results, as_of, counts) to the evidence record."""
     from cdp import evidence
@@ -202,7 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     print_accounting(paths.warehouse_db())
     _say(f"warehouse built: {paths.warehouse_db()} (vault: {paths.vault_db()})")
-    return 0 if publish_marts() else 1
+    return 0 if publish.publish_checked() else 1
 
 
 def cmd_check(_: argparse.Namespace) -> int:
@@ -220,33 +177,45 @@ def cmd_build(args: argparse.Namespace) -> int:
     record_evidence(started)
     if not built:
         return 1
-    return 0 if publish_marts() else 1
+    return 0 if publish.publish_checked() else 1
 
 
-def cmd_publish(_: argparse.Namespace) -> int:
-    return 0 if publish_marts() else 1
-
-
-# Commands that are whole programs of their own: `cdp NAME ARGS` runs `python -m MODULE ARGS`.
+# Every other tool is a program of its own: `cdp NAME ARGS` runs MODULE.main(ARGS), which
+# parses its own arguments (`cdp NAME --help`). The old entry points still work (python -m
+# MODULE, scripts/generate_landing.py, scripts/purge.py); pytests/test_cli.py fails when a
+# module with a main() is missing here.
 DELEGATED: dict[str, tuple[str, str]] = {
+    "publish": (
+        "cdp.publish",
+        "validate the last build's marts (audit, release gate, quality) and publish them",
+    ),
+    "generate": ("cdp.generator.cli", "write a synthetic landing zone and its ground truth"),
+    "purge": ("cdp.purge", "the retention purge and erasure of the raw zone"),
+    "erase": (
+        "cdp.erase",
+        "execute verified erasure requests down to the bytes (purge, rewrite, rebuild)",
+    ),
     "access": (
         "cdp.access",
         "subject access / portability export (privacy officer only; logged in the vault)",
     ),
-    "pack": ("cdp.pack.build", "generate the auditor pack (docs, records, lineage, notices)"),
-    "evidence": ("cdp.evidence", "the build evidence record: record, verify (tamper check), show"),
-    "gate": ("cdp.pack.gate", "the privacy gate: computed PII lineage against zones and meta"),
-    "rotate": ("cdp.rotate", "rotate the master key version (a verified full rebuild)"),
     "vault": (
         "cdp.vault",
         "the privacy officer's re-identification tool (logged); verify, verify-log",
     ),
     "keys": ("cdp.keys", "check the master key configuration, or write a demo key"),
-    "erase": (
-        "cdp.erase",
-        "execute verified erasure requests down to the bytes (purge, rewrite, rebuild)",
+    "rotate": ("cdp.rotate", "rotate the master key version (a verified full rebuild)"),
+    "evidence": ("cdp.evidence", "the build evidence record: record, verify (tamper check), show"),
+    "pack": ("cdp.pack.build", "generate the auditor pack (docs, records, lineage, notices)"),
+    "gate": ("cdp.pack.gate", "the privacy gate: computed PII lineage against zones and meta"),
+    "quality": (
+        "cdp.gx_checkpoint",
+        "the Great Expectations checkpoint over the published marts (HTML report)",
     ),
-    "purge": ("cdp.purge", "the retention purge and erasure of the raw zone (scripts/purge.py)"),
+    "disclosure-audit": (
+        "cdp.disclosure_audit",
+        "audit the published release: the interval of every suppressed number",
+    ),
 }
 
 
@@ -263,11 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments and arguments[0] in DELEGATED:
         return run_delegated(arguments[0], arguments[1:])
     parser = argparse.ArgumentParser(
-        prog="cdp", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="cdp",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="`cdp COMMAND --help` shows a command's options.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in DELEGATED.items():
-        sub.add_parser(name, help=f"{help_text} (`cdp {name} --help`; also python -m {module})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="generate a demo landing zone and build the warehouse on it")
     demo.add_argument(
         "--customers", type=int, default=2000, help="synthetic customers (default 2000)"
@@ -281,10 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(func=cmd_check)
     build = sub.add_parser("build", help="check, then dbt build; extra arguments go to dbt")
     build.set_defaults(func=cmd_build)
-    publish_cmd = sub.add_parser(
-        "publish", help="validate the built marts and publish them atomically to data/published/"
-    )
-    publish_cmd.set_defaults(func=cmd_publish)
+    for name, (_module, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text)  # listed here; run by run_delegated above
     # Everything `build` does not know goes to dbt (`cdp build --select x --vars ...`).
     args, unknown = parser.parse_known_args(arguments)
     if unknown and args.command != "build":

@@ -714,7 +714,7 @@ def release_gate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.disclosure_audit",
+        prog="cdp disclosure-audit",
         description="Audit a published (or candidate) release: the interval of every suppressed number.",
     )
     parser.add_argument(

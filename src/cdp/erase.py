@@ -171,7 +171,7 @@ def erase(
         report.releases_destroyed = publish.withdraw()
         _say(f"destroyed {report.releases_destroyed} published release(s)")
         if publish_release:
-            report.published = cli.publish_marts()
+            report.published = publish.publish_checked()
             if not report.published:
                 _say(
                     "no release is published until one passes the release gate and the audit "

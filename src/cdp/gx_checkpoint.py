@@ -192,14 +192,27 @@ def run_checkpoint(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.gx_checkpoint",
+        prog="cdp quality",
         description="Validate the published marts with Great Expectations; write the HTML report.",
+        epilog="exit status: 0 passed, 1 an expectation failed, 2 no readable published release",
     )
     parser.add_argument(
         "--k", type=int, default=10, help="minimum people per published cell (default 10)"
     )
     args = parser.parse_args(argv)
-    outcome = run_checkpoint(k=args.k)
+    published = paths.published_db()
+    if not published.is_file():
+        print(
+            f"cdp quality: error: no published release at {published}: run `cdp publish` "
+            "after a build, or set CDP_PUBLISHED_DIR",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        outcome = run_checkpoint(published, k=args.k)
+    except duckdb.Error as exc:
+        print(f"cdp quality: error: cannot read {published}: {exc}", file=sys.stderr)
+        return 2
     for failure in outcome.failures:
         print(f"cdp quality: FAILED {failure}", file=sys.stderr)
     state = "passed" if outcome.success else "FAILED"

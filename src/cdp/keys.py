@@ -434,7 +434,7 @@ def create_demo_key(path: Path | None = None, *, quiet: bool = False) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.keys",
+        prog="cdp keys",
         description="Check the configured master key, or create a local demo key.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

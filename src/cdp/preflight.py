@@ -208,7 +208,7 @@ def check_key_version(vault: Path, configured: str, *, full_refresh: bool) -> No
         raise ConfigurationError(
             f"cdp: CDP_KEY_VERSION={configured} but the warehouse and vault were built with "
             f"{', '.join(f'v{b}' for b in built)}: a new key version needs a full rebuild, or "
-            f"incremental models would mix two pseudonym generations. Run `python -m cdp.rotate "
+            f"incremental models would mix two pseudonym generations. Run `cdp rotate "
             f"--to-version {configured}` (or dbt build --full-refresh); nothing was written"
         )
 

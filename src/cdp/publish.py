@@ -21,7 +21,10 @@ refusal replaces nothing. A build made with a test-only weakening
 (var ``disclosure_weaken``) is refused too. The gate's state lives in an
 owner-only folder that no rebuild touches (decisions 43-45).
 
-    python -m cdp.publish            # publish from CDP_WAREHOUSE_DB to CDP_PUBLISHED_DIR
+Then the Great Expectations checkpoint validates the new file (:func:`publish_checked`,
+what every command that publishes runs).
+
+    cdp publish     # also python -m cdp.publish: from CDP_WAREHOUSE_DB to CDP_PUBLISHED_DIR
 """
 
 from __future__ import annotations
@@ -368,23 +371,69 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _say(message: str) -> None:
+    print(f"cdp publish: {message}", file=sys.stderr, flush=True)
+
+
+def built_k_anonymity(warehouse: Path) -> int:
+    """The k the last build suppressed with, from its disclosure ledger (the checkpoint checks it).
+
+    Reading it from the build, not from a setting of its own, keeps the two from
+    disagreeing: `cdp build --vars '{k_anonymity: 20}'` is checked at 20.
+    """
+    try:
+        return disclosure_audit.parameters_from_warehouse(warehouse).k
+    except (disclosure_audit.DisclosureError, duckdb.Error):
+        return disclosure_audit.Parameters().k
+
+
+def publish_checked() -> bool:
+    """Publish the last build's marts after every check; what each command that publishes runs.
+
+    ``cdp build``, ``cdp demo``, ``cdp erase`` and ``cdp publish`` (also
+    ``python -m cdp.publish``): the disclosure audit and the release gate
+    (:func:`publish`), then the Great Expectations checkpoint on the new file at
+    the build's own k. If any refuses, nothing is replaced. Says what happened on
+    stderr; True when published.
+    """
+    from cdp import gx_checkpoint  # it imports this module
+
+    k = built_k_anonymity(paths.warehouse_db())
+
+    def validate(candidate: Path) -> None:
+        outcome = gx_checkpoint.run_checkpoint(candidate, k=k)
+        _say(f"quality report: {outcome.report_index}")
+        if not outcome.success:
+            raise PublishError(
+                "the Great Expectations checkpoint failed, nothing published: "
+                + "; ".join(outcome.failures[:5])
+            )
+
+    try:
+        result = publish(validate=validate)
+    except (PublishError, duckdb.Error) as exc:
+        _say(f"publishing failed: {exc}")
+        return False
+    listed = ", ".join(f"{name} ({rows})" for name, rows in result.tables.items())
+    _say(
+        f"published {result.database} and {paths.published_parquet()}: {listed} in {result.seconds:.1f} s"
+    )
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.publish",
-        description="Publish the anonymised marts (warehouse schema bi) to CDP_PUBLISHED_DIR, atomically.",
+        prog="cdp publish",
+        description=(
+            "Validate the last build's anonymised marts (warehouse schema bi: the disclosure "
+            "audit, the release gate, the Great Expectations checkpoint) and publish them "
+            "atomically to CDP_PUBLISHED_DIR (default data/published)."
+        ),
+        epilog="exit status: 0 published, 1 refused or failed (the last release stays), "
+        "2 usage error",
     )
     parser.parse_args(argv)
-    try:
-        result = publish()
-    except (PublishError, duckdb.Error) as exc:
-        print(f"cdp publish: error: {exc}", file=sys.stderr)
-        return 2
-    listed = ", ".join(f"{name} ({rows} rows)" for name, rows in result.tables.items())
-    print(
-        f"cdp publish: {result.database} and {result.parquet_dir}: {listed}; {result.seconds:.1f} s",
-        file=sys.stderr,
-    )
-    return 0
+    return 0 if publish_checked() else 1
 
 
 if __name__ == "__main__":

@@ -1823,7 +1823,7 @@ def summary(result: PurgeResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
-        prog="purge.py",
+        prog="cdp purge",
         description=(
             "Destroy personal data past its retention period (seeds/data_categories.csv) in the "
             "raw zone, and write a destruction record per batch into audit.destruction_log in the "

@@ -223,7 +223,7 @@ def rotate(
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.rotate",
+        prog="cdp rotate",
         description=(
             "Rotate the pseudonymisation key version: rebuild everything (dbt build "
             "--full-refresh) under the new CDP_KEY_VERSION, then verify that no pseudonym of an "

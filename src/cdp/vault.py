@@ -857,7 +857,7 @@ def find(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.vault",
+        prog="cdp vault",
         description=(
             "The privacy officer's re-identification tool. Every request is logged to "
             "main.reidentification_log in the vault file (who, why, when, what was asked, "

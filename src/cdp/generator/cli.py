@@ -53,7 +53,7 @@ def _rate(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="generate_landing.py",
+        prog="cdp generate",
         description=(
             "Write a synthetic landing zone (the raw DuckDB database of "
             "shared/contracts/raw_landing.md) and its ground truth (a separate DuckDB file). "

@@ -192,7 +192,7 @@ def quotable_line(entry: dict[str, Any] | None, problems: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.pack",
+        prog="cdp pack",
         description="Generate the auditor pack (docs, record of processing, notices, lineage, "
         "compliance summary, privacy gate) into one folder.",
     )

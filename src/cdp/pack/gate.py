@@ -467,7 +467,7 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(OWNER_ONLY_UMASK)  # owner-only: whatever this command or DuckDB creates
     parser = argparse.ArgumentParser(
-        prog="python -m cdp.pack.gate",
+        prog="cdp gate",
         description="Check computed PII lineage against zones and declared meta.",
     )
     parser.add_argument(
