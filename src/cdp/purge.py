@@ -96,7 +96,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from cdp import contract, keys, normalise, paths, pseudonym
+from cdp import catalogue, contract, keys, normalise, paths, pseudonym
 from cdp import vault as vault_tool
 from cdp.keys import OWNER_ONLY_UMASK
 
@@ -107,13 +107,8 @@ SEEDS: Final = paths.PROJECT_ROOT / "seeds"
 
 # Message event types that are a subject's opt-out (kept as consent records).
 OPT_OUT_EVENT_TYPES: Final = ("unsubscribed", "complained")
-# Messaging channel -> identifier type of the recipient (macros/staging/recipient_type.sql).
-RECIPIENT_TYPES: Final[dict[str, str]] = {
-    "email": "email",
-    "sms": "phone",
-    "messenger": "phone",
-    "push": "push_token",
-}
+# Messaging channel -> identifier type of the recipient: seeds/channels.csv, as staging reads it.
+RECIPIENT_TYPES: Final[dict[str, str]] = catalogue.recipient_types()
 SUBJECT_ID_TYPES: Final = ("customer_id", "email", "phone", "anonymous_id")
 # Requests that stay in effect until lifted (the contract has no lifting request).
 STANDING_REQUESTS: Final = ("restriction", "erasure")
