@@ -118,15 +118,6 @@ TABLES: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = {
     },
 }
 
-PURPOSE_CODES: Final[tuple[str, ...]] = (
-    "analytics",
-    "personalisation",
-    "email_marketing",
-    "sms_marketing",
-    "push_marketing",
-    "partner_sharing",
-)
-
 
 def full_columns(schema: str, table: str) -> tuple[tuple[str, str], ...]:
     """All columns of a raw table, loader columns last."""
