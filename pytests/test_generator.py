@@ -22,8 +22,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp.contract import PURPOSE_CODES, TABLES, full_columns
+from cdp import catalogue
+from cdp.contract import TABLES, full_columns
 from cdp.generator import GenerationError, Options, Summary, generate
+from cdp.generator.activity import MESSAGE_CHANNELS, SIMULATED_PURPOSES
 from cdp.generator.cli import main
 from cdp.generator.truth import RECORD_KEYS, TRUTH_TABLES
 
@@ -44,6 +46,9 @@ EVENT_TYPES = {
     "signup",
     "form_submit",
 }
+# The catalogue the generated codes must belong to (seeds/purposes.csv, seeds/channels.csv).
+PURPOSE_CODES = catalogue.consent_purpose_codes()
+CHANNELS = {c.channel for c in catalogue.channels()}
 REQUEST_TYPES = {"access", "rectification", "erasure", "restriction", "objection", "portability"}
 CLEAN_EMAIL = r"^[a-z0-9._+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
 E164 = r"^\+[0-9]{10,14}$"
@@ -145,6 +150,16 @@ def incremental(
 
 
 # ------------------------------------------------------------------ contract
+
+
+def test_the_simulated_purposes_and_channels_are_the_catalogues() -> None:
+    """The generator's own parameters name only what the catalogue holds: every purpose it
+    simulates is a consent purpose of seeds/purposes.csv, every channel a row of
+    seeds/channels.csv, and it simulates every channel (a purpose it does not simulate is
+    allowed: a new purpose gets no synthetic consents until it is given rates)."""
+    assert set(SIMULATED_PURPOSES) <= set(PURPOSE_CODES)
+    assert len(set(SIMULATED_PURPOSES)) == len(SIMULATED_PURPOSES)
+    assert set(MESSAGE_CHANNELS) == CHANNELS
 
 
 def test_raw_database_matches_the_contract_exactly(base: Generated) -> None:
@@ -717,7 +732,7 @@ def test_dirty_rate_zero_gives_clean_data(clean: Generated) -> None:
         assert _count(con, consents, f"purpose_code not in {_in(PURPOSE_CODES)}") == 0
         assert _count(con, consents, f"channel not in {_in(CONSENT_CHANNELS)}") == 0
         assert _count(con, consents, "evidence_ref is null") == 0
-        message_channels = _in({"email", "sms", "push", "messenger"})
+        message_channels = _in(CHANNELS)
         assert _count(con, "messaging.message_events", f"channel not in {message_channels}") == 0
         # the structure stays: shared family mailboxes, guests, anonymous browsing
         assert _count(con, "t.shared_identifiers", "reason = 'family_mailbox'")

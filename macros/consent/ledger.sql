@@ -129,3 +129,25 @@
 {% macro default__consent_valid_at(ledger, at) -%}
     ({{ ledger }}.valid_from <= {{ at }} and ({{ ledger }}.valid_to is null or {{ ledger }}.valid_to > {{ at }}))
 {%- endmacro %}
+
+{#-
+    The rows of the relation or CTE `events` (with person_key and event_at)
+    whose person had `purpose_code` consent in force at the event time, by the
+    person ledger `ledger` (a CTE of int_consent__person_ledger). Intervals of
+    one person and purpose never overlap: at most one matches an event, so no
+    row is repeated. The one block every event-level purpose model uses
+    (fct_profile_events, int_bi__analytics_events).
+-#}
+{% macro events_in_consent(events, ledger, purpose_code) -%}
+    {{ return(adapter.dispatch('events_in_consent', 'cdp')(events, ledger, purpose_code)) }}
+{%- endmacro %}
+
+{% macro default__events_in_consent(events, ledger, purpose_code) -%}
+    select {{ events }}.*
+    from {{ events }}
+    inner join {{ ledger }}
+        on
+            {{ events }}.person_key = {{ ledger }}.person_key
+            and {{ ledger }}.purpose_code = '{{ purpose_code }}'
+            and {{ consent_valid_at(ledger, events ~ '.event_at') }}
+{%- endmacro %}

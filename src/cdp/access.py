@@ -37,7 +37,6 @@ the command line are bound SQL parameters, never SQL text.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import decimal
 import json
@@ -51,7 +50,7 @@ from typing import Any, Final
 
 import duckdb
 
-from cdp import keys, normalise, paths, pseudonym, purge, sources, vault
+from cdp import catalogue, keys, normalise, paths, pseudonym, sources, vault
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.access"
@@ -67,7 +66,7 @@ def raw_identifier_columns() -> dict[str, tuple[tuple[str, str], ...]]:
     for table in sources.landing_tables():
         pairs = list(table.identifier_columns)
         for column, _channel in table.channel_columns:
-            pairs += [(column, t) for t in sorted(set(purge.RECIPIENT_TYPES.values()))]
+            pairs += [(column, t) for t in sorted(set(catalogue.recipient_types().values()))]
         if pairs:
             found[table.qualified] = tuple(pairs)
     return found
@@ -116,11 +115,6 @@ def check_request_id(request_id: str | None) -> str | None:
             "at most 64 characters"
         )
     return request_id
-
-
-def _load_csv(name: str) -> list[dict[str, str]]:
-    with (paths.project_dir() / "seeds" / name).open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _table_exists(con: Any, catalog: str, schema: str, table: str) -> bool:
@@ -312,23 +306,27 @@ def _events_summary(records: Mapping[str, list[dict[str, Any]]]) -> dict[str, An
     }
 
 
-def _purposes(consent_status: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    categories = {row["data_category"]: row for row in _load_csv("data_categories.csv")}
+def _purposes(
+    consent_status: list[dict[str, Any]], seeds: Path | None = None
+) -> list[dict[str, Any]]:
+    """The catalogue's purposes the person's data serves (``seeds``: the project's seed folder)."""
+    categories = {
+        row["data_category"]: row for row in catalogue.read_seed("data_categories.csv", seeds)
+    }
     status = {row["purpose_code"]: row for row in consent_status}
     out = []
-    for purpose in _load_csv("purposes.csv"):
-        code = purpose["purpose_code"]
-        needs_consent = purpose["is_consent_required"].lower() == "true"
-        if needs_consent and code not in status:
+    for purpose in catalogue.purposes(seeds):
+        code = purpose.purpose_code
+        if purpose.is_consent_required and code not in status:
             continue  # a consent purpose the person never consented to: nothing processed for it
         out.append(
             {
                 "purpose_code": code,
-                "purpose_name": purpose["purpose_name"],
-                "description": purpose["description"],
-                "legal_basis": purpose["legal_basis"],
-                "legal_reference": purpose["legal_reference"],
-                "recipients": [r.strip() for r in purpose["recipients"].split(";") if r.strip()],
+                "purpose_name": purpose.purpose_name,
+                "description": purpose.description,
+                "legal_basis": purpose.legal_basis,
+                "legal_reference": purpose.legal_reference,
+                "recipients": list(purpose.recipients),
                 "is_permitted_now": status[code]["is_permitted"] if code in status else None,
                 "data_categories": [
                     {
@@ -344,8 +342,7 @@ def _purposes(consent_status: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         if c in categories
                         else None,
                     }
-                    for c in purpose["data_categories"].split(";")
-                    if c
+                    for c in purpose.data_categories
                 ],
             }
         )
@@ -363,8 +360,12 @@ def export(
     warehouse_db: Path | None = None,
     vault_db: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    seeds: Path | None = None,
 ) -> AccessExport:
-    """Everything held on the person the identifier belongs to; logged in the vault first."""
+    """Everything held on the person the identifier belongs to; logged in the vault first.
+
+    ``seeds`` is the seed folder of the project that built the warehouse (default this one's):
+    the purposes listed are its catalogue's."""
     try:
         request = vault._check_request(officer, reason, ACTION)
     except vault.VaultError as exc:
@@ -490,7 +491,7 @@ def export(
             "order_items": records.get("shop.order_items", []),
         },
         "events_summary": _events_summary(records),
-        "purposes": _purposes(warehouse["consent_status"]),
+        "purposes": _purposes(warehouse["consent_status"], seeds),
         "requests": {
             "tracking": warehouse["requests"],
             "records": records.get("privacy.subject_requests", []),

@@ -29,15 +29,6 @@ def _tables() -> dict[str, dict[str, tuple[tuple[str, str], ...]]]:
 # ``data_type`` of every landing column in the sources' metadata (cdp.sources).
 TABLES: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = _tables()
 
-PURPOSE_CODES: Final[tuple[str, ...]] = (
-    "analytics",
-    "personalisation",
-    "email_marketing",
-    "sms_marketing",
-    "push_marketing",
-    "partner_sharing",
-)
-
 
 def full_columns(schema: str, table: str) -> tuple[tuple[str, str], ...]:
     """All columns of a raw table, loader columns last."""

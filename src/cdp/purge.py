@@ -100,7 +100,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from cdp import contract, keys, normalise, paths, pseudonym, sources
+from cdp import catalogue, contract, keys, normalise, paths, pseudonym, sources
 from cdp import vault as vault_tool
 from cdp.as_of import AsOfError, parse_as_of
 from cdp.keys import OWNER_ONLY_UMASK
@@ -112,13 +112,8 @@ LOG_TABLE: Final = f"{AUDIT_SCHEMA}.destruction_log"
 
 # Message event types that are a subject's opt-out (kept as consent records).
 OPT_OUT_EVENT_TYPES: Final = ("unsubscribed", "complained")
-# Messaging channel -> identifier type of the recipient (macros/staging/recipient_type.sql).
-RECIPIENT_TYPES: Final[dict[str, str]] = {
-    "email": "email",
-    "sms": "phone",
-    "messenger": "phone",
-    "push": "push_token",
-}
+# Messaging channel -> identifier type of the recipient: seeds/channels.csv, as staging reads it.
+RECIPIENT_TYPES: Final[dict[str, str]] = catalogue.recipient_types()
 SUBJECT_ID_TYPES: Final = ("customer_id", "email", "phone", "anonymous_id")
 MIN_KEY_MATCH: Final = 0.5
 # Retention rules planned apart (they judge a person across tables), and their one table.

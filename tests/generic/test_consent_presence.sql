@@ -7,6 +7,9 @@
 
     Settings, from the model's meta unless given as test arguments:
       purpose             a purpose code, or a list of them (must be in the catalogue)
+      purpose_column      instead of `purpose`: the column naming each row's purpose
+                          (a long-format model such as rpt_marketing_audiences); each
+                          row is checked for its own purpose, which must be catalogued
       subject_column      the column holding the subject
       event_time_column   optional: the event time of each row
       subject_level       `person` (default: person_key, person ledger) or
@@ -17,7 +20,7 @@
     Returns one row per violation: the subject, the purpose and what is wrong.
 -#}
 {% test consent_presence(model, purpose=none, subject_column=none, event_time_column=none,
-                         subject_level=none, check_opt_outs=none) %}
+                         subject_level=none, check_opt_outs=none, purpose_column=none) %}
 {%- set meta = model_meta_of(model) -%}
 {%- set identifier = '^[A-Za-z_][A-Za-z0-9_]*$' -%}
 {%- set code = '^[a-z][a-z0-9_]*$' -%}
@@ -27,8 +30,12 @@
 {%- for item in purpose_list -%}
     {%- do checked_purposes.append(checked_setting(item, 'purpose', code, model)) -%}
 {%- endfor -%}
-{%- if execute and checked_purposes | length == 0 -%}
-    {{ exceptions.raise_compiler_error("consent_presence on " ~ model ~ ": set `purpose` in the model's meta (or as a test argument)") }}
+{%- set row_purpose = checked_setting(purpose_column or meta.get('purpose_column'), 'purpose_column', identifier, model, required=false) -%}
+{%- if execute and row_purpose and checked_purposes | length > 0 -%}
+    {{ exceptions.raise_compiler_error("consent_presence on " ~ model ~ ": set `purpose` or `purpose_column`, not both") }}
+{%- endif -%}
+{%- if execute and not row_purpose and checked_purposes | length == 0 -%}
+    {{ exceptions.raise_compiler_error("consent_presence on " ~ model ~ ": set `purpose` (or `purpose_column`) in the model's meta (or as a test argument)") }}
 {%- endif -%}
 {%- set subject = checked_setting(subject_column or meta.get('subject_column'), 'subject_column', identifier, model) -%}
 {%- set event_time = checked_setting(event_time_column or meta.get('event_time_column'), 'event_time_column', identifier, model, required=false) -%}
@@ -75,6 +82,16 @@ permitted as (
 
 ),
 
+model_rows as (
+
+    select
+        cast({{ subject or 'null' }} as varchar) as subject_key,
+        {{ ('cast(' ~ event_time ~ ' as timestamp)') if event_time else 'cast(null as timestamp)' }} as event_at,
+        {{ ('cast(' ~ row_purpose ~ ' as varchar)') if row_purpose else 'cast(null as varchar)' }} as purpose_code
+    from {{ model }}
+
+),
+
 served_purposes as (
 
     select
@@ -82,6 +99,9 @@ served_purposes as (
         catalogue.purpose_code is not null as is_catalogued,
         coalesce(catalogue.is_consent_required, true) as is_consent_required
     from (
+        {% if row_purpose -%}
+        select distinct purpose_code from model_rows
+        {%- else -%}
         {% for code_value in checked_purposes -%}
         select '{{ code_value }}' as purpose_code
         {% if not loop.last %}union all
@@ -89,18 +109,29 @@ served_purposes as (
         {%- else -%}
         select cast(null as varchar) as purpose_code where false
         {%- endfor %}
+        {%- endif %}
     ) as served
     left join catalogue
         on served.purpose_code = catalogue.purpose_code
 
 ),
 
-model_rows as (
+-- Each row with each purpose it must be consented for: every purpose the model serves,
+-- or with a purpose column, the row's own.
+row_purposes as (
 
     select
-        cast({{ subject or 'null' }} as varchar) as subject_key,
-        {{ ('cast(' ~ event_time ~ ' as timestamp)') if event_time else 'cast(null as timestamp)' }} as event_at
-    from {{ model }}
+        model_rows.subject_key,
+        model_rows.event_at,
+        served_purposes.purpose_code,
+        served_purposes.is_consent_required
+    from model_rows
+    {% if row_purpose -%}
+    inner join served_purposes
+        on model_rows.purpose_code = served_purposes.purpose_code
+    {%- else -%}
+    cross join served_purposes
+    {%- endif %}
 
 ),
 
@@ -117,20 +148,19 @@ violations as (
     union all
 
     select
-        model_rows.subject_key,
-        served_purposes.purpose_code,
-        model_rows.event_at,
+        row_purposes.subject_key,
+        row_purposes.purpose_code,
+        row_purposes.event_at,
         'no consent in force as of as_of' as violation
-    from model_rows
-    cross join served_purposes
+    from row_purposes
     where
-        served_purposes.is_consent_required
+        row_purposes.is_consent_required
         and not exists (
             select 1
             from ledger
             where
-                ledger.subject_key = model_rows.subject_key
-                and ledger.purpose_code = served_purposes.purpose_code
+                ledger.subject_key = row_purposes.subject_key
+                and ledger.purpose_code = row_purposes.purpose_code
                 and {{ consent_valid_at('ledger', as_of()) }}
         )
 
@@ -138,20 +168,19 @@ violations as (
     union all
 
     select
-        model_rows.subject_key,
-        served_purposes.purpose_code,
-        model_rows.event_at,
+        row_purposes.subject_key,
+        row_purposes.purpose_code,
+        row_purposes.event_at,
         'consent stopped by an objection, unsubscribe, complaint, restriction or erasure' as violation
-    from model_rows
-    cross join served_purposes
+    from row_purposes
     where
-        served_purposes.is_consent_required
+        row_purposes.is_consent_required
         and not exists (
             select 1
             from permitted
             where
-                permitted.subject_key = model_rows.subject_key
-                and permitted.purpose_code = served_purposes.purpose_code
+                permitted.subject_key = row_purposes.subject_key
+                and permitted.purpose_code = row_purposes.purpose_code
         )
     {% endif %}
 
@@ -159,21 +188,20 @@ violations as (
     union all
 
     select
-        model_rows.subject_key,
-        served_purposes.purpose_code,
-        model_rows.event_at,
+        row_purposes.subject_key,
+        row_purposes.purpose_code,
+        row_purposes.event_at,
         'no consent in force at the event time' as violation
-    from model_rows
-    cross join served_purposes
+    from row_purposes
     where
-        served_purposes.is_consent_required
+        row_purposes.is_consent_required
         and not exists (
             select 1
             from ledger
             where
-                ledger.subject_key = model_rows.subject_key
-                and ledger.purpose_code = served_purposes.purpose_code
-                and {{ consent_valid_at('ledger', 'model_rows.event_at') }}
+                ledger.subject_key = row_purposes.subject_key
+                and ledger.purpose_code = row_purposes.purpose_code
+                and {{ consent_valid_at('ledger', 'row_purposes.event_at') }}
         )
     {% endif %}
 

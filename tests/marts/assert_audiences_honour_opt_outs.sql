@@ -1,25 +1,17 @@
 {{ config(tags=['privacy']) }}
 {#-
     Requirement 5, checked from staging rather than through the ledger: nobody
-    is in a channel's audience who unsubscribed or complained on that channel
-    (or objected to its purpose) after the consent the audience row relies on
-    was given, through any identifier of theirs, by as_of.
+    is in a purpose's audience who unsubscribed or complained on one of that
+    purpose's channels (or objected to the purpose, or to all marketing) after
+    the consent the audience row relies on was given, through any identifier
+    of theirs, by as_of. Which channels stop which purpose is the catalogue's
+    (purposes.message_channels): a new marketing purpose is checked with no
+    edit here. Every published audience (rpt_<channel>_audience) is a slice of
+    rpt_marketing_audiences.
 -#}
-with email_audience as (
+with marketing_audiences as (
 
-    select * from {{ ref('rpt_email_audience') }}
-
-),
-
-sms_audience as (
-
-    select * from {{ ref('rpt_sms_audience') }}
-
-),
-
-push_audience as (
-
-    select * from {{ ref('rpt_push_audience') }}
+    select * from {{ ref('rpt_marketing_audiences') }}
 
 ),
 
@@ -41,46 +33,38 @@ subject_persons as (
 
 ),
 
-marketing_purposes as (
+purposes as (
 
-    select unnest(['email_marketing', 'sms_marketing', 'push_marketing']) as purpose_code
+    select * from {{ ref('purposes') }}
 
 ),
 
-audiences as (
+purpose_channels as (
 
     select
-        'email_marketing' as purpose_code,
-        person_key,
-        consent_valid_from
-    from email_audience
-    union all
-    select
-        'sms_marketing' as purpose_code,
-        person_key,
-        consent_valid_from
-    from sms_audience
-    union all
-    select
-        'push_marketing' as purpose_code,
-        person_key,
-        consent_valid_from
-    from push_audience
+        purposes.purpose_code,
+        trim(listed.channel) as channel
+    from purposes
+    cross join unnest(string_split(purposes.message_channels, ';')) as listed (channel)
+
+),
+
+marketing_purposes as (
+
+    select distinct purpose_code from purpose_channels
 
 ),
 
 opt_outs as (
 
     select
-        case message_events.channel
-            when 'email' then 'email_marketing'
-            when 'push' then 'push_marketing'
-            else 'sms_marketing'
-        end as purpose_code,
+        purpose_channels.purpose_code,
         identifiers.subject_key,
         message_events.event_at as opted_out_at,
         message_events.event_type as opt_out
     from message_events
+    inner join purpose_channels
+        on message_events.channel = purpose_channels.channel
     cross join unnest([message_events.customer_key, message_events.recipient_key]) as identifiers (subject_key)
     where
         message_events.event_type in ('unsubscribed', 'complained')
@@ -103,19 +87,19 @@ opt_outs as (
 final as (
 
     select
-        audiences.purpose_code,
-        audiences.person_key,
-        audiences.consent_valid_from,
+        marketing_audiences.purpose_code,
+        marketing_audiences.person_key,
+        marketing_audiences.consent_valid_from,
         opt_outs.opt_out,
         opt_outs.opted_out_at
-    from audiences
+    from marketing_audiences
     inner join subject_persons
-        on audiences.person_key = subject_persons.person_key
+        on marketing_audiences.person_key = subject_persons.person_key
     inner join opt_outs
         on
             subject_persons.subject_key = opt_outs.subject_key
-            and audiences.purpose_code = opt_outs.purpose_code
-    where opt_outs.opted_out_at >= audiences.consent_valid_from
+            and marketing_audiences.purpose_code = opt_outs.purpose_code
+    where opt_outs.opted_out_at >= marketing_audiences.consent_valid_from
 
 )
 

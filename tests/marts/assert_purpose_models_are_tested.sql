@@ -1,9 +1,10 @@
 {{ config(tags=['privacy']) }}
 {#-
-    Every model that declares a purpose in its meta carries the
-    consent_presence test, and every model that declares a retention time
-    column carries the within_retention test: a new purpose-serving or
-    timestamped model cannot skip the checks. Reads the project graph.
+    Every model that declares a purpose in its meta (`purpose`, or
+    `purpose_column` for a long-format model) carries the consent_presence
+    test, and every model that declares a retention time column carries the
+    within_retention test: a new purpose-serving or timestamped model cannot
+    skip the checks. Reads the project graph.
 -#}
 {%- set missing = [] -%}
 {%- set missing_rows = [] -%}
@@ -19,8 +20,8 @@
         {%- do meta.update(node.meta or {}) -%}
         {%- do meta.update(node.config.meta or {}) -%}
         {%- set tests_here = tested.get(node.unique_id, []) -%}
-        {%- if meta.get('purpose') and node.fqn[1] == 'marts' and 'consent_presence' not in tests_here -%}
-            {%- do missing.append((node.name, 'serves a purpose (meta.purpose) but has no consent_presence test')) -%}
+        {%- if (meta.get('purpose') or meta.get('purpose_column')) and node.fqn[1] == 'marts' and 'consent_presence' not in tests_here -%}
+            {%- do missing.append((node.name, 'serves a purpose (meta.purpose or meta.purpose_column) but has no consent_presence test')) -%}
         {%- endif -%}
         {%- if meta.get('retention_time_column') and 'within_retention' not in tests_here -%}
             {%- do missing.append((node.name, 'declares a retention time column but has no within_retention test')) -%}

@@ -1,11 +1,12 @@
 {#-
-    The identifier an audience sends to, per person and messaging channel:
-    email -> an email pseudonym, sms -> a phone pseudonym, push -> a push-token
-    pseudonym. Only identifiers that belong to the person alone; a contact the
-    person corrected by a verified rectification request first
-    (int_rights__rectifications), then the most authoritative link (CRM
-    record, then order contact, then messaging platform, then the identifier
-    itself), ties to the smaller pseudonym.
+    The identifier an audience sends to, per person and recipient identifier
+    type: every type a messaging channel sends to (seed channels: email ->
+    email, sms and messenger -> phone, push -> push_token). Only identifiers
+    that belong to the person alone; a contact the person corrected by a
+    verified rectification request first (int_rights__rectifications), then
+    the most authoritative link (CRM record, then order contact, then
+    messaging platform, then the identifier itself), ties to the smaller
+    pseudonym.
 -#}
 with subject_persons as (
 
@@ -16,6 +17,12 @@ with subject_persons as (
 rectifications as (
 
     select * from {{ ref('int_rights__rectifications') }}
+
+),
+
+channels as (
+
+    select * from {{ ref('channels') }}
 
 ),
 
@@ -41,16 +48,9 @@ candidates as (
 
 ),
 
-channels as (
+recipient_types as (
 
-    select
-        subject_id_type,
-        case subject_id_type
-            when 'email' then 'email'
-            when 'phone' then 'sms'
-            when 'push_token' then 'push'
-        end as channel
-    from (select distinct subject_id_type from candidates) as id_types
+    select distinct recipient_type from channels
 
 ),
 
@@ -58,18 +58,17 @@ ranked as (
 
     select
         candidates.person_key,
-        channels.channel,
         candidates.subject_id_type as contact_id_type,
         candidates.subject_key as contact_key,
         candidates.link_rule,
         row_number() over (
-            partition by candidates.person_key, channels.channel
+            partition by candidates.person_key, candidates.subject_id_type
             order by candidates.link_priority, candidates.subject_key
         ) as contact_rank
     from candidates
-    inner join channels
-        on candidates.subject_id_type = channels.subject_id_type
-    where candidates.is_unambiguous and channels.channel is not null
+    inner join recipient_types
+        on candidates.subject_id_type = recipient_types.recipient_type
+    where candidates.is_unambiguous
 
 ),
 
@@ -77,7 +76,6 @@ final as (
 
     select
         person_key,
-        channel,
         contact_id_type,
         contact_key,
         link_rule

@@ -1,11 +1,11 @@
 {{ config(materialized='table', schema='marts') }}
 
 {#-
-    Who may receive marketing SMS and messenger messages as of `as_of`: one row per person whose
-    sms_marketing consent is in force and not stopped by an objection,
-    unsubscribe, complaint, restriction or erasure since it was given
-    (int_consent__person_purposes), who was active within the inactivity
-    limit, and who has a sms contact identifier of their own. The contact is
-    a pseudonym: the delivery processor resolves it through the vault.
+    Who may receive marketing SMS and messenger messages as of `as_of`: the sms_marketing rows of
+    rpt_marketing_audiences (consent in force and not stopped by an
+    objection, unsubscribe, complaint, restriction or erasure since it was
+    given, active within the inactivity limit, and a contact identifier of
+    their own of the type the purpose's channels send to). The contact is a
+    pseudonym: the delivery processor resolves it through the vault.
 -#}
-{{ channel_audience('sms_marketing', 'sms') }}
+{{ purpose_audience('sms_marketing') }}

@@ -3,11 +3,27 @@
 {#-
     The pseudonymised, consented, minimised unified customer profile: one row
     per person who may be profiled as of `as_of` (int_consent__profiled_persons),
-    keyed by person_key. Only what the personalisation purpose needs: consent
-    flags per purpose, a purchase summary with RFM, communication and site
-    activity (all from fct_profile_events: consented at the event time, within
-    retention), age band and region. Never a birth date, city, name or contact.
+    keyed by person_key. Only what the personalisation purpose needs: the
+    consent-based purposes the person is permitted for, a purchase summary with
+    RFM, communication and site activity (all from fct_profile_events:
+    consented at the event time, within retention), age band and region. Never
+    a birth date, city, name or contact.
+
+    Consent is data: permitted_purposes lists every consent purpose of the
+    catalogue the person is permitted for, a new purpose included with no edit
+    here. The flag columns is_<purpose>_permitted are the ones the contract
+    (_profile__models.yml) publishes, each read from that list: the contract is
+    the one place they are written (docs/decisions.md, 54), and
+    assert_profile_flags_name_consent_purposes fails on a flag whose purpose
+    the catalogue does not hold.
 -#}
+{%- set flag_purposes = [] -%}
+{%- for column_name in model.columns -%}
+    {%- set flag = modules.re.fullmatch('is_([a-z][a-z0-9_]*)_permitted', column_name) -%}
+    {%- if flag -%}
+        {%- do flag_purposes.append(flag.group(1)) -%}
+    {%- endif -%}
+{%- endfor %}
 with profiled_persons as (
 
     select * from {{ ref('int_consent__profiled_persons') }}
@@ -64,11 +80,7 @@ consent_flags as (
 
     select
         person_key,
-        coalesce(bool_or(purpose_code = 'analytics' and is_permitted), false) as is_analytics_permitted,
-        coalesce(bool_or(purpose_code = 'email_marketing' and is_permitted), false) as is_email_marketing_permitted,
-        coalesce(bool_or(purpose_code = 'sms_marketing' and is_permitted), false) as is_sms_marketing_permitted,
-        coalesce(bool_or(purpose_code = 'push_marketing' and is_permitted), false) as is_push_marketing_permitted,
-        coalesce(bool_or(purpose_code = 'partner_sharing' and is_permitted), false) as is_partner_sharing_permitted
+        list(purpose_code order by purpose_code) filter (where is_permitted) as permitted_purposes
     from person_purposes
     group by person_key
 
@@ -233,11 +245,11 @@ final as (
         cast(profiled_persons.consent_valid_from as timestamp) as personalisation_consent_since,
         cast(profiled_persons.consent_channel as varchar) as personalisation_consent_channel,
         cast(profiled_persons.policy_version as varchar) as personalisation_policy_version,
-        cast(coalesce(consent_flags.is_analytics_permitted, false) as boolean) as is_analytics_permitted,
-        cast(coalesce(consent_flags.is_email_marketing_permitted, false) as boolean) as is_email_marketing_permitted,
-        cast(coalesce(consent_flags.is_sms_marketing_permitted, false) as boolean) as is_sms_marketing_permitted,
-        cast(coalesce(consent_flags.is_push_marketing_permitted, false) as boolean) as is_push_marketing_permitted,
-        cast(coalesce(consent_flags.is_partner_sharing_permitted, false) as boolean) as is_partner_sharing_permitted,
+        {%- for purpose_code in flag_purposes %}
+            cast(list_contains(coalesce(consent_flags.permitted_purposes, []), '{{ purpose_code }}') as boolean)
+                as is_{{ purpose_code }}_permitted,
+        {%- endfor %}
+        cast(coalesce(consent_flags.permitted_purposes, []) as varchar[]) as permitted_purposes,
         cast(coalesce(purchase_summary.order_count, 0) as bigint) as order_count,
         cast(coalesce(purchase_summary.revenue_rub, 0) as decimal(18, 2)) as revenue_rub,
         cast(coalesce(category_summary.category_count, 0) as bigint) as category_count,

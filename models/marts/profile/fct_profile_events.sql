@@ -27,13 +27,6 @@ profiled_persons as (
 
 ),
 
-personalisation_intervals as (
-
-    select * from person_ledger
-    where purpose_code = 'personalisation'
-
-),
-
 attributed_events as (
 
     select retained_events.*
@@ -45,13 +38,7 @@ attributed_events as (
 
 consented_events as (
 
-    -- Intervals of one person and purpose never overlap: at most one matches an event.
-    select attributed_events.*
-    from attributed_events
-    inner join personalisation_intervals
-        on
-            attributed_events.person_key = personalisation_intervals.person_key
-            and {{ consent_valid_at('personalisation_intervals', 'attributed_events.event_at') }}
+    {{ events_in_consent('attributed_events', 'person_ledger', 'personalisation') }}
 
 ),
 

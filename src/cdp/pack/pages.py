@@ -8,13 +8,13 @@ network) and Markdown twins for the documents people copy into other places.
 # ruff: noqa: RUF001  (the Russian notice: Cyrillic letters are meant)
 from __future__ import annotations
 
-import csv
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdp import catalogue as seeds_catalogue
 from cdp.pack import lineage as lin
 from cdp.pack.gate import Finding, label_name, personal_sources, zone_of
 from cdp.pack.lineage import ColumnRef, ProjectLineage
@@ -119,11 +119,10 @@ class Catalogue:
     @classmethod
     def load(cls, seeds: Path) -> Catalogue:
         def rows(name: str) -> list[dict[str, str]]:
-            file = seeds / name
-            if not file.is_file():
-                raise PackError(f"{file} is missing")
-            with file.open(encoding="utf-8", newline="") as handle:
-                return list(csv.DictReader(handle))
+            try:
+                return seeds_catalogue.read_seed(name, seeds)
+            except seeds_catalogue.CatalogueError as exc:
+                raise PackError(str(exc)) from None
 
         purposes = rows("purposes.csv")
         categories = {row["data_category"]: row for row in rows("data_categories.csv")}
@@ -225,8 +224,15 @@ def ropa_rows(catalogue: Catalogue, manifest: dict[str, Any]) -> list[list[str]]
     for node in manifest["nodes"].values():
         if node.get("resource_type") != "model":
             continue
-        purpose = (node.get("config", {}).get("meta") or {}).get("purpose")
-        for code in [purpose] if isinstance(purpose, str) else list(purpose or []):
+        meta = node.get("config", {}).get("meta") or {}
+        purpose = meta.get("purpose")
+        codes = [purpose] if isinstance(purpose, str) else list(purpose or [])
+        # A long-format model (meta.purpose_column) serves every purpose whose catalogue
+        # column meta.purposes_with is set, e.g. rpt_marketing_audiences: message_channels.
+        column = meta.get("purposes_with")
+        if meta.get("purpose_column") and isinstance(column, str):
+            codes += [p["purpose_code"] for p in catalogue.purposes if split(p.get(column, ""))]
+        for code in codes:
             serving.setdefault(str(code), []).append(node["name"])
     rows = []
     for purpose in catalogue.purposes:

@@ -26,13 +26,6 @@ analytics_persons as (
 
 ),
 
-analytics_intervals as (
-
-    select * from person_ledger
-    where purpose_code = 'analytics'
-
-),
-
 attributed_events as (
 
     select
@@ -48,13 +41,7 @@ attributed_events as (
 
 consented_events as (
 
-    -- Intervals of one person and purpose never overlap: at most one matches an event.
-    select attributed_events.*
-    from attributed_events
-    inner join analytics_intervals
-        on
-            attributed_events.person_key = analytics_intervals.person_key
-            and {{ consent_valid_at('analytics_intervals', 'attributed_events.event_at') }}
+    {{ events_in_consent('attributed_events', 'person_ledger', 'analytics') }}
 
 ),
 
