@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     Who may receive marketing email as of `as_of`: one row per person whose
     email_marketing consent is in force and not stopped by an objection,

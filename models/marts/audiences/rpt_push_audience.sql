@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     Who may receive marketing push notifications as of `as_of`: one row per person whose
     push_marketing consent is in force and not stopped by an objection,

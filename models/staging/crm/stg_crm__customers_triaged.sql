@@ -12,6 +12,7 @@
 -#}
 {%- set group_keys = {'customer_key': normalise_key('raw_rows.customer_id')} %}
 {%- set pseudonymised_keys = {'customer_key': 'customer_id'} %}
+{{ config(materialized='table') }}
 with
 
 {{ triage_source(source('crm', 'customers'), group_keys, pseudonymised_keys) }},

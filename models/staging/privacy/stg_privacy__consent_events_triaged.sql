@@ -1,10 +1,3 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='regroup',
-    unique_key=['consent_event_key'],
-    on_schema_change='fail'
-) }}
-
 {#-
     Every raw consent-log row with its triage status; the subject is pseudonymised.
 
@@ -21,6 +14,7 @@
 -#}
 {%- set group_keys = {'consent_event_key': normalise_key('raw_rows.consent_event_id')} %}
 {%- set pseudonymised_keys = {'consent_event_key': 'consent_event_id'} %}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('privacy', 'consent_events'), group_keys, pseudonymised_keys) }},

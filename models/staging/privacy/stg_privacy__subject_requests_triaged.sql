@@ -32,6 +32,7 @@
     cannot see; every build triages every request (docs/decisions.md, 56).
 -#}
 {%- set group_keys = {'request_id': normalise_key('raw_rows.request_id')} %}
+{{ config(materialized='table') }}
 with
 
 {{ triage_source(source('privacy', 'subject_requests'), group_keys) }},

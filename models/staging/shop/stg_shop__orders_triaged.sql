@@ -15,6 +15,7 @@
 -#}
 {%- set group_keys = {'order_key': normalise_key('raw_rows.order_id')} %}
 {%- set pseudonymised_keys = {'order_key': 'order_id'} %}
+{{ config(materialized='table') }}
 with
 
 {{ triage_source(source('shop', 'orders'), group_keys, pseudonymised_keys) }},
