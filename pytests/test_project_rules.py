@@ -7,8 +7,8 @@ model reads sources (and seeds, and its table's ``base_`` model) only, and the v
 of kept rows reads its triaged model only; one staging model per source table, and
 it is a triaged model made by the one staging recipe; a primary-key test on every
 model; model names carry their folder's prefix; no model file repeats its folder's
-config; a model that calls the plugin's functions is never a view; every macro is
-documented in yml.
+config; a model that calls the plugin's functions is never a view; every model and
+every macro is documented in yml.
 
 Where the project departs from a rule it says so below, in one place, with the
 reason; an exception that no longer applies fails the test too, so the list stays
@@ -406,6 +406,15 @@ def test_a_model_that_calls_the_plugin_is_not_a_view(manifest: Any) -> None:
         if node.config.materialized == "view" and inlined_macros(node) & plugin
     }
     _check("plugin_calls_in_views", offenders, offenders)
+
+
+def test_every_model_is_documented(manifest: Any) -> None:
+    undocumented = {
+        node.name: str(node.original_file_path)
+        for node in _models(manifest).values()
+        if not str(node.description or "").strip()
+    }
+    _check("model_docs", undocumented, undocumented)
 
 
 def test_every_macro_is_documented(manifest: Any) -> None:
