@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp import keys, normalise, pseudonym
+from cdp import keys, normalise, pseudonym, sources
 from cdp import purge as purge_module
 from cdp.purge import PurgeError, parse_as_of, purge
 from conftest import ROOT, Workspace, copy_workspace, query, run_ok
@@ -36,15 +36,8 @@ pytestmark = pytest.mark.dbt
 # that every rule fires: site, messages, consent episodes, requests, inactivity.
 PURGE_AS_OF = "2027-12-01"
 PURGE_AS_OF_TS = dt.datetime(2027, 12, 1)
-RAW_TABLES = (
-    "crm.customers",
-    "web.events",
-    "shop.orders",
-    "shop.order_items",
-    "messaging.message_events",
-    "privacy.consent_events",
-    "privacy.subject_requests",
-)
+# Every landing table the sources' metadata declares (cdp.sources): a new one is covered.
+RAW_TABLES = tuple(table.qualified for table in sources.landing_tables())
 MY_MODELS = "path:models/intermediate/consent+"
 
 

@@ -1,115 +1,45 @@
 {#-
-    Every quarantined raw row of every source table, with the reason. A row is
+    Every quarantined raw row of every landing table, with the reason. A row is
     located by its batch and its key's pseudonym, as staged (a raw source id
     would join back to the raw row's personal data: docs/decisions.md, 50); raw
-    values stay in the raw zone.
+    values stay in the raw zone. The tables are every staging model of the
+    staging recipe (stg_<source>__<table>_triaged, macros/sources), each
+    locating its rows by its meta's record_locator.
 -#}
-with customers as (
+{%- set triaged = triaged_models() %}
+with unioned as (
 
+    {%- for model, source_node in triaged %}
+    {% if not loop.first %}union all{% endif %}
     select
-        'crm.customers' as source_table,
+        '{{ source_node.schema }}.{{ source_node.name }}' as source_table,
         _batch_id,
         _loaded_at,
-        customer_key as record_locator,
+        {{ model.config.meta.get('record_locator', 'cast(null as varchar)') }} as record_locator,
         reject_reason
-    from {{ ref('stg_crm__customers_triaged') }}
+    from {{ node_relation(model) }}
     where row_status = 'quarantined'
-
-),
-
-web_events as (
-
+    {%- else %}
     select
-        'web.events' as source_table,
-        _batch_id,
-        _loaded_at,
-        event_key as record_locator,
-        reject_reason
-    from {{ ref('stg_web__events_triaged') }}
-    where row_status = 'quarantined'
-
-),
-
-orders as (
-
-    select
-        'shop.orders' as source_table,
-        _batch_id,
-        _loaded_at,
-        order_key as record_locator,
-        reject_reason
-    from {{ ref('stg_shop__orders_triaged') }}
-    where row_status = 'quarantined'
-
-),
-
-order_items as (
-
-    select
-        'shop.order_items' as source_table,
-        _batch_id,
-        _loaded_at,
-        order_key || '#' || line_number as record_locator,
-        reject_reason
-    from {{ ref('stg_shop__order_items_triaged') }}
-    where row_status = 'quarantined'
-
-),
-
-message_events as (
-
-    select
-        'messaging.message_events' as source_table,
-        _batch_id,
-        _loaded_at,
-        message_event_key as record_locator,
-        reject_reason
-    from {{ ref('stg_messaging__message_events_triaged') }}
-    where row_status = 'quarantined'
-
-),
-
-consent_events as (
-
-    select
-        'privacy.consent_events' as source_table,
-        _batch_id,
-        _loaded_at,
-        consent_event_key as record_locator,
-        reject_reason
-    from {{ ref('stg_privacy__consent_events_triaged') }}
-    where row_status = 'quarantined'
-
-),
-
-subject_requests as (
-
-    select
-        'privacy.subject_requests' as source_table,
-        _batch_id,
-        _loaded_at,
-        request_key as record_locator,
-        reject_reason
-    from {{ ref('stg_privacy__subject_requests_triaged') }}
-    where row_status = 'quarantined'
+        cast(null as varchar) as source_table,
+        cast(null as varchar) as _batch_id,
+        cast(null as timestamp) as _loaded_at,
+        cast(null as varchar) as record_locator,
+        cast(null as varchar) as reject_reason
+    where false
+    {%- endfor %}
 
 ),
 
 final as (
 
-    select * from customers
-    union all
-    select * from web_events
-    union all
-    select * from orders
-    union all
-    select * from order_items
-    union all
-    select * from message_events
-    union all
-    select * from consent_events
-    union all
-    select * from subject_requests
+    select
+        source_table,
+        _batch_id,
+        _loaded_at,
+        record_locator,
+        reject_reason
+    from unioned
 
 )
 

@@ -1,51 +1,27 @@
 {#-
     How every raw row was accounted for, per source table and load batch:
     raw = kept + duplicate + superseded + quarantined (tested against the raw
-    zone by the accounts_for_every_raw_row test on each triaged model).
+    zone by the accounts_for_every_raw_row test on each triaged model). The
+    tables are every staging model of the staging recipe
+    (stg_<source>__<table>_triaged, macros/sources).
 -#}
+{%- set triaged = triaged_models() %}
 with unioned as (
 
+    {%- for model, source_node in triaged %}
+    {% if not loop.first %}union all{% endif %}
     select
-        'crm.customers' as source_table,
+        '{{ source_node.schema }}.{{ source_node.name }}' as source_table,
         _batch_id,
         row_status
-    from {{ ref('stg_crm__customers_triaged') }}
-    union all
+    from {{ node_relation(model) }}
+    {%- else %}
     select
-        'web.events' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_web__events_triaged') }}
-    union all
-    select
-        'shop.orders' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_shop__orders_triaged') }}
-    union all
-    select
-        'shop.order_items' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_shop__order_items_triaged') }}
-    union all
-    select
-        'messaging.message_events' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_messaging__message_events_triaged') }}
-    union all
-    select
-        'privacy.consent_events' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_privacy__consent_events_triaged') }}
-    union all
-    select
-        'privacy.subject_requests' as source_table,
-        _batch_id,
-        row_status
-    from {{ ref('stg_privacy__subject_requests_triaged') }}
+        cast(null as varchar) as source_table,
+        cast(null as varchar) as _batch_id,
+        cast(null as varchar) as row_status
+    where false
+    {%- endfor %}
 
 ),
 

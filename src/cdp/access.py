@@ -51,34 +51,26 @@ from typing import Any, Final
 
 import duckdb
 
-from cdp import keys, normalise, paths, pseudonym, vault
+from cdp import keys, normalise, paths, pseudonym, purge, sources, vault
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.access"
 ACTION: Final = "access_export"
 MAX_VALUE_CHARS: Final = 512
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-SEEDS: Final = paths.PROJECT_ROOT / "seeds"
 
-# Landing tables and their identifier columns: (column, identifier type); None = by row.
-RAW_IDENTIFIER_COLUMNS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
-    "crm.customers": (
-        ("customer_id", "customer_id"),
-        ("email", "email"),
-        ("phone", "phone"),
-        ("loyalty_card_number", "loyalty_card"),
-    ),
-    "web.events": (("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
-    "shop.orders": (("customer_id", "customer_id"), ("email", "email"), ("phone", "phone")),
-    "messaging.message_events": (
-        ("customer_id", "customer_id"),
-        ("recipient", "email"),
-        ("recipient", "phone"),
-        ("recipient", "push_token"),
-    ),
-}
-# Tables whose subject is typed by a column (subject_id_type, subject_id).
-RAW_SUBJECT_TABLES: Final = ("privacy.consent_events", "privacy.subject_requests")
+
+def raw_identifier_columns() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Landing tables and their identifier columns, (column, identifier type), from the
+    sources' metadata (cdp.sources): a recipient column counts for each recipient type."""
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for table in sources.landing_tables():
+        pairs = list(table.identifier_columns)
+        for column, _channel in table.channel_columns:
+            pairs += [(column, t) for t in sorted(set(purge.RECIPIENT_TYPES.values()))]
+        if pairs:
+            found[table.qualified] = tuple(pairs)
+    return found
 
 
 class AccessError(Exception):
@@ -127,7 +119,7 @@ def check_request_id(request_id: str | None) -> str | None:
 
 
 def _load_csv(name: str) -> list[dict[str, str]]:
-    with (SEEDS / name).open(newline="", encoding="utf-8") as handle:
+    with (paths.project_dir() / "seeds" / name).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -209,7 +201,8 @@ def _raw_records(raw: Any, identifiers: Mapping[str, set[str]]) -> dict[str, lis
                 continue
         return found
 
-    for table, columns in RAW_IDENTIFIER_COLUMNS.items():
+    tables = sources.landing_tables()
+    for table, columns in raw_identifier_columns().items():
         conditions: list[str] = []
         params: list[object] = []
         for column, id_type in columns:
@@ -228,33 +221,40 @@ def _raw_records(raw: Any, identifiers: Mapping[str, set[str]]) -> dict[str, lis
                 f"select * from {table} where {' or '.join(conditions)} order by all", params
             )
         )
-    order_ids = sorted(
-        {str(r["order_id"]) for r in records.get("shop.orders", []) if r.get("order_id")}
-    )
-    records["shop.order_items"] = _rows(
-        raw.execute(
-            "select * from shop.order_items where order_id in (select unnest(?)) order by all",
-            [order_ids],
-        )
-    )
-    for table in RAW_SUBJECT_TABLES:
-        pairs = raw.execute(
-            f"select distinct lower(trim(subject_id_type)), subject_id from {table}"
-        ).fetchall()
-        hits_by_type: dict[str, list[str]] = {}
-        for id_type, value in pairs:
-            if id_type in normalise.IDENTIFIER_NORMALISERS and matches(id_type, [value]):
-                hits_by_type.setdefault(id_type, []).append(value)
-        rows: list[dict[str, Any]] = []
-        for id_type, values in sorted(hits_by_type.items()):
-            rows += _rows(
-                raw.execute(
-                    f"select * from {table} where lower(trim(subject_id_type)) = ? "
-                    "and subject_id in (select unnest(?)) order by all",
-                    [id_type, values],
-                )
+    # Rows that belong to a row found above (order lines to their order) go with it.
+    for child in tables:
+        if child.parent is None:
+            continue
+        parent, key = child.parent
+        parent_keys = sorted({str(r[key]) for r in records.get(parent, []) if r.get(key)})
+        records[child.qualified] = _rows(
+            raw.execute(
+                f"select * from {child.qualified} where {key} in (select unnest(?)) order by all",
+                [parent_keys],
             )
-        records[table] = rows
+        )
+    # Rows whose subject is typed by a column of the row (consent events, requests).
+    for subject_table in tables:
+        for column, type_column in subject_table.typed_columns:
+            pairs = raw.execute(
+                f"select distinct lower(trim({type_column})), {column} "
+                f"from {subject_table.qualified}"
+            ).fetchall()
+            hits_by_type: dict[str, list[str]] = {}
+            for id_type, value in pairs:
+                if id_type in normalise.IDENTIFIER_NORMALISERS and matches(id_type, [value]):
+                    hits_by_type.setdefault(id_type, []).append(value)
+            rows: list[dict[str, Any]] = records.get(subject_table.qualified, [])
+            for id_type, values in sorted(hits_by_type.items()):
+                rows += _rows(
+                    raw.execute(
+                        f"select * from {subject_table.qualified} "
+                        f"where lower(trim({type_column})) = ? "
+                        f"and {column} in (select unnest(?)) order by all",
+                        [id_type, values],
+                    )
+                )
+            records[subject_table.qualified] = rows
     return records
 
 

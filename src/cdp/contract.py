@@ -1,122 +1,33 @@
 """The landing-zone contract (``shared/contracts/raw_landing.md``) as data.
 
-One place states the raw zone's schemas, tables, column names and types. The
-generator writes exactly this, the contract test compares a raw database with
-it, and the sources YAML is checked against it.
+The sources' metadata (cdp.sources) states the raw zone's schemas, tables, column
+names and types (each landing column's ``data_type``); this module gives them as
+the contract: the generator writes exactly this, and the contract check
+compares a raw database with it.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from cdp import sources
+
 LOADER_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("_loaded_at", "TIMESTAMP"),
     ("_batch_id", "VARCHAR"),
 )
 
-# schema -> table -> ordered (column, DuckDB type) pairs, loader columns excluded.
-TABLES: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = {
-    "crm": {
-        "customers": (
-            ("customer_id", "VARCHAR"),
-            ("email", "VARCHAR"),
-            ("phone", "VARCHAR"),
-            ("first_name", "VARCHAR"),
-            ("last_name", "VARCHAR"),
-            ("middle_name", "VARCHAR"),
-            ("birth_date", "DATE"),
-            ("gender", "VARCHAR"),
-            ("city", "VARCHAR"),
-            ("postal_code", "VARCHAR"),
-            ("address", "VARCHAR"),
-            ("country_code", "VARCHAR"),
-            ("passport_number", "VARCHAR"),
-            ("loyalty_card_number", "VARCHAR"),
-            ("created_at", "TIMESTAMP"),
-            ("updated_at", "TIMESTAMP"),
-            ("is_deleted", "BOOLEAN"),
-        ),
-    },
-    "web": {
-        "events": (
-            ("event_id", "VARCHAR"),
-            ("anonymous_id", "VARCHAR"),
-            ("customer_id", "VARCHAR"),
-            ("event_type", "VARCHAR"),
-            ("event_at", "TIMESTAMP"),
-            ("received_at", "TIMESTAMP"),
-            ("page_url", "VARCHAR"),
-            ("referrer_url", "VARCHAR"),
-            ("ip_address", "VARCHAR"),
-            ("user_agent", "VARCHAR"),
-            ("product_sku", "VARCHAR"),
-            ("search_query", "VARCHAR"),
-            ("properties", "VARCHAR"),
-        ),
-    },
-    "shop": {
-        "orders": (
-            ("order_id", "VARCHAR"),
-            ("customer_id", "VARCHAR"),
-            ("email", "VARCHAR"),
-            ("phone", "VARCHAR"),
-            ("ordered_at", "TIMESTAMP"),
-            ("status", "VARCHAR"),
-            ("total_amount", "DECIMAL(12,2)"),
-            ("currency", "VARCHAR"),
-            ("channel", "VARCHAR"),
-            ("store_id", "VARCHAR"),
-            ("delivery_address", "VARCHAR"),
-            ("delivery_city", "VARCHAR"),
-            ("payment_method", "VARCHAR"),
-            ("updated_at", "TIMESTAMP"),
-        ),
-        "order_items": (
-            ("order_id", "VARCHAR"),
-            ("line_number", "INTEGER"),
-            ("product_sku", "VARCHAR"),
-            ("product_name", "VARCHAR"),
-            ("category", "VARCHAR"),
-            ("quantity", "INTEGER"),
-            ("unit_price", "DECIMAL(12,2)"),
-        ),
-    },
-    "messaging": {
-        "message_events": (
-            ("message_event_id", "VARCHAR"),
-            ("message_id", "VARCHAR"),
-            ("customer_id", "VARCHAR"),
-            ("recipient", "VARCHAR"),
-            ("channel", "VARCHAR"),
-            ("campaign_id", "VARCHAR"),
-            ("event_type", "VARCHAR"),
-            ("event_at", "TIMESTAMP"),
-        ),
-    },
-    "privacy": {
-        "consent_events": (
-            ("consent_event_id", "VARCHAR"),
-            ("subject_id_type", "VARCHAR"),
-            ("subject_id", "VARCHAR"),
-            ("purpose_code", "VARCHAR"),
-            ("action", "VARCHAR"),
-            ("channel", "VARCHAR"),
-            ("policy_version", "VARCHAR"),
-            ("evidence_ref", "VARCHAR"),
-            ("captured_at", "TIMESTAMP"),
-        ),
-        "subject_requests": (
-            ("request_id", "VARCHAR"),
-            ("subject_id_type", "VARCHAR"),
-            ("subject_id", "VARCHAR"),
-            ("request_type", "VARCHAR"),
-            ("jurisdiction", "VARCHAR"),
-            ("received_at", "TIMESTAMP"),
-            ("details", "VARCHAR"),
-            ("is_verified", "BOOLEAN"),
-        ),
-    },
-}
+
+def _tables() -> dict[str, dict[str, tuple[tuple[str, str], ...]]]:
+    tables: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
+    for entry in sources.landing_tables():
+        tables.setdefault(entry.schema, {})[entry.name] = entry.contract_columns
+    return tables
+
+
+# schema -> table -> ordered (column, DuckDB type) pairs, loader columns excluded: the
+# ``data_type`` of every landing column in the sources' metadata (cdp.sources).
+TABLES: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = _tables()
 
 PURPOSE_CODES: Final[tuple[str, ...]] = (
     "analytics",

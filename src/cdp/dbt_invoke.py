@@ -61,7 +61,7 @@ def invoke(
     """
     from dbt.cli.main import dbtRunner
 
-    root = project_dir or str(paths.PROJECT_ROOT)
+    root = project_dir or str(paths.project_dir())
     messages: list[str] = []
 
     def collect(event: Any) -> None:

@@ -8,6 +8,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def project_dir() -> Path:
+    """The dbt project the tools serve: ``DBT_PROJECT_DIR`` if set (as dbt reads it), else
+    this repository. Its sources' metadata, seeds and models are what the tools read."""
+    value = os.environ.get("DBT_PROJECT_DIR")
+    return Path(value).resolve() if value else PROJECT_ROOT
+
+
 def _from_env(var: str, default: str) -> Path:
     value = os.environ.get(var)
     path = Path(value) if value else Path(default)

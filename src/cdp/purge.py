@@ -11,8 +11,12 @@ rows into ``audit.destruction_log`` in the same file, in the same transaction
 happen). Records are kept 3 years (category ``destruction_records``) and then
 destroyed by the purge itself, which records that too.
 
-What expires, from the catalogue ``seeds/data_categories.csv`` (the same file
-dbt loads, so the warehouse and the purge cannot disagree about periods):
+Which tables it reads, their data category, the time a row is dated by and the rule that
+judges it expired, and what an erasure does to a row, come from the sources' metadata
+(:mod:`cdp.sources`, decision 57): a new landing table is purged with no edit here. The
+periods come from the catalogue ``seeds/data_categories.csv`` (the same file dbt loads, so
+the warehouse and the purge cannot disagree about periods). For the landing zone of the
+contract:
 
 ====================  ===========================  =================================================
 raw table             data category                expires when
@@ -96,14 +100,14 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from cdp import contract, keys, normalise, paths, pseudonym
+from cdp import contract, keys, normalise, paths, pseudonym, sources
 from cdp import vault as vault_tool
 from cdp.keys import OWNER_ONLY_UMASK
 
 TOOL: Final = "cdp.purge 1.0"
 AUDIT_SCHEMA: Final = "audit"
 LOG_TABLE: Final = f"{AUDIT_SCHEMA}.destruction_log"
-SEEDS: Final = paths.PROJECT_ROOT / "seeds"
+
 
 # Message event types that are a subject's opt-out (kept as consent records).
 OPT_OUT_EVENT_TYPES: Final = ("unsubscribed", "complained")
@@ -115,17 +119,12 @@ RECIPIENT_TYPES: Final[dict[str, str]] = {
     "push": "push_token",
 }
 SUBJECT_ID_TYPES: Final = ("customer_id", "email", "phone", "anonymous_id")
-# Requests that stay in effect until lifted (the contract has no lifting request).
-STANDING_REQUESTS: Final = ("restriction", "erasure")
-# Order fields that identify or locate a person; nulled when an inactive customer is depersonalised.
-ORDER_PERSONAL_FIELDS: Final = (
-    "customer_id",
-    "email",
-    "phone",
-    "delivery_address",
-    "delivery_city",
-)
 MIN_KEY_MATCH: Final = 0.5
+# Retention rules planned apart (they judge a person across tables), and their one table.
+NAMED_RULE_TABLES: Final = {
+    "consent_log": "privacy.consent_events",
+    "inactivity": "crm.customers",
+}
 
 LOG_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("destruction_id", "VARCHAR NOT NULL"),
@@ -163,45 +162,6 @@ PROOF_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("erased_at", "TIMESTAMP NOT NULL"),
     ("keep_until", "TIMESTAMP NOT NULL"),
 )
-# Raw web columns of free text where a visitor can type or carry an identifier.
-WEB_FREE_TEXT: Final = (
-    "page_url",
-    "referrer_url",
-    "search_query",
-    "properties",
-    "product_sku",
-    "user_agent",
-)
-# An order's delivery address is free text too (a gift sent "for" someone, say).
-ORDER_FREE_TEXT: Final = ("delivery_address",)
-# Other free text that can name a person, and what the erasure does with a row that does
-# (the row is someone else's record: the text goes, the record stays), after the person's
-# own rows went: (temp table, raw table, columns, data category, method).
-OTHER_FREE_TEXT: Final[tuple[tuple[str, str, tuple[str, ...], str, str], ...]] = (
-    ("purge_address_rows", "shop.orders", ORDER_FREE_TEXT, "purchase_history", "null_fields"),
-    ("purge_item_rows", "shop.order_items", ("product_name",), "purchase_history", "null_fields"),
-    (
-        "purge_evidence_rows",
-        "privacy.consent_events",
-        ("evidence_ref",),
-        "consent_records",
-        "null_fields",
-    ),
-    (
-        "purge_details_rows",
-        "privacy.subject_requests",
-        ("details",),
-        "subject_requests",
-        "null_fields",
-    ),
-    (
-        "purge_recipient_rows",
-        "messaging.message_events",
-        ("recipient",),
-        "communication_activity",
-        "delete_rows",
-    ),
-)
 # Identifier types matched inside free text as whole tokens (emails and phones are extracted
 # and normalised instead: normalise.identifiers_in_text).
 TOKEN_TYPES: Final = ("customer_id", "anonymous_id", "loyalty_card", "push_token")
@@ -237,7 +197,7 @@ class Purpose:
 
 def load_categories(path: Path | None = None) -> dict[str, Category]:
     """The retention catalogue (``seeds/data_categories.csv``)."""
-    source = path or SEEDS / "data_categories.csv"
+    source = path or paths.project_dir() / "seeds" / "data_categories.csv"
     try:
         with source.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -256,7 +216,7 @@ def load_categories(path: Path | None = None) -> dict[str, Category]:
 
 def load_purposes(path: Path | None = None) -> list[Purpose]:
     """The purposes catalogue (``seeds/purposes.csv``)."""
-    source = path or SEEDS / "purposes.csv"
+    source = path or paths.project_dir() / "seeds" / "purposes.csv"
     try:
         with source.open(newline="", encoding="utf-8") as handle:
             return [
@@ -411,6 +371,43 @@ class _Rule:
     reason: str
     method: str
     fields: tuple[str, ...] = ()
+
+
+def _identifier_columns(
+    table: sources.Table, alias: str = "", *, any_channel: bool = False
+) -> list[tuple[str, str]]:
+    """(column, SQL giving its identifier type) of every identifier column of ``table``.
+
+    A column of a fixed type gives the type; a column typed by another column of its row
+    gives that column, cleaned; a recipient gives its channel's recipient type, or with
+    ``any_channel`` one pair per recipient type (a message to the person's address is theirs
+    whatever channel the loader wrote).
+    """
+    pairs = [(column, f"'{id_type}'") for column, id_type in table.identifier_columns]
+    pairs += [
+        (column, f"lower(trim({alias}{type_column}))")
+        for column, type_column in table.typed_columns
+    ]
+    for column, channel in table.channel_columns:
+        if any_channel:
+            pairs += [(column, f"'{t}'") for t in sorted(set(RECIPIENT_TYPES.values()))]
+        else:
+            cases = " ".join(f"when '{c}' then '{t}'" for c, t in RECIPIENT_TYPES.items())
+            pairs.append((column, f"case lower(trim({alias}{channel})) {cases} end"))
+    return pairs
+
+
+def _text_rows(table: sources.Table) -> str:
+    """The temp table of ``table``'s rows whose free text names an erased person."""
+    return f"purge_text_{table.schema}_{table.name}"
+
+
+def _device_column(table: sources.Table) -> str | None:
+    """The column of a device id (anonymous_id) in ``table``, if it has one."""
+    for column, id_type in table.identifier_columns:
+        if id_type == "anonymous_id":
+            return column
+    return None
 
 
 def _quote_list(values: Iterable[str]) -> str:
@@ -639,90 +636,124 @@ class _Purger:
         return bool(row[0])
 
     def plan_time_based(self, as_of: dt.datetime) -> None:
+        """Each landing table's retention rule, as its sources' metadata names it (cdp.sources):
+        ``record_time`` for any table the metadata dates; the named rules of the tables whose
+        expiry depends on more than one row (consent_log and inactivity are planned apart)."""
+        for table in sources.landing_tables():
+            rule = table.retention_rule
+            if rule == "record_time":
+                self.plan_record_time(table)
+            elif rule == "latest_version":
+                self.plan_latest_version(table)
+            elif rule == "parent":
+                self.plan_parent(table)
+            elif rule == "messages":
+                self.plan_messages(table)
+            elif rule in NAMED_RULE_TABLES:
+                if table.qualified != NAMED_RULE_TABLES[rule]:
+                    raise PurgeError(
+                        f"{table.qualified}: the retention rule {rule!r} is written for "
+                        f"{NAMED_RULE_TABLES[rule]} only; give the table a rule of its own"
+                    )
+            else:
+                raise PurgeError(
+                    f"{table.qualified}: the purge has no retention rule {rule!r} "
+                    f"(cdp.sources.RETENTION_RULES: {', '.join(sources.RETENTION_RULES)})"
+                )
+
+    def plan_record_time(self, table: sources.Table) -> None:
+        """A row expires ``retention_days`` after its retention time, unless it is kept."""
+        keep = f"not ({table.retention_keep}) and " if table.retention_keep else ""
         self.add_rule(
-            _Rule("web.events", "site_activity", "retention_expired", "delete_rows"),
-            """
-            select rowid, _batch_id, coalesce(least(event_at, received_at), _loaded_at), null, null
-            from web.events
-            where coalesce(least(event_at, received_at), _loaded_at) < ?
+            _Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
+            f"""
+            select rowid, _batch_id, {table.retention_time}, null, null
+            from {table.qualified}
+            where {keep}{table.retention_time} < ?
             """,
-            [self.cutoff("site_activity")],
+            [self.cutoff(table.data_category)],
+        )
+
+    def plan_messages(self, table: sources.Table) -> None:
+        """Messages expire from their time; an unsubscribe or complaint is a withdrawal: proof,
+        kept like consent records from its own time."""
+        opt_outs = _quote_list(OPT_OUT_EVENT_TYPES)
+        self.add_rule(
+            _Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
+            f"""
+            select rowid, _batch_id, {table.record_time}, null, null
+            from {table.qualified}
+            where
+                coalesce(lower(trim(event_type)), '') not in ({opt_outs})
+                and {table.record_time} < ?
+            """,
+            [self.cutoff(table.data_category)],
         )
         self.add_rule(
-            _Rule(
-                "messaging.message_events",
-                "communication_activity",
-                "retention_expired",
-                "delete_rows",
-            ),
+            _Rule(table.qualified, "consent_records", "consent_episode_expired", "delete_rows"),
             f"""
-            select rowid, _batch_id, coalesce(event_at, _loaded_at), null, null
-            from messaging.message_events
+            select rowid, _batch_id, {table.record_time}, null, null
+            from {table.qualified}
             where
-                coalesce(lower(trim(event_type)), '') not in ({_quote_list(OPT_OUT_EVENT_TYPES)})
-                and coalesce(event_at, _loaded_at) < ?
-            """,
-            [self.cutoff("communication_activity")],
-        )
-        # An unsubscribe or complaint is a withdrawal: proof, kept like consent records from its own time.
-        self.add_rule(
-            _Rule(
-                "messaging.message_events",
-                "consent_records",
-                "consent_episode_expired",
-                "delete_rows",
-            ),
-            f"""
-            select rowid, _batch_id, coalesce(event_at, _loaded_at), null, null
-            from messaging.message_events
-            where
-                lower(trim(event_type)) in ({_quote_list(OPT_OUT_EVENT_TYPES)})
-                and coalesce(event_at, _loaded_at) < ?
+                lower(trim(event_type)) in ({opt_outs})
+                and {table.record_time} < ?
             """,
             [self.cutoff("consent_records")],
         )
+
+    def _version_times(self, table: sources.Table) -> str:
+        """Temp table of each record's latest time (key -> time), over all its versions."""
+        name = f"purge_times_{table.schema}_{table.name}"
+        key = self._record_key(table)
         self.sql(
-            """
-            create or replace temp table purge_order_times as
-            select nullif(trim(order_id), '') as order_key, max(coalesce(ordered_at, updated_at, _loaded_at)) as ordered_at
-            from shop.orders
+            f"""
+            create or replace temp table {name} as
+            select nullif(trim({key}), '') as record_key, max({table.retention_time}) as record_at
+            from {table.qualified}
             group by all
             """
         )
+        return name
+
+    def _record_key(self, table: sources.Table) -> str:
+        keys_ = [c.name for c in table.columns if c.raw_key]
+        if not keys_:
+            raise PurgeError(f"{table.qualified}: the latest_version rule needs a raw_key column")
+        return keys_[0]
+
+    def plan_latest_version(self, table: sources.Table) -> None:
+        """A record with several versions expires from its latest time (an order from when it
+        was placed or last changed), all its versions at once."""
+        times = self._version_times(table)
+        key = self._record_key(table)
         self.add_rule(
-            _Rule("shop.orders", "purchase_history", "retention_expired", "delete_rows"),
-            """
-            select orders.rowid, orders._batch_id, order_times.ordered_at, null, null
-            from shop.orders as orders
-            inner join purge_order_times as order_times
-                on nullif(trim(orders.order_id), '') is not distinct from order_times.order_key
-            where order_times.ordered_at < ?
-            """,
-            [self.cutoff("purchase_history")],
-        )
-        self.add_rule(
-            _Rule("shop.order_items", "purchase_history", "retention_expired", "delete_rows"),
-            """
-            select items.rowid, items._batch_id, coalesce(order_times.ordered_at, items._loaded_at), null, null
-            from shop.order_items as items
-            left join purge_order_times as order_times
-                on nullif(trim(items.order_id), '') = order_times.order_key
-            where coalesce(order_times.ordered_at, items._loaded_at) < ?
-            """,
-            [self.cutoff("purchase_history")],
-        )
-        self.add_rule(
-            _Rule(
-                "privacy.subject_requests", "subject_requests", "retention_expired", "delete_rows"
-            ),
+            _Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
             f"""
-            select rowid, _batch_id, coalesce(received_at, _loaded_at), null, null
-            from privacy.subject_requests
-            where
-                coalesce(lower(trim(request_type)), '') not in ({_quote_list(STANDING_REQUESTS)})
-                and coalesce(received_at, _loaded_at) < ?
+            select rows.rowid, rows._batch_id, times.record_at, null, null
+            from {table.qualified} as rows
+            inner join {times} as times
+                on nullif(trim(rows.{key}), '') is not distinct from times.record_key
+            where times.record_at < ?
             """,
-            [self.cutoff("subject_requests")],
+            [self.cutoff(table.data_category)],
+        )
+
+    def plan_parent(self, table: sources.Table) -> None:
+        """Rows that belong to a row of another table (order lines) go with it; a row whose
+        parent is gone expires from its own load time."""
+        assert table.parent is not None  # sources.problems() requires it for this rule
+        parent_name, key = table.parent
+        times = self._version_times(sources.table(parent_name))
+        self.add_rule(
+            _Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
+            f"""
+            select rows.rowid, rows._batch_id, coalesce(times.record_at, rows._loaded_at), null, null
+            from {table.qualified} as rows
+            left join {times} as times
+                on nullif(trim(rows.{key}), '') = times.record_key
+            where coalesce(times.record_at, rows._loaded_at) < ?
+            """,
+            [self.cutoff(table.data_category)],
         )
 
     def plan_consent_records(self) -> None:
@@ -966,7 +997,7 @@ class _Purger:
                 "purchase_history",
                 "inactivity_limit",
                 "null_fields",
-                ORDER_PERSONAL_FIELDS,
+                sources.table("shop.orders").erasure_fields,
             ),
             """
             select orders.rowid, orders._batch_id, orders.ordered_at, 'customer_id', inactive.subject_key
@@ -979,28 +1010,17 @@ class _Purger:
     # ---- erasure
 
     def build_all_keys(self) -> None:
-        """purge_all_keys(id_type, raw_value, subject_key): every identifier in every raw column."""
-        recipient_case = " ".join(f"when '{c}' then '{t}'" for c, t in RECIPIENT_TYPES.items())
+        """purge_all_keys(id_type, raw_value, subject_key): every identifier in every raw column
+        the sources' metadata names (cdp.sources)."""
+        branches = [
+            f"select {sql_type} as id_type, {column} as raw_value from {table.qualified}"
+            for table in sources.landing_tables()
+            for column, sql_type in _identifier_columns(table)
+        ]
         pairs = self.sql(
             f"""
             select distinct id_type, raw_value from (
-                select 'customer_id' as id_type, customer_id as raw_value from crm.customers
-                union all select 'email', email from crm.customers
-                union all select 'phone', phone from crm.customers
-                union all select 'loyalty_card', loyalty_card_number from crm.customers
-                union all select 'customer_id', customer_id from web.events
-                union all select 'anonymous_id', anonymous_id from web.events
-                union all select 'customer_id', customer_id from shop.orders
-                union all select 'email', email from shop.orders
-                union all select 'phone', phone from shop.orders
-                union all select 'customer_id', customer_id from messaging.message_events
-                union all
-                select case lower(trim(channel)) {recipient_case} end, recipient
-                from messaging.message_events
-                union all
-                select lower(trim(subject_id_type)), subject_id from privacy.consent_events
-                union all
-                select lower(trim(subject_id_type)), subject_id from privacy.subject_requests
+                {" union all ".join(branches)}
             ) as identifiers
             where id_type is not null and raw_value is not null
             """
@@ -1082,135 +1102,60 @@ class _Purger:
 
         self.link_free_text()
 
-        def matching(table: str, record_at: str, pairs: Sequence[tuple[str, str]]) -> str:
+        # The person's own rows in every landing table with an identifier column: what the
+        # table's metadata says an erasure does to them (cdp.sources).
+        for table in sources.landing_tables():
+            pairs = _identifier_columns(table, alias="rows.", any_channel=True)
+            if not pairs:
+                continue
             condition = " or ".join(
-                f"(erased.id_type = '{id_type}' and rows.{column} = erased.raw_value)"
-                for column, id_type in pairs
+                f"({sql_type} = erased.id_type and rows.{column} = erased.raw_value)"
+                for column, sql_type in pairs
             )
-            return f"""
-                select rows.rowid, rows._batch_id, {record_at}, 'person', erased.person_key, erased.request_id
-                from {table} as rows
-                inner join purge_erased_values as erased
-                    on {condition}
-                qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
-            """
-
-        recipients = [("recipient", t) for t in sorted(set(RECIPIENT_TYPES.values()))]
-        deletions: list[tuple[str, str, str, Sequence[tuple[str, str]]]] = [
-            (
-                "crm.customers",
-                "customer_master_data",
-                "coalesce(rows.updated_at, rows._loaded_at)",
-                [
-                    ("customer_id", "customer_id"),
-                    ("email", "email"),
-                    ("phone", "phone"),
-                    ("loyalty_card_number", "loyalty_card"),
-                ],
-            ),
-            (
-                "web.events",
-                "site_activity",
-                "coalesce(rows.event_at, rows._loaded_at)",
-                [("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")],
-            ),
-            (
-                "messaging.message_events",
-                "communication_activity",
-                "coalesce(rows.event_at, rows._loaded_at)",
-                [("customer_id", "customer_id"), *recipients],
-            ),
-        ]
-        for table, category, record_at, pairs in deletions:
-            self.add_rule(
-                _Rule(table, category, ERASURE_REASON, "delete_rows"),
-                matching(table, record_at, pairs),
-                with_request=True,
-            )
-        # Site events of other devices whose free text carries the person's identifiers.
-        self.add_rule(
-            _Rule("web.events", "site_activity", ERASURE_REASON, "delete_rows"),
-            """
-            select rows.rowid, rows._batch_id, coalesce(rows.event_at, rows._loaded_at), 'person',
-                hits.person_key, hits.request_id
-            from web.events as rows
-            inner join purge_text_rows as hits
-                on rows.rowid = hits.row_id
-            qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
-            """,
-            with_request=True,
-        )
-        self.add_rule(
-            _Rule("privacy.consent_events", "consent_records", ERASURE_REASON, "delete_rows"),
-            """
-            select rows.rowid, rows._batch_id, coalesce(rows.captured_at, rows._loaded_at), 'person',
-                erased.person_key, erased.request_id
-            from privacy.consent_events as rows
-            inner join purge_erased_values as erased
-                on lower(trim(rows.subject_id_type)) = erased.id_type and rows.subject_id = erased.raw_value
-            qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
-            """,
-            with_request=True,
-        )
-        self.add_rule(
-            _Rule(
-                "shop.orders",
-                "purchase_history",
-                ERASURE_REASON,
-                "null_fields",
-                ORDER_PERSONAL_FIELDS,
-            ),
-            matching(
-                "shop.orders",
-                "coalesce(rows.ordered_at, rows._loaded_at)",
-                [("customer_id", "customer_id"), ("email", "email"), ("phone", "phone")],
-            ),
-            with_request=True,
-        )
-        # The person's requests stay as proof they were answered (and for their deadlines),
-        # without the identifier: it is replaced by the erasure's request id, details nulled.
-        self.add_rule(
-            _Rule(
-                "privacy.subject_requests",
-                "subject_requests",
-                ERASURE_REASON,
-                "replace_fields",
-                ("subject_id", "details"),
-            ),
-            """
-            select rows.rowid, rows._batch_id, coalesce(rows.received_at, rows._loaded_at), 'person',
-                erased.person_key, erased.request_id
-            from privacy.subject_requests as rows
-            inner join purge_erased_values as erased
-                on lower(trim(rows.subject_id_type)) = erased.id_type and rows.subject_id = erased.raw_value
-            qualify row_number() over (partition by rows.rowid order by erased.person_key) = 1
-            """,
-            with_request=True,
-        )
-        # Other records whose free text names the person lose that text (or, for a message
-        # sent to the person's address under a channel staging cannot read, the row).
-        for name, table, columns, category, method in OTHER_FREE_TEXT:
-            record_at = {
-                "shop.orders": "coalesce(rows.ordered_at, rows._loaded_at)",
-                "privacy.consent_events": "coalesce(rows.captured_at, rows._loaded_at)",
-                "privacy.subject_requests": "coalesce(rows.received_at, rows._loaded_at)",
-                "messaging.message_events": "coalesce(rows.event_at, rows._loaded_at)",
-            }.get(table, "rows._loaded_at")
             self.add_rule(
                 _Rule(
-                    table,
-                    category,
+                    table.qualified,
+                    table.data_category,
                     ERASURE_REASON,
-                    method,
-                    columns if method == "null_fields" else (),
+                    table.erasure,
+                    table.erasure_fields,
                 ),
                 f"""
-                select rows.rowid, rows._batch_id, {record_at}, 'person', hits.person_key,
+                select rows._purge_row_id, rows._batch_id, rows._purge_record_at, 'person', erased.person_key,
+                    erased.request_id
+                from (
+                    select rowid as _purge_row_id, {table.record_time} as _purge_record_at, *
+                    from {table.qualified}
+                ) as rows
+                inner join purge_erased_values as erased
+                    on {condition}
+                qualify row_number() over (partition by rows._purge_row_id order by erased.person_key) = 1
+                """,
+                with_request=True,
+            )
+        # Other records whose free text names the person: a row of the person's device goes
+        # whole, another record loses the text (or the row, as its metadata says).
+        for table in sources.landing_tables():
+            if not table.free_text_columns:
+                continue
+            self.add_rule(
+                _Rule(
+                    table.qualified,
+                    table.data_category,
+                    ERASURE_REASON,
+                    table.free_text_erasure,
+                    table.free_text_columns if table.free_text_erasure == "null_fields" else (),
+                ),
+                f"""
+                select rows._purge_row_id, rows._batch_id, rows._purge_record_at, 'person', hits.person_key,
                     hits.request_id
-                from {table} as rows
-                inner join {name} as hits
-                    on rows.rowid = hits.row_id
-                qualify row_number() over (partition by rows.rowid order by hits.person_key) = 1
+                from (
+                    select rowid as _purge_row_id, {table.record_time} as _purge_record_at, _batch_id
+                    from {table.qualified}
+                ) as rows
+                inner join {_text_rows(table)} as hits
+                    on rows._purge_row_id = hits.row_id
+                qualify row_number() over (partition by rows._purge_row_id order by hits.person_key) = 1
                 """,
                 with_request=True,
             )
@@ -1274,7 +1219,8 @@ class _Purger:
         Site events whose page or referrer URL, search query or properties hold one of the
         erased person's identifiers (emails and phones found and normalised as staging finds
         them; customer ids, device ids and cards as whole tokens; the name with the surname)
-        are the person's data wherever they are: ``purge_text_rows``. A device that carried
+        are the person's data wherever they are (``_text_rows``; every landing column the
+        sources' metadata marks ``free_text``). A device that carried
         them and never logged in as anyone else is the person's device: its id joins the
         person's identifiers, so every row of it goes (``purge_erased_values``).
         """
@@ -1342,21 +1288,35 @@ class _Purger:
             self.sql(f"create or replace temp table {name} as {joins}")
             self.con.unregister("purge_text_hits_arrow")
 
-        named_rows("purge_text_rows", "web.events", WEB_FREE_TEXT, "rows.anonymous_id")
-        for name, table, columns, _category, _method in OTHER_FREE_TEXT:
-            named_rows(name, table, columns, "cast(null as varchar)")
+        carriers: list[str] = []
+        logins: list[str] = []
+        for table in sources.landing_tables():
+            device = _device_column(table)
+            if table.free_text_columns:
+                carried = f"rows.{device}" if device else "cast(null as varchar)"
+                named_rows(_text_rows(table), table.qualified, table.free_text_columns, carried)
+                if device:
+                    carriers.append(_text_rows(table))
+            customer = [c for c, t in table.identifier_columns if t == "customer_id"]
+            if device and customer:
+                logins.append(
+                    f"select {device} as device, {customer[0]} as customer_id "
+                    f"from {table.qualified}"
+                )
+        if not carriers:
+            return
         # Devices that carried the person's identifiers and never logged in as anyone else.
         devices = self.sql(
-            """
+            f"""
             select distinct hits.carried, hits.person_key, hits.request_id
-            from purge_text_rows as hits
+            from ({" union all ".join(f"select * from {name}" for name in carriers)}) as hits
             where
                 hits.carried is not null
                 and not exists (
                     select 1
-                    from web.events as events
+                    from ({" union all ".join(logins) or "select null as device, null as customer_id"}) as events
                     where
-                        events.anonymous_id = hits.carried
+                        events.device = hits.carried
                         and nullif(trim(events.customer_id), '') is not null
                         and events.customer_id not in (
                             select erased.raw_value
@@ -1623,10 +1583,13 @@ class _Purger:
             if rule.method == "delete_rows":
                 self.sql(f"delete from {schema_table} where rowid in (select row_id from {name})")
             elif rule.method == "replace_fields":
-                # An erased subject's request: its identifier becomes the erasure's request id.
+                # An erased subject's record (a request): its first field (the identifier)
+                # becomes the erasure's request id, the others are nulled.
+                first, *rest = rule.fields
+                nulled = "".join(f", {column} = null" for column in rest)
                 self.sql(
-                    f"update {schema_table} as rows set subject_id = ? || erasure.request_id, "
-                    f"details = null from {name} as erasure where rows.rowid = erasure.row_id",
+                    f"update {schema_table} as rows set {first} = ? || erasure.request_id{nulled} "
+                    f"from {name} as erasure where rows.rowid = erasure.row_id",
                     [ERASED_SUBJECT_PREFIX],
                 )
             else:

@@ -16,23 +16,35 @@
 {%- endset -%}
 {%- set string_columns = run_query(columns_sql).rows if execute else [] -%}
 
+{%- set typed_columns = {'email': [], 'phone': []} -%}
+{%- for node, column, id_type in landing_identifier_columns() if id_type in typed_columns -%}
+    {%- do typed_columns[id_type].append((node, column)) -%}
+{%- endfor %}
+
+-- Every landing column of e-mails and of phones (the sources' meta: identifier_type).
 with emails as (
 
-    select distinct {{ normalise_email('email') }} as identifier
-    from (select distinct email from {{ source('crm', 'customers') }}) as distinct_values
-    union
-    select distinct {{ normalise_email('email') }} as identifier
-    from (select distinct email from {{ source('shop', 'orders') }}) as distinct_values
+    {%- for node, column in typed_columns['email'] %}
+    {% if not loop.first %}union{% endif %}
+    select distinct {{ normalise_email(column) }} as identifier
+    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
+    {%- else %}
+    select cast(null as varchar) as identifier
+    where false
+    {%- endfor %}
 
 ),
 
 phones as (
 
-    select distinct {{ normalise_phone('phone') }} as identifier
-    from (select distinct phone from {{ source('crm', 'customers') }}) as distinct_values
-    union
-    select distinct {{ normalise_phone('phone') }} as identifier
-    from (select distinct phone from {{ source('shop', 'orders') }}) as distinct_values
+    {%- for node, column in typed_columns['phone'] %}
+    {% if not loop.first %}union{% endif %}
+    select distinct {{ normalise_phone(column) }} as identifier
+    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
+    {%- else %}
+    select cast(null as varchar) as identifier
+    where false
+    {%- endfor %}
 
 ),
 

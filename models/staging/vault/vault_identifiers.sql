@@ -1,7 +1,8 @@
 {#-
     The re-identification map: every identifier pseudonym the warehouse holds,
     with the identifier sealed (AES-256-GCM, key derived from the master secret
-    in Python). Written into the vault database file, apart from the
+    in Python). Which landing columns hold identifiers is the sources'
+    metadata (macros/sources). Written into the vault database file, apart from the
     pseudonymised data; read only by the privacy officer's tool (python -m
     cdp.vault), which logs every lookup. Identifiers are read straight from the
     raw zone and normalised with the same macros as staging, so every pseudonym
@@ -11,112 +12,67 @@
     unknown subject is not sealed (decision 51); a rectification's new
     e-mail or phone is.
 -#}
-with customers as (
-
-    select * from {{ source('crm', 'customers') }}
-
-),
-
-web_events as (
-
-    select * from {{ source('web', 'events') }}
-
-),
-
-orders as (
-
-    select * from {{ source('shop', 'orders') }}
-
-),
-
-message_events as (
-
-    select * from {{ source('messaging', 'message_events') }}
-
-),
-
-consent_events as (
-
-    select * from {{ source('privacy', 'consent_events') }}
-
-),
-
-subject_requests as (
+{%- set identifier_columns = landing_identifier_columns() %}
+{%- set recipient_columns = landing_columns_typed_by('identifier_type_by_channel') %}
+{%- set subject_columns = landing_columns_typed_by('identifier_type_column') %}
+with subject_requests as (
 
     select * from {{ source('privacy', 'subject_requests') }}
 
 ),
 
+-- Every landing column of one identifier type (the sources' meta: identifier_type).
 -- The normalisers run in Python: each sees every distinct raw value once.
 raw_identifiers as (
 
+    {%- for node, column, id_type in identifier_columns %}
+    {% if not loop.first %}union{% endif %}
     select distinct
-        'customer_id' as id_type,
-        {{ normalise_key('customer_id') }} as id_value
-    from (select distinct customer_id from customers) as distinct_values
-    union
-    select distinct
-        'email' as id_type,
-        {{ normalise_email('email') }} as id_value
-    from (select distinct email from customers) as distinct_values
-    union
-    select distinct
-        'phone' as id_type,
-        {{ normalise_phone('phone') }} as id_value
-    from (select distinct phone from customers) as distinct_values
-    union
-    select distinct
-        'loyalty_card' as id_type,
-        {{ normalise_card('loyalty_card_number') }} as id_value
-    from (select distinct loyalty_card_number from customers) as distinct_values
-    union
-    select distinct
-        'anonymous_id' as id_type,
-        {{ normalise_token('anonymous_id') }} as id_value
-    from (select distinct anonymous_id from web_events) as distinct_values
-    union
-    select distinct
-        'customer_id' as id_type,
-        {{ normalise_key('customer_id') }} as id_value
-    from (select distinct customer_id from web_events) as distinct_values
-    union
-    select distinct
-        'customer_id' as id_type,
-        {{ normalise_key('customer_id') }} as id_value
-    from (select distinct customer_id from orders) as distinct_values
-    union
-    select distinct
-        'email' as id_type,
-        {{ normalise_email('email') }} as id_value
-    from (select distinct email from orders) as distinct_values
-    union
-    select distinct
-        'phone' as id_type,
-        {{ normalise_phone('phone') }} as id_value
-    from (select distinct phone from orders) as distinct_values
-    union
-    select distinct
-        'customer_id' as id_type,
-        {{ normalise_key('customer_id') }} as id_value
-    from (select distinct customer_id from message_events) as distinct_values
+        '{{ id_type }}' as id_type,
+        {{ normalise_as(id_type, column) }} as id_value
+    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
+    {%- else %}
+    select
+        cast(null as varchar) as id_type,
+        cast(null as varchar) as id_value
+    where false
+    {%- endfor %}
 
 ),
 
+-- Recipients typed by the channel they were sent on (meta: identifier_type_by_channel).
 recipients as (
 
+    {%- for node, column, channel in recipient_columns %}
+    {% if not loop.first %}union{% endif %}
     select distinct
-        {{ recipient_type('channel') }} as id_type,
-        recipient
-    from message_events
+        {{ recipient_type(channel) }} as id_type,
+        {{ column }} as recipient
+    from {{ landing_relation(node) }}
+    {%- else %}
+    select
+        cast(null as varchar) as id_type,
+        cast(null as varchar) as recipient
+    where false
+    {%- endfor %}
 
 ),
 
+-- Subjects typed by a column of their row (meta: identifier_type_column).
 subjects as (
 
+    {%- for node, column, type_column in subject_columns %}
+    {% if not loop.first %}union{% endif %}
     select distinct
-        {{ clean_id_type('subject_id_type') }} as id_type,
-        subject_id
-    from consent_events
+        {{ clean_id_type(type_column) }} as id_type,
+        {{ column }} as subject_id
+    from {{ landing_relation(node) }}
+    {%- else %}
+    select
+        cast(null as varchar) as id_type,
+        cast(null as varchar) as subject_id
+    where false
+    {%- endfor %}
 
 ),
 
