@@ -1,6 +1,9 @@
 {#-
-    Incremental triage of the event-sized raw tables (web events, message events,
-    order lines, consent events).
+    The source side of the staging recipe (docs/decisions.md, 56): every triaged
+    model starts with triage_source and ends with triage_scope_markers. In a table
+    build they are the raw table and nothing; the event-sized raw tables (web
+    events, message events, order lines, consent events) are incremental, and then
+    they triage again only what changed, as follows.
 
     The landing zone is append-only by batch, except that the purge destroys rows.
     So a batch whose raw row count differs from the number of rows staged from it

@@ -16,13 +16,18 @@
 
     With the metadata, this is enough for the vault, the row accounting and
     quarantine (audit models), the purge's retention and erasure and the access
-    export to cover the table (cdp.sources). Rows are re-triaged in full on
-    every build (a table materialisation): give a large table an incremental
-    model of its own with triage_source (macros/staging/incremental.sql).
+    export to cover the table (cdp.sources). It is the staging recipe
+    (docs/decisions.md, 56) written out from the metadata: triage_source, the
+    Python normalisers once per distinct value, triage, pseudonyms in `final`,
+    triage_scope_markers. Rows are re-triaged in full on every build (a table
+    materialisation): give a large table an incremental model of its own with
+    the same recipe (macros/staging/incremental.sql).
 -#}
 {% macro stage_landing_table(source_name, table_name, key) -%}
     {{ config(materialized='table', meta={'record_locator': staged_key_name(key)}) }}
     {%- set relation = source(source_name, table_name) -%}
+    {%- set group_keys = {staged_key_name(key): normalise_key('raw_rows.' ~ key)} -%}
+    {%- set pseudonymised_keys = {staged_key_name(key): key} -%}
     {%- set columns = [] -%}
     {%- for node in landing_sources() if node.source_name == source_name and node.name == table_name -%}
         {%- for column in landing_columns(node) if not column.name.startswith('_') -%}
@@ -33,28 +38,39 @@
         {{ exceptions.raise_compiler_error("stage_landing_table: " ~ source_name ~ "." ~ table_name
             ~ " is not a landing table with columns in the sources' metadata (meta landing: true)") }}
     {%- endif -%}
+    {%- set fingerprinted = [] -%}
+    {%- set lookups = [] -%}
     {%- set typed = [] -%}
     {%- set staged = [] -%}
     {%- for column in columns -%}
         {%- set name = column.name -%}
+        {%- do fingerprinted.append('source.' ~ name) -%}
         {%- if name == key or column.meta.get('raw_key') -%}
-            {%- do typed.append(normalise_key(name) ~ ' as ' ~ name) -%}
+            {%- do typed.append(normalise_key('source.' ~ name) ~ ' as ' ~ name) -%}
             {%- do staged.append(pseudonymise("'" ~ name ~ "'", name) ~ ' as ' ~ staged_key_name(name)) -%}
         {%- elif column.meta.get('identifier_type') -%}
-            {%- do typed.append(normalise_as(column.meta['identifier_type'], name) ~ ' as ' ~ name) -%}
+            {#- normalised once per distinct value (the Python normalisers), joined back by value -#}
+            {%- do lookups.append((name, normalise_as(column.meta['identifier_type'], name))) -%}
+            {%- do typed.append('distinct_' ~ name ~ '.' ~ name ~ '_normalised as ' ~ name) -%}
             {%- do staged.append(pseudonymise("'" ~ column.meta['identifier_type'] ~ "'", name) ~ ' as ' ~ staged_key_name(name)) -%}
         {%- elif column.meta.get('pii') == 'direct' or column.meta.get('free_text') or column.meta.get('identifier_type_column') or column.meta.get('identifier_type_by_channel') -%}
             {#- left in the raw zone -#}
         {%- else -%}
-            {%- do typed.append(name) -%}
+            {%- do typed.append('source.' ~ name ~ ' as ' ~ name) -%}
             {%- do staged.append(name) -%}
         {%- endif -%}
     {%- endfor %}
-with source as (
+with
 
-    select * from {{ relation }}
+{{ triage_source(relation, group_keys, pseudonymised_keys) }},
+{%- for name, expression in lookups %}
+
+distinct_{{ name }} as (
+
+    {{ per_distinct_value('source', name, expression, name ~ '_normalised') }}
 
 ),
+{%- endfor %}
 
 typed as (
 
@@ -62,10 +78,14 @@ typed as (
         {%- for expression in typed %}
         {{ expression }},
         {%- endfor %}
-        _loaded_at,
-        _batch_id,
-        {{ row_fingerprint(columns | map(attribute='name') | list) }} as _row_fingerprint
+        source._loaded_at,
+        source._batch_id,
+        {{ row_fingerprint(fingerprinted) }} as _row_fingerprint
     from source
+    {%- for name, expression in lookups %}
+    left join distinct_{{ name }}
+        on source.{{ name }} is not distinct from distinct_{{ name }}.{{ name }}
+    {%- endfor %}
 
 ),
 
@@ -96,6 +116,7 @@ final as (
 )
 
 select * from final
+{{ triage_scope_markers(group_keys) }}
 {%- endmacro %}
 
 {#- The staged name of a key or identifier column: a trailing _id becomes _key, else _key is added. -#}

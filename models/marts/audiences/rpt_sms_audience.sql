@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     Who may receive marketing SMS and messenger messages as of `as_of`: the sms_marketing rows of
     rpt_marketing_audiences (consent in force and not stopped by an

@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='bi') }}
-
 {#-
     Campaign performance for BI: per messaging channel and ISO week, the people
     reached, the distinct recipients delivered, opened and clicked, the

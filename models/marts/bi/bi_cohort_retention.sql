@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='bi') }}
-
 {#-
     Cohort retention for BI: people grouped by the month of their first order
     (within the purchase-history window, with analytics consent), and for each

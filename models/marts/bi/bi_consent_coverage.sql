@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='bi') }}
-
 {#-
     Consent coverage for BI and the privacy officer: per consent-based purpose,
     capture channel of the grant in force and month (the last 24 months), the

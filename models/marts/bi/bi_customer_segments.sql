@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='bi') }}
-
 {#-
     Customer segments for BI: people per age band, region and RFM segment, with
     their orders and RUB revenue, plus a total row per age band and region

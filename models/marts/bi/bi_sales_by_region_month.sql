@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='bi') }}
-
 {#-
     Sales by region and month for BI: people who bought, orders and RUB revenue
     per order month and region, plus a total row per month (region '(all)').

@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     The pseudonymised, consented, minimised unified customer profile: one row
     per person who may be profiled as of `as_of` (int_consent__profiled_persons),

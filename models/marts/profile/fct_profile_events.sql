@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     The activity the customer profile is built from, one row per event:
     orders, message events and site events of people who may be profiled.

@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- The current version of every CRM customer: one row per customer_key. -#}
 with triaged as (
 

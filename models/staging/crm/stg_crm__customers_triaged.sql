@@ -2,16 +2,94 @@
     Every raw CRM row with its triage status, pseudonymised and minimised.
     Names, address, postal code and passport number do not leave staging
     (names are sealed in the vault for subject access only).
+
+    In flight, before pseudonymisation: the CRM export typed, normalised and
+    triaged. A record changed in the CRM is exported again: the version with
+    the latest updated_at is kept.
+
+    A table, not incremental: one row per customer version, triaged whole on
+    every build (docs/decisions.md, 56).
 -#}
-with customers as (
+{%- set group_keys = {'customer_key': normalise_key('raw_rows.customer_id')} %}
+{%- set pseudonymised_keys = {'customer_key': 'customer_id'} %}
+{{ config(materialized='table') }}
+with
 
-    select * from {{ ref('base_crm__customers') }}
-
-),
+{{ triage_source(source('crm', 'customers'), group_keys, pseudonymised_keys) }},
 
 regions as (
 
     select * from {{ ref('city_regions') }}
+
+),
+
+-- The normalisers run in Python: once per distinct value, joined back by value.
+emails as (
+
+    {{ per_distinct_value('source', 'email', normalise_email('email'), 'email_normalised') }}
+
+),
+
+phones as (
+
+    {{ per_distinct_value('source', 'phone', normalise_phone('phone'), 'phone_normalised') }}
+
+),
+
+cities as (
+
+    {{ per_distinct_value('source', 'city', normalise_name('city'), 'city_normalised') }}
+
+),
+
+normalised as (
+
+    select
+        {{ normalise_key('source.customer_id') }} as customer_id,
+        emails.email_normalised,
+        nullif(trim(source.email), '') is not null as has_email_raw,
+        phones.phone_normalised,
+        nullif(trim(source.phone), '') is not null as has_phone_raw,
+        {{ normalise_card('source.loyalty_card_number') }} as loyalty_card_normalised,
+        source.birth_date,
+        lower(trim(source.gender)) as gender_raw,
+        cities.city_normalised,
+        upper(trim(source.country_code)) as country_code_raw,
+        source.created_at,
+        source.updated_at,
+        coalesce(source.is_deleted, false) as is_deleted,
+        source._loaded_at,
+        source._batch_id,
+        {{ row_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
+            'source.last_name', 'source.middle_name', 'source.birth_date', 'source.gender', 'source.city',
+            'source.postal_code', 'source.address', 'source.country_code', 'source.passport_number',
+            'source.loyalty_card_number', 'source.created_at', 'source.updated_at',
+            'source.is_deleted']) }} as _row_fingerprint
+    from source
+    left join emails
+        on source.email is not distinct from emails.email
+    left join phones
+        on source.phone is not distinct from phones.phone
+    left join cities
+        on source.city is not distinct from cities.city
+
+),
+
+triaged as (
+
+    {{ triage(
+        from_cte='normalised',
+        reject_reason="case when customer_id is null then 'missing_key' end",
+        copy_columns=['_row_fingerprint'],
+        key_columns=['customer_id'],
+        version_order='updated_at desc nulls last, created_at desc nulls last'
+    ) }}
+
+),
+
+customers as (
+
+    select * from triaged
 
 ),
 
@@ -64,3 +142,4 @@ final as (
 )
 
 select * from final
+{{ triage_scope_markers(group_keys) }}

@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- Messaging delivery log, one row per message event (message_event_key). -#}
 with triaged as (
 

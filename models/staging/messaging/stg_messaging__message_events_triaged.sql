@@ -1,10 +1,3 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='regroup',
-    unique_key=['message_event_key'],
-    on_schema_change='fail'
-) }}
-
 {#-
     Every raw delivery-log row with its triage status; the recipient is pseudonymised.
 
@@ -21,6 +14,7 @@
 -#}
 {%- set group_keys = {'message_event_key': normalise_key('raw_rows.message_event_id')} %}
 {%- set pseudonymised_keys = {'message_event_key': 'message_event_id'} %}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('messaging', 'message_events'), group_keys, pseudonymised_keys) }},

@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- The consent log, one row per consent event (consent_event_key), subjects pseudonymised. -#}
 with triaged as (
 

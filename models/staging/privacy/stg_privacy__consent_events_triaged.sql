@@ -1,10 +1,3 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='regroup',
-    unique_key=['consent_event_key'],
-    on_schema_change='fail'
-) }}
-
 {#-
     Every raw consent-log row with its triage status; the subject is pseudonymised.
 
@@ -21,6 +14,7 @@
 -#}
 {%- set group_keys = {'consent_event_key': normalise_key('raw_rows.consent_event_id')} %}
 {%- set pseudonymised_keys = {'consent_event_key': 'consent_event_id'} %}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('privacy', 'consent_events'), group_keys, pseudonymised_keys) }},
@@ -31,12 +25,29 @@ purposes as (
 
 ),
 
+-- The normalisers run in Python: once per distinct identifier and declared type
+-- (a person consents to several purposes), joined back by value.
+subject_ids as (
+
+    select
+        subject_id_type,
+        subject_id,
+        {{ normalise_identifier(clean_id_type('subject_id_type'), 'subject_id') }} as subject_id_normalised
+    from (
+        select distinct
+            subject_id_type,
+            subject_id
+        from source
+    ) as distinct_values
+
+),
+
 normalised as (
 
     select
         {{ normalise_key('source.consent_event_id') }} as consent_event_id,
         {{ clean_id_type('source.subject_id_type') }} as subject_id_type,
-        {{ normalise_identifier(clean_id_type('source.subject_id_type'), 'source.subject_id') }} as subject_id_normalised,
+        subject_ids.subject_id_normalised,
         lower(trim(source.purpose_code)) as purpose_code,
         purposes.purpose_code is not null as is_known_purpose,
         lower(trim(source.action)) as action,  -- noqa: RF04
@@ -50,6 +61,9 @@ normalised as (
             'source.purpose_code', 'source.action', 'source.channel', 'source.policy_version',
             'source.evidence_ref', 'source.captured_at']) }} as _row_fingerprint
     from source
+    left join subject_ids
+        on source.subject_id_type is not distinct from subject_ids.subject_id_type
+            and source.subject_id is not distinct from subject_ids.subject_id
     left join purposes
         on lower(trim(source.purpose_code)) = purposes.purpose_code
 

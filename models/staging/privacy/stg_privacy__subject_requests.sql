@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#-
     Data-subject requests, one row per request_id, subjects pseudonymised. A
     request whose identifier is unusable (subject_issue) or was erased

@@ -6,7 +6,14 @@
     action access_export). Each log exists only once its tool has run, so it
     is read only when present. Request ids and times only: no pseudonym, no
     officer name.
+
+    A table, not a view: the analytics stage reads it, and only the privacy
+    stage attaches the raw zone and the vault. The logs are declared below,
+    where dbt sees them at parse time (it does not run the `execute` branch).
 -#}
+{{ config(materialized='table') }}
+-- depends_on: {{ source('raw_audit', 'destruction_log') }}
+-- depends_on: {{ source('vault_log', 'reidentification_log') }}
 {%- set destruction_log = none -%}
 {%- set vault_log = none -%}
 {%- if execute -%}

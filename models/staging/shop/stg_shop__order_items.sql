@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- Order lines, one row per (order_key, line_number). -#}
 with triaged as (
 

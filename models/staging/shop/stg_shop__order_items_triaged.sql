@@ -1,14 +1,6 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='regroup',
-    unique_key=['order_key', 'line_number'],
-    on_schema_change='fail'
-) }}
-
 {#-
-    Every raw order line with its triage status. Order lines carry no personal
-    data, so there is no in-flight base model: this reads the source directly.
-    A line re-delivered (same order_id and line_number) keeps the latest load.
+    Every raw order line with its triage status. A line re-delivered (same
+    order_id and line_number) keeps the latest load.
 
     The raw order id stays in flight: order_key is its keyed pseudonym (id type
     order_id), the same as stg_shop__orders_triaged.order_key (docs/decisions.md, 50).
@@ -18,6 +10,7 @@
 -#}
 {%- set group_keys = {'order_key': normalise_key('raw_rows.order_id'), 'line_number': 'raw_rows.line_number'} %}
 {%- set pseudonymised_keys = {'order_key': 'order_id'} %}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('shop', 'order_items'), group_keys, pseudonymised_keys) }},

@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- The current version of every order: one row per order (order_key). -#}
 with triaged as (
 

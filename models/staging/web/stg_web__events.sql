@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- Clickstream events, one row per event (event_key), pseudonymised and minimised. -#}
 with triaged as (
 

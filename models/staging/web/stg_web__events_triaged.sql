@@ -1,10 +1,3 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='regroup',
-    unique_key=['event_key'],
-    on_schema_change='fail'
-) }}
-
 {#-
     Every raw clickstream row with its triage status, pseudonymised and minimised:
     no full IP (truncated to /24 or /48), no raw URL (identifier-bearing query
@@ -23,6 +16,7 @@
 -#}
 {%- set group_keys = {'event_key': normalise_key('raw_rows.event_id')} %}
 {%- set pseudonymised_keys = {'event_key': 'web_event_id'} %}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('web', 'events'), group_keys, pseudonymised_keys) }},

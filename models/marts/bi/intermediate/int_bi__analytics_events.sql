@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='intermediate') }}
-
 {#-
     The events the anonymised marts count, one row per event: orders and
     message events of people in int_bi__analytics_persons, attributed through

@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='intermediate') }}
-
 {#-
     The people whose data may feed the anonymised marts (purpose analytics), as
     of `as_of`: analytics consent in force and not stopped by an objection,

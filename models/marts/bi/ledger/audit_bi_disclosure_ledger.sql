@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', schema='audit', unique_key=['release_id', 'mart_name'],
+{{ config(materialized='incremental', unique_key=['release_id', 'mart_name'],
     on_schema_change='append_new_columns') }}
 
 {#-

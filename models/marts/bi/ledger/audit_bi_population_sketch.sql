@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='audit') }}
-
 {#-
     How the population behind the marts changed, without keeping anyone:
     every person any mart counts gets a fingerprint of everything that puts

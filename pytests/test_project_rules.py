@@ -1,0 +1,434 @@
+"""The project's graph follows dbt's conventions (decision 56), read from the manifest.
+
+dbt-project-evaluator's rules are the yardstick, checked here without the package:
+no root models; every ``source()`` and ``ref()`` a model writes is in its graph
+(not hidden under ``{% if execute %}``); only staging reads sources, a staging
+model reads sources (and seeds, and its table's ``base_`` model) only, and the view
+of kept rows reads its triaged model only; one staging model per source table, and
+it is a triaged model made by the one staging recipe; a primary-key test on every
+model; model names carry their folder's prefix; no model file repeats its folder's
+config; a model that calls the plugin's functions is never a view; every model and
+every macro is documented in yml.
+
+Where the project departs from a rule it says so below, in one place, with the
+reason; an exception that no longer applies fails the test too, so the list stays
+true. Models that find the tables they read in dbt's graph at run time (the
+sources' metadata, decision 57) declare no dependency on them; only the declared
+graph is checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from cdp import dbt_invoke
+from conftest import ROOT
+
+pytestmark = pytest.mark.dbt
+
+PROJECT: Final = "cdp"
+
+#: Every rule's documented exceptions: {rule: {node name: why}}.
+EXCEPTIONS: Final[dict[str, dict[str, str]]] = {
+    "root_models": {
+        "audit_row_accounting": (
+            "a union over every triaged model, found in dbt's graph when it runs: the graph is "
+            "empty while dbt parses, so it can ref() none of them; its stage runs after staging "
+            "(decision 57)"
+        ),
+        "audit_quarantine": "see audit_row_accounting",
+    },
+    "one_source_table_per_staging_model": {
+        "stg_rights__request_closures": (
+            "one union of two tool logs (the purge's destruction log, the vault's "
+            "re-identification log), each read only when its tool has run"
+        ),
+    },
+    "one_staging_model_per_source_table": {
+        "vault_identifiers": (
+            "the vault seals every identifier staging pseudonymises, normalised from the same "
+            "raw values: it reads every landing table the sources' metadata names (decision 57)"
+        ),
+        "base_crm__customers": (
+            "the vault's in-flight read of CRM names (vault_customer_names refs it); staging "
+            "itself reads crm.customers once, in stg_crm__customers_triaged"
+        ),
+    },
+    "staging_model_in_its_source_folder": {
+        "vault_identifiers": "the vault's models live together in models/staging/vault",
+        "stg_rights__request_closures": "its sources are tool logs, not landing-zone tables",
+    },
+    "primary_key_test": {
+        "base_crm__customers": (
+            "ephemeral, plaintext names in flight: no test runs on it, so none can store a row "
+            "of it; the kept rows it feeds are vault_customer_names, tested"
+        ),
+        "audit_quarantine": (
+            "one row per quarantined raw row, which has no key of its own; every row is "
+            "accounted for by accounts_for_every_raw_row on the triaged models"
+        ),
+        "int_consent__consent_history": "ephemeral step of the consent area, untested (not this change's area)",
+        "int_consent__opt_out_events": "ephemeral step of the consent area, untested (not this change's area)",
+        "int_consent__retained_person_events": (
+            "ephemeral step of the consent area, untested (not this change's area)"
+        ),
+        "int_consent__subject_persons_fallback": (
+            "ephemeral step of the consent area, untested (not this change's area)"
+        ),
+        "int_consent__subject_persons_identity": (
+            "ephemeral step of the consent area, untested (not this change's area)"
+        ),
+    },
+}
+
+#: Model name prefixes by folder (the most specific folder that matches wins).
+PREFIXES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    # the vault's tables, written to the vault file; cdp.vault reads them by these names
+    ("models/staging/vault/", ("vault_",)),
+    ("models/staging/{source}/base/", ("base_{source}__",)),
+    ("models/staging/{source}/", ("stg_{source}__",)),
+    ("models/intermediate/", ("int_",)),
+    # the marts' own intermediate models and the disclosure ledger, kept beside the marts
+    ("models/marts/bi/intermediate/", ("int_",)),
+    ("models/marts/bi/ledger/", ("audit_",)),
+    # the published BI marts: named for the schema BI reads (cdp.publish copies schema bi)
+    ("models/marts/bi/", ("bi_",)),
+    ("models/marts/", ("fct_", "dim_", "rpt_")),
+    ("models/audit/", ("audit_",)),
+)
+
+#: The macros every triaged model calls: the one staging recipe (macros/staging).
+RECIPE_MACROS: Final = (
+    f"macro.{PROJECT}.triage_source",
+    f"macro.{PROJECT}.triage",
+    f"macro.{PROJECT}.triage_scope_markers",
+)
+GRAIN_TEST: Final = "accounts_for_every_raw_row"
+PRIMARY_KEY_TESTS: Final = ("unique", "not_null")
+COMBINATION_TEST: Final = "unique_combination_of_columns"
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A full parse (no partial parse: it drops what a model's config() call set)."""
+    root = tmp_path_factory.mktemp("project_rules")
+    parsed = dbt_invoke.invoke(
+        ["parse", "--target", "lint", "--no-partial-parse"],
+        extra=["--target-path", str(root / "target"), "--log-path", str(root / "logs")],
+        echo=False,
+    )
+    assert parsed.success, parsed.output[-2000:]
+    return parsed.result
+
+
+def _models(manifest: Any) -> dict[str, Any]:
+    return {
+        node.unique_id: node
+        for node in manifest.nodes.values()
+        if node.resource_type == "model" and node.package_name == PROJECT
+    }
+
+
+def _name(manifest: Any, unique_id: str) -> str:
+    node = manifest.nodes.get(unique_id) or manifest.sources.get(unique_id)
+    if node is not None and node.resource_type == "source":
+        return f"{node.source_name}.{node.name}"
+    return str(node.name) if node is not None else unique_id
+
+
+def _staging(node: Any) -> bool:
+    return str(node.original_file_path).startswith("models/staging/")
+
+
+def _source_folder(node: Any) -> str | None:
+    """``crm`` for models/staging/crm/... (and models/staging/crm/base/...)."""
+    parts = Path(node.original_file_path).parts
+    return parts[2] if len(parts) > 3 and parts[:2] == ("models", "staging") else None
+
+
+def _check(rule: str, offenders: dict[str, str], applied: Iterable[str]) -> None:
+    """Offenders not excused fail; an exception that excused nothing is stale."""
+    excused = EXCEPTIONS.get(rule, {})
+    unexcused = {name: what for name, what in offenders.items() if name not in excused}
+    assert not unexcused, f"{rule}: " + "; ".join(f"{n}: {w}" for n, w in sorted(unexcused.items()))
+    stale = set(excused) - set(applied)
+    assert not stale, f"{rule}: exceptions that no longer apply, remove them: {sorted(stale)}"
+
+
+def test_no_root_models(manifest: Any) -> None:
+    roots = {
+        node.name: "no parent: declare its sources or refs where dbt sees them"
+        for node in _models(manifest).values()
+        if not node.depends_on.nodes
+    }
+    _check("root_models", roots, roots)
+
+
+_SOURCE_CALL: Final = re.compile(r"""\bsource\(\s*['"](\w+)['"]\s*,\s*['"](\w+)['"]\s*\)""")
+_REF_CALL: Final = re.compile(r"""\bref\(\s*['"](\w+)['"]\s*\)""")
+
+
+def test_every_source_and_ref_a_model_writes_is_in_its_graph(manifest: Any) -> None:
+    """A source() or ref() only rendered at run time (under `execute`) is missing from
+    lineage, selection and these rules: declare it with `-- depends_on:`."""
+    hidden: dict[str, str] = {}
+    nodes = [
+        node
+        for node in manifest.nodes.values()
+        if node.package_name == PROJECT and node.resource_type in ("model", "test", "snapshot")
+    ]
+    for node in nodes:
+        parents = {_name(manifest, uid) for uid in node.depends_on.nodes}
+        written = {f"{s}.{t}" for s, t in _SOURCE_CALL.findall(node.raw_code)}
+        written |= set(_REF_CALL.findall(node.raw_code))
+        missing = sorted(written - parents)
+        if missing:
+            hidden[node.name] = f"not in depends_on: {missing}"
+    _check("hidden_dependencies", hidden, hidden)
+
+
+def test_only_staging_reads_sources_and_staging_reads_only_sources(manifest: Any) -> None:
+    models = _models(manifest)
+    by_name = {node.name: node for node in models.values()}
+    offenders: dict[str, str] = {}
+    for node in models.values():
+        parents = [
+            manifest.nodes.get(uid) or manifest.sources[uid] for uid in node.depends_on.nodes
+        ]
+        kinds = {str(parent.resource_type) for parent in parents}
+        if not _staging(node):
+            if "source" in kinds:
+                offenders[node.name] = "reads a source outside models/staging"
+            continue
+        triaged = by_name.get(f"{node.name}_triaged")
+        if triaged is not None:
+            # the view of kept rows: its triaged model and nothing else
+            if list(node.depends_on.nodes) != [triaged.unique_id]:
+                read = sorted(_name(manifest, uid) for uid in node.depends_on.nodes)
+                offenders[node.name] = f"reads {read}, not only {triaged.name}"
+            continue
+        for parent in parents:
+            if parent.resource_type in ("source", "seed"):
+                continue
+            if parent.resource_type == "model" and parent.name.startswith("base_"):
+                continue
+            offenders[node.name] = (
+                f"reads {parent.name}: staging reads sources, seeds and base_ models only"
+            )
+    _check("staging_reads_sources_only", offenders, offenders)
+
+
+def test_a_staging_model_reads_one_source_table(manifest: Any) -> None:
+    many = {
+        node.name: f"reads {sorted(_name(manifest, uid) for uid in sources)}"
+        for node in _models(manifest).values()
+        if len(sources := [uid for uid in node.depends_on.nodes if uid.startswith("source.")]) > 1
+    }
+    _check("one_source_table_per_staging_model", many, many)
+
+
+def test_one_staging_model_per_source_table_made_by_the_recipe(manifest: Any) -> None:
+    """Each source table is read by one model; a landing-zone table's is its triaged
+    model, which calls the recipe's macros and has the accounting test."""
+    models = _models(manifest)
+    readers: dict[str, list[str]] = {}
+    for node in models.values():
+        for uid in node.depends_on.nodes:
+            if uid.startswith("source."):
+                readers.setdefault(uid, []).append(node.name)
+    excused = EXCEPTIONS["one_staging_model_per_source_table"]
+    fanout: dict[str, str] = {}
+    applied: set[str] = set()
+    for uid, source in manifest.sources.items():
+        if source.package_name != PROJECT:
+            continue
+        table = f"{source.source_name}.{source.name}"
+        names = readers.get(uid, [])
+        applied |= set(names) & set(excused)
+        counted = [name for name in names if name not in excused]
+        if len(counted) != 1:
+            fanout[table] = f"read by {sorted(counted) or 'no model'}: exactly one staging model"
+            continue
+        reader = models[f"model.{PROJECT}.{counted[0]}"]
+        landing = Path(source.original_file_path).parts[2:3] == (source.source_name,)
+        if landing:
+            # a landing-zone table: its one reader is its triaged model, made by the recipe
+            expected = f"stg_{source.source_name}__"
+            if not (reader.name.startswith(expected) and reader.name.endswith("_triaged")):
+                fanout[table] = f"read by {reader.name}: expected {expected}<entity>_triaged"
+            missing = [m for m in RECIPE_MACROS if m not in reader.depends_on.macros]
+            if missing:
+                fanout[table] = f"{reader.name} does not follow the staging recipe: no {missing}"
+            if GRAIN_TEST not in _tests_of(manifest, reader.unique_id):
+                fanout[table] = f"{reader.name} has no {GRAIN_TEST} test"
+    assert not fanout, "one_staging_model_per_source_table: " + "; ".join(
+        f"{t}: {w}" for t, w in sorted(fanout.items())
+    )
+    stale = set(excused) - applied
+    assert not stale, f"one_staging_model_per_source_table: stale exceptions {sorted(stale)}"
+
+
+def test_staging_models_live_in_their_source_folder(manifest: Any) -> None:
+    offenders: dict[str, str] = {}
+    for node in _models(manifest).values():
+        sources = {
+            manifest.sources[uid].source_name
+            for uid in node.depends_on.nodes
+            if uid.startswith("source.")
+        }
+        folder = _source_folder(node)
+        if sources and sources != {folder}:
+            offenders[node.name] = f"reads {sorted(sources)} from models/staging/{folder}/"
+    _check("staging_model_in_its_source_folder", offenders, offenders)
+
+
+def _tests_of(manifest: Any, unique_id: str) -> dict[str, set[str]]:
+    """{generic test name: columns it tests ('' for a model-level test)} of a model."""
+    tests: dict[str, set[str]] = {}
+    for node in manifest.nodes.values():
+        metadata = getattr(node, "test_metadata", None)
+        if node.resource_type != "test" or metadata is None:
+            continue
+        if getattr(node, "attached_node", None) != unique_id:
+            continue
+        tests.setdefault(metadata.name, set()).add(str(getattr(node, "column_name", None) or ""))
+    return tests
+
+
+def _has_primary_key_test(node: Any, tests: dict[str, set[str]]) -> bool:
+    unique_and_not_null = set.intersection(*(tests.get(name, set()) for name in PRIMARY_KEY_TESTS))
+    constraint = any(str(c.type) == "primary_key" for c in node.constraints) or any(
+        str(c.type) == "primary_key" for column in node.columns.values() for c in column.constraints
+    )
+    return bool(unique_and_not_null - {""}) or COMBINATION_TEST in tests or constraint
+
+
+def test_every_model_has_a_primary_key_test(manifest: Any) -> None:
+    """unique + not_null on a column, unique_combination_of_columns, or a primary-key
+    constraint. A triaged model holds one row per raw row, which has no key of its own:
+    its grain test is accounts_for_every_raw_row (raw = kept + duplicate + superseded +
+    quarantined, per batch); the key is tested unique on its view of kept rows."""
+    offenders: dict[str, str] = {}
+    for node in _models(manifest).values():
+        tests = _tests_of(manifest, node.unique_id)
+        if _has_primary_key_test(node, tests):
+            continue
+        if node.name.endswith("_triaged") and GRAIN_TEST in tests:
+            continue
+        offenders[node.name] = "no primary-key test"
+    _check("primary_key_test", offenders, offenders)
+
+
+def _prefixes_for(path: str) -> tuple[str, tuple[str, ...]] | None:
+    source = _source_folder_of(path)
+    for folder, prefixes in PREFIXES:
+        folder = folder.format(source=source)
+        if path.startswith(folder):
+            return folder, tuple(prefix.format(source=source) for prefix in prefixes)
+    return None
+
+
+def _source_folder_of(path: str) -> str:
+    parts = Path(path).parts
+    return parts[2] if len(parts) > 3 and parts[:2] == ("models", "staging") else "-"
+
+
+def test_model_names_carry_their_folder_prefix(manifest: Any) -> None:
+    offenders: dict[str, str] = {}
+    for node in _models(manifest).values():
+        rule = _prefixes_for(str(node.original_file_path))
+        if rule is None:
+            offenders[node.name] = f"{node.original_file_path}: no naming rule for its folder"
+        elif not node.name.startswith(rule[1]):
+            offenders[node.name] = f"in {rule[0]}: expected a name starting {' or '.join(rule[1])}"
+    _check("model_prefixes", offenders, offenders)
+
+
+def _folder_config(project_models: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
+    """The config dbt_project.yml gives a model's folder (+keys along its fqn)."""
+    config: dict[str, Any] = {}
+    level: Any = project_models.get(PROJECT, {})
+    for part in [*fqn[1:-1], None]:
+        config.update({key[1:]: value for key, value in level.items() if key.startswith("+")})
+        level = level.get(part) if part is not None else None
+        if not isinstance(level, dict):
+            break
+    return config
+
+
+def test_no_model_file_repeats_its_folder_config(manifest: Any) -> None:
+    project = yaml.safe_load((ROOT / "dbt_project.yml").read_text(encoding="utf-8"))
+    offenders: dict[str, str] = {}
+    for node in _models(manifest).values():
+        folder = _folder_config(project["models"], list(node.fqn))
+        repeated = sorted(
+            key
+            for key, value in node.config_call_dict.items()
+            if key in folder and folder[key] == value
+        )
+        if repeated:
+            offenders[node.name] = f"config({', '.join(repeated)}) is already its folder's"
+    _check("repeated_config", offenders, offenders)
+
+
+def _plugin_macros(manifest: Any) -> set[str]:
+    """Macros that call a function the cdp plugin registers (cdp_*), and every macro
+    that calls one of them."""
+    calls = re.compile(r"\bcdp_[a-z_]*(\(|\{\{)")
+    macros = {uid: m for uid, m in manifest.macros.items() if m.package_name == PROJECT}
+    found = {uid for uid, m in macros.items() if calls.search(m.macro_sql)}
+    grew = True
+    while grew:
+        more = {uid for uid, m in macros.items() if found & set(m.depends_on.macros)} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def test_a_model_that_calls_the_plugin_is_not_a_view(manifest: Any) -> None:
+    """The plugin's functions exist only on the connection it configured: a view calling
+    one (itself or through an ephemeral model it inlines) fails on any other connection."""
+    plugin = _plugin_macros(manifest)
+    assert (
+        f"macro.{PROJECT}.pseudonymise" in plugin and f"macro.{PROJECT}.normalise_phone" in plugin
+    )
+    models = _models(manifest)
+
+    def inlined_macros(node: Any) -> set[str]:
+        found = set(node.depends_on.macros)
+        for uid in node.depends_on.nodes:
+            parent = models.get(uid)
+            if parent is not None and parent.config.materialized == "ephemeral":
+                found |= inlined_macros(parent)
+        return found
+
+    offenders = {
+        node.name: f"a view calling {sorted(m.split('.')[-1] for m in inlined_macros(node) & plugin)}"
+        for node in models.values()
+        if node.config.materialized == "view" and inlined_macros(node) & plugin
+    }
+    _check("plugin_calls_in_views", offenders, offenders)
+
+
+def test_every_model_is_documented(manifest: Any) -> None:
+    undocumented = {
+        node.name: str(node.original_file_path)
+        for node in _models(manifest).values()
+        if not str(node.description or "").strip()
+    }
+    _check("model_docs", undocumented, undocumented)
+
+
+def test_every_macro_is_documented(manifest: Any) -> None:
+    undocumented = {
+        macro.name: str(macro.original_file_path)
+        for macro in manifest.macros.values()
+        if macro.package_name == PROJECT and not str(macro.description or "").strip()
+    }
+    _check("macro_docs", undocumented, undocumented)
