@@ -8,6 +8,10 @@
 
 {#- Every landing table (a source whose meta says landing: true), in a stable order. -#}
 {% macro landing_sources() -%}
+    {{ return(adapter.dispatch('landing_sources', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__landing_sources() -%}
     {%- set found = [] -%}
     {%- if execute -%}
         {%- for node in graph.sources.values() | sort(attribute='unique_id') -%}
@@ -21,6 +25,10 @@
 
 {#- The columns of a landing table in their declared order (meta from column config). -#}
 {% macro landing_columns(node) -%}
+    {{ return(adapter.dispatch('landing_columns', 'cdp')(node)) }}
+{%- endmacro %}
+
+{% macro default__landing_columns(node) -%}
     {%- set found = [] -%}
     {%- for column in node.columns.values() -%}
         {%- do found.append({
@@ -33,6 +41,10 @@
 
 {#- The relation of a landing table (the source() a model would call). -#}
 {% macro landing_relation(node) -%}
+    {{ return(adapter.dispatch('landing_relation', 'cdp')(node)) }}
+{%- endmacro %}
+
+{% macro default__landing_relation(node) -%}
     {{ return(source(node.source_name, node.name)) }}
 {%- endmacro %}
 
@@ -41,6 +53,10 @@
     fixed identifier type (meta identifier_type), unless its meta says vault: false.
 -#}
 {% macro landing_identifier_columns() -%}
+    {{ return(adapter.dispatch('landing_identifier_columns', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__landing_identifier_columns() -%}
     {%- set found = [] -%}
     {%- for node in landing_sources() -%}
         {%- for column in landing_columns(node) -%}
@@ -54,6 +70,10 @@
 
 {#- (source node, column, other column) for a column meta key naming another column. -#}
 {% macro landing_columns_typed_by(key) -%}
+    {{ return(adapter.dispatch('landing_columns_typed_by', 'cdp')(key)) }}
+{%- endmacro %}
+
+{% macro default__landing_columns_typed_by(key) -%}
     {%- set found = [] -%}
     {%- for node in landing_sources() -%}
         {%- for column in landing_columns(node) -%}
@@ -67,6 +87,10 @@
 
 {#- A value of a fixed identifier type, normalised as staging normalises it. -#}
 {% macro normalise_as(id_type, value) -%}
+    {{ return(adapter.dispatch('normalise_as', 'cdp')(id_type, value)) }}
+{%- endmacro %}
+
+{% macro default__normalise_as(id_type, value) -%}
     {%- if id_type == 'customer_id' -%}{{ normalise_key(value) }}
     {%- elif id_type == 'email' -%}{{ normalise_email(value) }}
     {%- elif id_type == 'phone' -%}{{ normalise_phone(value) }}
@@ -84,6 +108,10 @@
     source its name gives. (model node, source node) pairs, in a stable order.
 -#}
 {% macro triaged_models() -%}
+    {{ return(adapter.dispatch('triaged_models', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__triaged_models() -%}
     {%- set found = [] -%}
     {%- if execute -%}
         {%- set landing = {} -%}
@@ -104,5 +132,9 @@
 
 {#- The relation a model node builds (a model read without ref: see the note above). -#}
 {% macro node_relation(node) -%}
+    {{ return(adapter.dispatch('node_relation', 'cdp')(node)) }}
+{%- endmacro %}
+
+{% macro default__node_relation(node) -%}
     {{ return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias)) }}
 {%- endmacro %}

@@ -24,6 +24,10 @@
     the same recipe (macros/staging/incremental.sql).
 -#}
 {% macro stage_landing_table(source_name, table_name, key) -%}
+    {{ return(adapter.dispatch('stage_landing_table', 'cdp')(source_name, table_name, key)) }}
+{%- endmacro %}
+
+{% macro default__stage_landing_table(source_name, table_name, key) -%}
     {{ config(materialized='table', meta={'record_locator': staged_key_name(key)}) }}
     {%- set relation = source(source_name, table_name) -%}
     {%- set group_keys = {staged_key_name(key): normalise_key('raw_rows.' ~ key)} -%}
@@ -121,5 +125,9 @@ select * from final
 
 {#- The staged name of a key or identifier column: a trailing _id becomes _key, else _key is added. -#}
 {% macro staged_key_name(column) -%}
+    {{ return(adapter.dispatch('staged_key_name', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__staged_key_name(column) -%}
     {{ return(column[:-3] ~ '_key' if column.endswith('_id') else column ~ '_key') }}
 {%- endmacro %}
