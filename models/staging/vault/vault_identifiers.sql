@@ -12,6 +12,7 @@
     unknown subject is not sealed (decision 51); a rectification's new
     e-mail or phone is.
 -#}
+-- depends_on: {{ ref('channels') }}
 {%- set identifier_columns = landing_identifier_columns() %}
 {%- set recipient_columns = landing_columns_typed_by('identifier_type_by_channel') %}
 {%- set subject_columns = landing_columns_typed_by('identifier_type_column') %}
