@@ -8,7 +8,9 @@ of kept rows reads its triaged model only; one staging model per source table, a
 it is a triaged model made by the one staging recipe; a primary-key test on every
 model; model names carry their folder's prefix; no model file repeats its folder's
 config; a model that calls the plugin's functions is never a view; every model and
-every macro is documented in yml.
+every macro is documented in yml. They hold for the project and for a copy with a raw
+table added the README's way (one line of stage_landing_table), so a new table's staging
+is the recipe too.
 
 Where the project departs from a rule it says so below, in one place, with the
 reason; an exception that no longer applies fails the test too, so the list stays
@@ -29,6 +31,7 @@ import yaml  # type: ignore[import-untyped]
 
 from cdp import dbt_invoke
 from conftest import ROOT
+from test_new_table import SOURCES_YML, STAGING_MODEL, copy_project
 
 pytestmark = pytest.mark.dbt
 
@@ -114,12 +117,25 @@ PRIMARY_KEY_TESTS: Final = ("unique", "not_null")
 COMBINATION_TEST: Final = "unique_combination_of_columns"
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A full parse (no partial parse: it drops what a model's config() call set)."""
+@pytest.fixture(scope="module", params=["project", "with_a_new_table"])
+def manifest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A full parse (no partial parse: it drops what a model's config() call set) of the
+    project, and of a copy with a raw table added the README's way (its sources yml and the
+    one-line stage_landing_table model, nothing else): the rules hold for both."""
     root = tmp_path_factory.mktemp("project_rules")
+    project_dir = None
+    if request.param == "with_a_new_table":
+        project = copy_project(root / "project")
+        folder = project / "models" / "staging" / "loyalty"
+        folder.mkdir()
+        (folder / "_loyalty__sources.yml").write_text(SOURCES_YML, encoding="utf-8")
+        (folder / "stg_loyalty__point_events_triaged.sql").write_text(
+            STAGING_MODEL, encoding="utf-8"
+        )
+        project_dir = str(project)
     parsed = dbt_invoke.invoke(
         ["parse", "--target", "lint", "--no-partial-parse"],
+        project_dir=project_dir,
         extra=["--target-path", str(root / "target"), "--log-path", str(root / "logs")],
         echo=False,
     )
@@ -140,6 +156,39 @@ def _name(manifest: Any, unique_id: str) -> str:
     if node is not None and node.resource_type == "source":
         return f"{node.source_name}.{node.name}"
     return str(node.name) if node is not None else unique_id
+
+
+def _landing_tables(manifest: Any) -> dict[str, Any]:
+    """{name of its triaged model: source table} for every landing table (source meta
+    landing: true, decision 57): the landing-wide test in tests/audit finds the model by
+    this name and checks that every raw row is in it once per batch."""
+    tables: dict[str, Any] = {}
+    for source in manifest.sources.values():
+        meta = {**(source.source_meta or {}), **(source.meta or {}), **(source.config.meta or {})}
+        if source.package_name == PROJECT and meta.get("landing"):
+            tables[f"stg_{source.source_name}__{source.name}_triaged"] = source
+    return tables
+
+
+def _grain_tested(manifest: Any, node: Any) -> bool:
+    """A triaged model's grain (one row per raw row) is tested: by its own
+    accounts_for_every_raw_row, or as a landing table's model by the landing-wide test."""
+    return node.name in _landing_tables(manifest) or GRAIN_TEST in _tests_of(
+        manifest, node.unique_id
+    )
+
+
+def _macro_closure(manifest: Any, macros: Iterable[str]) -> set[str]:
+    """The macros given and every macro they call (stage_landing_table calls the recipe's)."""
+    found: set[str] = set()
+    todo = list(macros)
+    while todo:
+        uid = todo.pop()
+        if uid not in found:
+            found.add(uid)
+            macro = manifest.macros.get(uid)
+            todo.extend(macro.depends_on.macros if macro is not None else ())
+    return found
 
 
 def _staging(node: Any) -> bool:
@@ -257,15 +306,16 @@ def test_one_staging_model_per_source_table_made_by_the_recipe(manifest: Any) ->
             continue
         reader = models[f"model.{PROJECT}.{counted[0]}"]
         landing = Path(source.original_file_path).parts[2:3] == (source.source_name,)
-        if landing:
+        if landing or uid in {t.unique_id for t in _landing_tables(manifest).values()}:
             # a landing-zone table: its one reader is its triaged model, made by the recipe
             expected = f"stg_{source.source_name}__"
             if not (reader.name.startswith(expected) and reader.name.endswith("_triaged")):
                 fanout[table] = f"read by {reader.name}: expected {expected}<entity>_triaged"
-            missing = [m for m in RECIPE_MACROS if m not in reader.depends_on.macros]
+            called = _macro_closure(manifest, reader.depends_on.macros)
+            missing = [m for m in RECIPE_MACROS if m not in called]
             if missing:
                 fanout[table] = f"{reader.name} does not follow the staging recipe: no {missing}"
-            if GRAIN_TEST not in _tests_of(manifest, reader.unique_id):
+            if not _grain_tested(manifest, reader):
                 fanout[table] = f"{reader.name} has no {GRAIN_TEST} test"
     assert not fanout, "one_staging_model_per_source_table: " + "; ".join(
         f"{t}: {w}" for t, w in sorted(fanout.items())
@@ -319,7 +369,7 @@ def test_every_model_has_a_primary_key_test(manifest: Any) -> None:
         tests = _tests_of(manifest, node.unique_id)
         if _has_primary_key_test(node, tests):
             continue
-        if node.name.endswith("_triaged") and GRAIN_TEST in tests:
+        if node.name.endswith("_triaged") and _grain_tested(manifest, node):
             continue
         offenders[node.name] = "no primary-key test"
     _check("primary_key_test", offenders, offenders)
@@ -417,10 +467,14 @@ def test_a_model_that_calls_the_plugin_is_not_a_view(manifest: Any) -> None:
 
 
 def test_every_model_is_documented(manifest: Any) -> None:
+    """A description in yml; a landing table's one-line model (stage_landing_table) stages
+    exactly what its source table's description and metadata say, so that one counts."""
+    landing = _landing_tables(manifest)
     undocumented = {
         node.name: str(node.original_file_path)
         for node in _models(manifest).values()
         if not str(node.description or "").strip()
+        and not (node.name in landing and str(landing[node.name].description or "").strip())
     }
     _check("model_docs", undocumented, undocumented)
 
