@@ -1,5 +1,3 @@
-{{ config(materialized='table', schema='marts') }}
-
 {#-
     Who may be sent messages for which marketing purpose as of `as_of`, one
     row per purpose, person and contact identifier type. A purpose has an
