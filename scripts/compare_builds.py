@@ -11,7 +11,9 @@ rows (``except all`` both ways), by column name (column order is reported, not c
 difference). The vault's sealed values are encrypted with a fresh nonce each build, so the
 vault is compared without them (pseudonym, type, key version), and so are the few columns
 that hold the wall clock of a run (``VOLATILE``). Prints one line per relation
-and exits 1 if any relation differs, is missing on one side, or has other columns.
+and exits 1 if any relation differs or is missing on one side. A relation whose columns
+changed is compared on the columns both sides have, and the added or removed columns are
+listed (lines COLUMNS, not counted as a difference: say why in the change that made them).
 """
 
 from __future__ import annotations
@@ -61,10 +63,20 @@ def compare(left: Path, right: Path) -> list[str]:
             lines.append(f"DIFF {name}: only in {'after' if name in theirs else 'before'}")
             continue
         volatile = VOLATILE.get(name.split(".")[-1], ())
-        columns = [c for c in ours[name] if c not in volatile]
-        if sorted(columns) != sorted(c for c in theirs[name] if c not in volatile):
-            lines.append(f"DIFF {name}: columns {ours[name]} before, {theirs[name]} after")
-            continue
+        columns = [c for c in ours[name] if c not in volatile and c in theirs[name]]
+        added = [c for c in theirs[name] if c not in ours[name]]
+        removed = [c for c in ours[name] if c not in theirs[name]]
+        if added or removed:
+            # Compared on the columns both sides have; the difference in columns is reported.
+            change = "; ".join(
+                part
+                for part in (
+                    f"columns added {added}" if added else "",
+                    f"columns removed {removed}" if removed else "",
+                )
+                if part
+            )
+            lines.append(f"COLUMNS {name}: {change}")
         listed = ", ".join(f'"{c}"' for c in columns)
         counts = []
         for a, b in (("l", "r"), ("r", "l")):

@@ -6,6 +6,12 @@
     staging recipe (stg_<source>__<table>_triaged, macros/sources), each
     locating its rows by its meta's record_locator.
 -#}
+{#-
+    A view: the union names its tables only at run time (macros/sources), so dbt
+    cannot rebuild it when a selection (`-s stg_x_triaged+`) rebuilds one of them;
+    as a view it always reads the staging tables as they are.
+-#}
+{{ config(materialized='view') }}
 {%- set triaged = triaged_models() %}
 with unioned as (
 

@@ -5,6 +5,12 @@
     tables are every staging model of the staging recipe
     (stg_<source>__<table>_triaged, macros/sources).
 -#}
+{#-
+    A view: the union names its tables only at run time (macros/sources), so dbt
+    cannot rebuild it when a selection (`-s stg_x_triaged+`) rebuilds one of them;
+    as a view it always reads the staging tables as they are.
+-#}
+{{ config(materialized='view') }}
 {%- set triaged = triaged_models() %}
 with unioned as (
 

@@ -108,7 +108,9 @@ summarised as (
         person_key,
         min(activity_at) as first_seen_at,
         max(activity_at) as last_activity_at,
-        arg_max(activity_source, activity_at) as last_activity_source
+        -- on a tie (a CRM record created and updated at the same moment) the greatest
+        -- source name, so the same data always gives the same row
+        arg_max(activity_source, (activity_at, activity_source)) as last_activity_source
     from person_activity
     group by person_key
 

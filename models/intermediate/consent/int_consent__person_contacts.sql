@@ -63,7 +63,7 @@ ranked as (
         candidates.link_rule,
         row_number() over (
             partition by candidates.person_key, candidates.subject_id_type
-            order by candidates.link_priority, candidates.subject_key
+            order by candidates.link_priority, candidates.subject_key, candidates.link_rule
         ) as contact_rank
     from candidates
     inner join recipient_types

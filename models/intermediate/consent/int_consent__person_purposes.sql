@@ -53,7 +53,7 @@ last_withdrawal as (
         person_key,
         purpose_code,
         max(valid_to) as last_withdrawn_at,
-        arg_max(withdraw_origin, valid_to) as last_withdrawal_origin
+        arg_max(withdraw_origin, (valid_to, withdraw_origin)) as last_withdrawal_origin
     from person_ledger
     where valid_to is not null
     group by person_key, purpose_code
