@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 try:
-    from cdp.purge import main
+    from cdp.purge.cli import main
 except ImportError:  # not installed: run from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from cdp.purge import main
+    from cdp.purge.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -190,7 +190,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
         "validate the last build's marts (audit, release gate, quality) and publish them",
     ),
     "generate": ("cdp.generator.cli", "write a synthetic landing zone and its ground truth"),
-    "purge": ("cdp.purge", "the retention purge and erasure of the raw zone"),
+    "purge": ("cdp.purge.cli", "the retention purge and erasure of the raw zone"),
     "erase": (
         "cdp.erase",
         "execute verified erasure requests down to the bytes (purge, rewrite, rebuild)",

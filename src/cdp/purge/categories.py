@@ -1,0 +1,77 @@
+"""The catalogues the purge reads: retention periods per data category, and purposes."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cdp import paths
+from cdp.purge.core import PurgeError
+
+
+@dataclass(frozen=True)
+class Category:
+    data_category: str
+    retention_days: int
+    retention_anchor: str
+    legal_reference: str
+
+
+@dataclass(frozen=True)
+class Purpose:
+    purpose_code: str
+    legal_basis: str
+    message_channels: tuple[str, ...]
+
+
+def load_categories(path: Path | None = None) -> dict[str, Category]:
+    """The retention catalogue (``seeds/data_categories.csv``)."""
+    source = path or paths.project_dir() / "seeds" / "data_categories.csv"
+    try:
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return {
+            row["data_category"]: Category(
+                data_category=row["data_category"],
+                retention_days=int(row["retention_days"]),
+                retention_anchor=row["retention_anchor"],
+                legal_reference=row["legal_reference"],
+            )
+            for row in rows
+        }
+    except (OSError, KeyError, ValueError) as exc:
+        raise PurgeError(f"cannot read the retention catalogue {source}: {exc}") from None
+
+
+def load_purposes(path: Path | None = None) -> list[Purpose]:
+    """The purposes catalogue (``seeds/purposes.csv``)."""
+    source = path or paths.project_dir() / "seeds" / "purposes.csv"
+    try:
+        with source.open(newline="", encoding="utf-8") as handle:
+            return [
+                Purpose(
+                    purpose_code=row["purpose_code"],
+                    legal_basis=row["legal_basis"],
+                    message_channels=tuple(
+                        c.strip()
+                        for c in (row.get("message_channels") or "").split(";")
+                        if c.strip()
+                    ),
+                )
+                for row in csv.DictReader(handle)
+            ]
+    except (OSError, KeyError) as exc:
+        raise PurgeError(f"cannot read the purposes catalogue {source}: {exc}") from None
+
+
+REQUIRED_CATEGORIES: Final = (
+    "site_activity",
+    "communication_activity",
+    "purchase_history",
+    "consent_records",
+    "subject_requests",
+    "customer_master_data",
+    "destruction_records",
+)
