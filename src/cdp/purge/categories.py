@@ -1,4 +1,5 @@
-"""The catalogues the purge reads: retention periods per data category, and purposes."""
+"""The catalogues the purge reads: retention periods per data category, and purposes (the
+purposes from :mod:`cdp.catalogue`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cdp import paths
+from cdp import catalogue, paths
+from cdp.catalogue import Purpose as Purpose
 from cdp.purge.core import PurgeError
 
 
@@ -17,13 +19,6 @@ class Category:
     retention_days: int
     retention_anchor: str
     legal_reference: str
-
-
-@dataclass(frozen=True)
-class Purpose:
-    purpose_code: str
-    legal_basis: str
-    message_channels: tuple[str, ...]
 
 
 def load_categories(path: Path | None = None) -> dict[str, Category]:
@@ -45,25 +40,13 @@ def load_categories(path: Path | None = None) -> dict[str, Category]:
         raise PurgeError(f"cannot read the retention catalogue {source}: {exc}") from None
 
 
-def load_purposes(path: Path | None = None) -> list[Purpose]:
-    """The purposes catalogue (``seeds/purposes.csv``)."""
-    source = path or paths.project_dir() / "seeds" / "purposes.csv"
+def load_purposes(seeds: Path | None = None) -> list[Purpose]:
+    """The purposes catalogue (``purposes.csv`` of the project's seeds, or of ``seeds``), read
+    by the one loader of the catalogues (:mod:`cdp.catalogue`)."""
     try:
-        with source.open(newline="", encoding="utf-8") as handle:
-            return [
-                Purpose(
-                    purpose_code=row["purpose_code"],
-                    legal_basis=row["legal_basis"],
-                    message_channels=tuple(
-                        c.strip()
-                        for c in (row.get("message_channels") or "").split(";")
-                        if c.strip()
-                    ),
-                )
-                for row in csv.DictReader(handle)
-            ]
-    except (OSError, KeyError) as exc:
-        raise PurgeError(f"cannot read the purposes catalogue {source}: {exc}") from None
+        return list(catalogue.purposes(seeds))
+    except catalogue.CatalogueError as exc:
+        raise PurgeError(f"cannot read the purposes catalogue: {exc}") from None
 
 
 REQUIRED_CATEGORIES: Final = (
