@@ -230,6 +230,19 @@ def added(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         con.close()
     result = Added(project, workspace, raw_ids, persons)
     run_ok(result.dbt("build"))
+    # A person's key is read again from the rebuilt identity map: the planted events can
+    # change which of the person's identifiers anchors the key (an older grant makes their
+    # customer id the one seen first).
+    subject_keys = {role: workspace.record_key("customer_id", raw) for role, raw in raw_ids.items()}
+    person_of = dict(
+        query(
+            db,
+            "select subject_key, person_key from intermediate.int_consent__subject_persons "
+            "where subject_id_type = 'customer_id' and subject_key in (select unnest(?))",
+            [sorted(subject_keys.values())],
+        )
+    )
+    result.persons = {role: person_of[key] for role, key in subject_keys.items()}
     yield result
 
 

@@ -40,9 +40,11 @@ def load_categories(path: Path | None = None) -> dict[str, Category]:
         raise PurgeError(f"cannot read the retention catalogue {source}: {exc}") from None
 
 
-def load_purposes(seeds: Path | None = None) -> list[Purpose]:
-    """The purposes catalogue (``purposes.csv`` of the project's seeds, or of ``seeds``), read
-    by the one loader of the catalogues (:mod:`cdp.catalogue`)."""
+def load_purposes(path: Path | None = None) -> list[Purpose]:
+    """The purposes catalogue: the project's ``seeds/purposes.csv``, or the ``purposes.csv``
+    file (or seeds folder) ``path``; read by the one loader of the catalogues
+    (:mod:`cdp.catalogue`)."""
+    seeds = path.parent if path is not None and path.suffix == ".csv" else path
     try:
         return list(catalogue.purposes(seeds))
     except catalogue.CatalogueError as exc:
