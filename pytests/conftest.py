@@ -1,8 +1,14 @@
-"""Shared fixtures: one generated landing zone and one real dbt build per session.
+"""Shared fixtures: one generated landing zone and one real dbt build per test run.
 
 dbt runs in-process (dbtRunner): a dbt process start costs seconds here. The
 build writes only under a temporary folder (databases, target/, logs/), with
 a random master key, so tests never touch a developer's data/ or demo key.
+
+The suite runs on pytest-xdist workers (``-n auto --dist loadscope`` in
+pyproject.toml: a module and its module-scoped fixtures stay on one worker).
+The session builds (``built``, ``evidenced``) are made once per run, by the
+first worker that needs one while the others wait on a file lock, and each
+worker then works on its own copy (:func:`shared_build`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from filelock import FileLock
 
 from cdp import keys, paths, pseudonym, stages
 from cdp.dbt_invoke import DbtOutcome
@@ -62,6 +69,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = DBT_FIXTURES | frozenset(getattr(module, "DBT_FIXTURES", ()))
         if fixtures.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.dbt)
+    _heaviest_modules_first(items)
+
+
+# --------------------------------------------------------------------------- the order
+#
+# xdist (--dist loadscope --no-loadscope-reorder) hands each worker whole modules in the order
+# collected, and a module once handed over is not taken back: a long module handed out last
+# keeps one worker busy while the other has nothing left. So the modules that take longest go
+# first: those with a test marked ``slow`` (a module-level ``pytestmark`` of the few heavy
+# modules), then the other modules that run dbt, then the rest, each group in file order.
+
+
+def _module_cost(items: Sequence[pytest.Item]) -> int:
+    if any(item.get_closest_marker("slow") for item in items):
+        return 0
+    if any(item.get_closest_marker("dbt") for item in items):
+        return 1
+    return 2
+
+
+def _heaviest_modules_first(items: list[pytest.Item]) -> None:
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    ordered = sorted(modules.values(), key=_module_cost)  # stable: file order within a group
+    items[:] = [item for module in ordered for item in module]
 
 
 @contextmanager
@@ -230,6 +263,50 @@ def copy_workspace(source: Workspace, root: Path) -> Workspace:
     return workspace
 
 
+def shared_build(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Workspace], None]
+) -> Workspace:
+    """A workspace made by ``build`` once per test run, as this process's own copy.
+
+    Without xdist, ``build`` runs here. On an xdist worker, the first worker to ask builds in a
+    folder of the run's shared temporary directory (keyed by the xdist testrun uid) under a file
+    lock; the others wait on the lock and reuse it. Each worker then copies the whole workspace
+    (databases, ``target/``, ``logs/``, evidence) into its own folder, so no two workers ever
+    open the same database and a test on one worker cannot see another's. The key is kept
+    beside the shared workspace, not in it (tests scan workspaces for key material). A failed
+    build fails every worker that asks for it, with the builder's message, without a rebuild.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    run_uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not worker or not run_uid:
+        workspace = make_workspace(tmp_path_factory.mktemp(name))
+        build(workspace)
+        return workspace
+    shared = tmp_path_factory.getbasetemp().parent / f"shared-{run_uid}"
+    shared.mkdir(mode=0o700, exist_ok=True)
+    source, key_file, failure = shared / name, shared / f"{name}.key", shared / f"{name}.failed"
+    with FileLock(str(shared / f"{name}.lock")):
+        if failure.exists():
+            pytest.fail(failure.read_text(encoding="utf-8"), pytrace=False)
+        if not key_file.exists():
+            workspace = make_workspace(source)
+            try:
+                build(workspace)
+            except BaseException as exc:
+                failure.write_text(f"the shared build {name!r} failed on {worker}: {exc}")
+                raise
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(workspace.key)
+        key = key_file.read_text(encoding="utf-8")
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
+    workspace = make_workspace(root)
+    workspace.key = key
+    workspace.env["CDP_MASTER_KEY"] = key
+    return workspace
+
+
 def query(db: Path, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` on ``db``, opened read-only and closed again."""
     con = duckdb.connect(str(db), read_only=True)
@@ -254,15 +331,17 @@ def run_ok(result: DbtResult) -> DbtResult:
     return result
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """A landing zone generated and built once per session (``dbt build``)."""
-    workspace = make_workspace(tmp_path_factory.mktemp("build"))
+def _build(workspace: Workspace) -> None:
     generate_landing(workspace.raw_db, workspace.truth_db)
     result = workspace.dbt("build")
     if not result.success:
         pytest.fail("dbt build failed on the generated landing zone:\n" + result.output[-6000:])
-    yield workspace
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A landing zone generated and built once per run (``dbt build``); this worker's copy."""
+    yield shared_build(tmp_path_factory, "build", _build)
 
 
 # Three builds on successive as_of dates, a purge before the third, each recorded as evidence.
@@ -282,18 +361,14 @@ class Evidenced:
         return self.workspace.root / "target"
 
 
-@pytest.fixture(scope="session")
-def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
-    """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each."""
+def _build_history(workspace: Workspace) -> None:
+    """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each,
+    each build's merged run_results kept as ``run_results_<n>.json``."""
     from cdp import evidence
     from cdp.as_of import parse_as_of
     from cdp.purge import purge
 
-    workspace = make_workspace(tmp_path_factory.mktemp("evidenced"))
-    folder = workspace.root / "evidence"
-    workspace.env["CDP_EVIDENCE_DIR"] = str(folder)
     generate_landing(workspace.raw_db, workspace.truth_db)
-    kept: list[Path] = []
     for number, as_of in enumerate(HISTORY_AS_OF, start=1):
         args = ["build", "--vars", "{as_of: '" + as_of + "'}"]
         if number == len(HISTORY_AS_OF):
@@ -319,13 +394,21 @@ def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
             },
             "results": [result for run in runs for result in run["results"]],
         }
-        copy = workspace.root / f"run_results_{number}.json"
-        copy.write_text(json.dumps(merged), encoding="utf-8")
-        kept.append(copy)
+        (workspace.root / f"run_results_{number}.json").write_text(
+            json.dumps(merged), encoding="utf-8"
+        )
         evidence.record(
             targets,
-            folder=folder,
+            folder=Path(workspace.env["CDP_EVIDENCE_DIR"]),
             warehouse=workspace.warehouse_db,
             raw=workspace.raw_db,
         )
-    yield Evidenced(workspace, folder, kept)
+
+
+@pytest.fixture(scope="session")
+def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
+    """Builds at HISTORY_AS_OF (the third a full refresh after a purge), evidence after each;
+    made once per run, this worker's copy."""
+    workspace = shared_build(tmp_path_factory, "evidenced", _build_history)
+    kept = [workspace.root / f"run_results_{n}.json" for n in range(1, len(HISTORY_AS_OF) + 1)]
+    yield Evidenced(workspace, Path(workspace.env["CDP_EVIDENCE_DIR"]), kept)

@@ -23,7 +23,7 @@ from cdp import disclosure_audit, keys, publish
 from conftest import Workspace, copy_workspace, query, run_ok
 from test_rights import _clean_persons, _insert_requests
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 K = 10
 AS_OF = "2026-12-01 00:00:00"

@@ -19,7 +19,7 @@ from cdp import stages as cdp_stages
 from cdp.pack import pages, summary
 from conftest import HISTORY_AS_OF, ROOT, Evidenced, Workspace, query
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 
 def copy_record(evidenced: Evidenced, folder: Path) -> Path:

@@ -24,7 +24,7 @@ import pytest
 
 from cdp import keys, normalise, pseudonym
 from cdp.generator.dirt import JUNK_EMAILS, JUNK_PHONES
-from conftest import ROOT, Workspace, generate_landing, make_workspace
+from conftest import ROOT, SEED, Workspace, copy_workspace, generate_landing
 
 pytestmark = pytest.mark.dbt
 
@@ -368,13 +368,14 @@ def _hand_made_batch_2(
 
 
 @pytest.fixture(scope="module")
-def incremental(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Incremental]:
-    """Batch 1 built; batch 2 (generated plus hand-made rows) built incrementally, then rebuilt."""
-    workspace = make_workspace(tmp_path_factory.mktemp("identity_incremental"))
-    generate_landing(workspace.raw_db, workspace.truth_db, customers=400, seed=4242)
-    build_identity(workspace)
+def incremental(
+    built: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Incremental]:
+    """Batch 1 built (a copy of the session build); batch 2 (generated plus hand-made rows)
+    built incrementally, then rebuilt."""
+    workspace = copy_workspace(built, tmp_path_factory.mktemp("identity_incremental"))
     after_batch_1 = snapshot(workspace)
-    generate_landing(workspace.raw_db, workspace.truth_db, customers=60, seed=4242, batch=2)
+    generate_landing(workspace.raw_db, workspace.truth_db, customers=60, seed=SEED, batch=2)
     merged, overshared = _hand_made_batch_2(workspace, after_batch_1)
     # the data tests include a full recomputation of the components
     build_identity(workspace, data_tests=True)

@@ -30,6 +30,8 @@ from cdp.as_of import parse_as_of
 from cdp.purge import purge
 from conftest import SEED, Workspace, copy_workspace, generate_landing, query, run_ok
 
+pytestmark = pytest.mark.slow  # a long module: xdist starts it first (conftest)
+
 AS_OF: Final = "{as_of: '2026-11-30'}"
 MODELS: Final = ("--resource-type", "seed", "--resource-type", "model")
 BATCH_2: Final = "batch_0002"

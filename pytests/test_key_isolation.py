@@ -32,7 +32,7 @@ from cdp.keys import MasterKey, pseudonym_key
 from cdp.pseudonym import _IPAD, _OPAD, blob_literal, hmac_pads, pseudonym_macro_sql
 from conftest import Workspace, copy_workspace, environment, generate_landing, make_workspace
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 ROOT = paths.PROJECT_ROOT
 PROJECT_FILES = (
@@ -105,7 +105,15 @@ class Analyst:
     runs: Path
 
     def dbt(self, *args: str, env: dict[str, str] | None = None) -> DbtOutcome:
-        extra = ["--target-path", str(self.runs / "target"), "--log-path", str(self.runs / "logs")]
+        # One target/ per dbt target, as two checkouts would have: dbt keeps one saved parse
+        # per target/ and parses the whole project again when the target changes.
+        target = args[args.index("--target") + 1] if "--target" in args else "default"
+        extra = [
+            "--target-path",
+            str(self.runs / f"target-{target}"),
+            "--log-path",
+            str(self.runs / "logs"),
+        ]
         with environment({**self.env, **(env or {})}, drop=_KEY_VARS):
             return dbt_invoke.invoke(
                 list(args), project_dir=str(self.project), extra=extra, echo=False

@@ -10,7 +10,9 @@ the inputs are made by hand. dbt's own builds test the same logic end to end
   superseded versions by ``version_order``; quarantine wins; one row per key kept.
 - Request deadlines: working days of the Russian production calendar (holidays,
   moved days off, working Saturdays), counted from the day after receipt;
-  calendar days; GDPR's month.
+  calendar days; GDPR's month. The whole tracking model (rendered with the real
+  ``as_of`` macro): each request's one status, review reason, closure, and the
+  open, overdue and closed-late flags as of a given moment.
 - RFM scores: quintiles, the most recent buyer scoring highest on recency,
   ties broken by person_key so that two builds agree.
 """
@@ -36,6 +38,7 @@ SEEDS = ROOT / "seeds"
 TRIAGE = MACROS / "staging" / "triage.sql"
 CALENDAR = ROOT / "models" / "intermediate" / "rights" / "int_rights__calendar.sql"
 TRACKING = ROOT / "models" / "intermediate" / "rights" / "int_rights__request_tracking.sql"
+AS_OF = MACROS / "consent" / "as_of.sql"
 PROFILE = ROOT / "models" / "marts" / "profile" / "dim_customer_profile.sql"
 
 
@@ -210,7 +213,8 @@ def _working_days_after(received: dt.date, count: int) -> dt.date:
     return day
 
 
-def _due(con: duckdb.DuckDBPyConnection, requests: list[tuple[str, str, str, dt.date]]) -> Any:
+def _deadlines(con: duckdb.DuckDBPyConnection) -> None:
+    """The calendar and the rights_deadlines seed, as tables ``calendar`` and ``rights_deadlines``."""
     _calendar(con)
     con.execute(
         "create table rights_deadlines as select * from read_csv(?, header = true, columns = "
@@ -218,6 +222,10 @@ def _due(con: duckdb.DuckDBPyConnection, requests: list[tuple[str, str, str, dt.
         "'deadline_unit': 'varchar', 'extension_count': 'integer', 'legal_reference': 'varchar'})",
         [str(SEEDS / "rights_deadlines.csv")],
     )
+
+
+def _due(con: duckdb.DuckDBPyConnection, requests: list[tuple[str, str, str, dt.date]]) -> Any:
+    _deadlines(con)
     con.execute(
         "create table requests (request_id varchar, jurisdiction varchar, request_type varchar, "
         "received_date date)"
@@ -300,6 +308,142 @@ def test_working_day_deadlines_equal_the_plain_rule_on_every_day(
         if due[rid] != _working_days_after(day, counts[kind])
     ]
     assert wrong == []
+
+
+# Requests for the whole tracking model: id, type, jurisdiction, verified, received_at,
+# subject_issue, is_subject_erased, erased_by_request_id, rectification_field.
+TRACKED_AS_OF = "2026-11-20 00:00:00.000000"
+TRACKED = [
+    ("export_due", "access", "RU", True, "2026-11-02 09:00", None, False, None, None),
+    ("build_late", "restriction", "RU", True, "2026-10-01 09:00", None, False, None, None),
+    ("purged", "erasure", "EU", True, "2026-10-25 09:00", None, False, None, None),
+    ("exported", "access", "RU", True, "2026-10-26 09:00", None, False, None, None),
+    ("unverified", "objection", "RU", False, "2026-09-01 09:00", None, False, None, None),
+    ("shared", "objection", "RU", True, "2026-09-01 09:00", None, False, None, None),
+    ("nobody", "objection", "RU", True, "2026-09-01 09:00", None, False, None, None),
+    ("mistyped", "objection", "RU", True, "2026-09-01 09:00", "identifier_type_mismatch", False,
+     None, None),
+    ("mistyped_run", "restriction", "RU", True, "2026-09-01 09:00", "invalid_identifier", False,
+     None, None),
+    ("unreadable", "rectification", "RU", True, "2026-11-19 09:00", None, False, None, None),
+    ("ended_by_erasure", "restriction", "RU", True, "2026-10-20 09:00", None, True, "purged",
+     None),
+    ("after_erasure", "access", "RU", True, "2026-11-10 09:00", None, True, "purged", None),
+    ("in_time", "rectification", "RU", True, "2026-11-18 09:00", None, False, None, "email"),
+    ("future", "access", "RU", True, "2026-11-21 09:00", None, False, None, None),
+]  # fmt: skip
+
+
+def _tracking(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    """int_rights__request_tracking, rendered with the real as_of macro, on TRACKED."""
+    _deadlines(con)
+    con.execute(
+        "create table subject_requests (request_id varchar, request_type varchar, "
+        "jurisdiction varchar, is_verified boolean, received_at timestamp, subject_issue varchar, "
+        "is_subject_erased boolean, erased_by_request_id varchar, rectification_field varchar, "
+        "subject_id_type varchar)"
+    )
+    con.executemany(
+        "insert into subject_requests values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'email')", TRACKED
+    )
+    con.execute(
+        "create table request_persons as select * from (values "
+        "('export_due', 'pA', true), ('build_late', 'pB', true), ('purged', 'pC', true), "
+        "('exported', 'pD', true), ('unverified', 'pE', true), ('in_time', 'pF', true), "
+        "('shared', 'pG', false), ('shared', 'pH', false), ('mistyped_run', 'pI', true), "
+        "('unreadable', 'pJ', true)"
+        ") as t(request_id, person_key, is_unambiguous)"
+    )
+    con.execute(
+        "create table executions as select * from (values "
+        "('build_late', timestamp '2026-11-10 03:00'), ('in_time', timestamp '2026-11-19 03:00'), "
+        "('mistyped_run', timestamp '2026-09-02 03:00')) as t(request_id, executed_at)"
+    )
+    con.execute(
+        "create table closures as select * from (values "
+        "('purged', 'purge_erasure', timestamp '2026-11-01 04:00'), "
+        "('exported', 'access_export', timestamp '2026-11-12 15:00')"
+        ") as t(request_id, closed_by, closed_at)"
+    )
+    as_of: Any = _jinja().from_string(AS_OF.read_text(encoding="utf-8")).module
+    tables = {
+        "stg_privacy__subject_requests": "subject_requests",
+        "int_rights__request_persons": "request_persons",
+        "rights_deadlines": "rights_deadlines",
+        "int_rights__calendar": "calendar",
+        "int_rights__request_executions": "executions",
+        "stg_rights__request_closures": "closures",
+    }
+    sql = (
+        _jinja()
+        .from_string(TRACKING.read_text(encoding="utf-8"))
+        .render(ref=tables.__getitem__, as_of=lambda: as_of.default__as_of(TRACKED_AS_OF))
+    )
+    cursor = con.execute(sql)
+    names = [column[0] for column in cursor.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def test_request_tracking_statuses_reviews_and_overdue_flags(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    tracked = _tracking(con)
+    assert set(tracked) == {r[0] for r in TRACKED} - {"future"}  # received after as_of: not yet
+    assert all(t["as_of"] == dt.datetime(2026, 11, 20) for t in tracked.values())
+
+    def picked(request_id: str, *columns: str) -> tuple[Any, ...]:
+        return tuple(tracked[request_id][c] for c in columns)
+
+    status = ("request_status", "review_reason", "closed_by", "is_open")
+    assert picked("export_due", *status) == ("awaiting_export", None, None, True)
+    assert picked("build_late", *status) == ("closed", None, "build", False)
+    assert picked("purged", *status) == ("closed", None, "purge_erasure", False)
+    assert picked("exported", *status) == ("closed", None, "access_export", False)
+    assert picked("unverified", *status) == ("unverified", None, None, False)
+    assert picked("shared", *status) == ("needs_review", "shared_identifier", None, True)
+    assert picked("nobody", *status) == ("needs_review", "unknown_subject", None, True)
+    assert picked("mistyped", *status) == ("needs_review", "identifier_type_mismatch", None, True)
+    # executed by a build before decision 51 on an unusable identifier: closes nothing
+    assert picked("mistyped_run", *status) == ("needs_review", "invalid_identifier", None, True)
+    assert picked("unreadable", *status) == ("invalid_details", None, None, True)
+    # the erasure of the person ends their other requests; an access request after it is
+    # never exported (nobody is left to export)
+    assert picked("ended_by_erasure", *status) == ("closed", None, "erasure", False)
+    assert picked("after_erasure", *status) == ("needs_review", "subject_erased", None, True)
+    assert picked("in_time", *status) == ("closed", None, "build", False)
+    assert picked("shared", "person_key", "candidate_person_count") == (None, 2)
+    assert picked("nobody", "person_key", "candidate_person_count") == (None, 0)
+    assert picked("export_due", "person_key", "candidate_person_count") == ("pA", 1)
+
+    # Deadlines run from the day after receipt; overdue means open past the due date.
+    as_of = dt.date(2026, 11, 20)
+    for request_id, request_type, jurisdiction, *_rest in TRACKED[:-1]:
+        row = tracked[request_id]
+        received = row["received_at"].date()
+        if jurisdiction == "EU":
+            assert row["due_date"] == dt.date(received.year, received.month + 1, received.day)
+        elif request_type == "erasure":
+            assert row["due_date"] == received + dt.timedelta(days=30)
+        else:
+            days = {"rectification": 7}.get(request_type, 10)
+            assert row["due_date"] == _working_days_after(received, days), request_id
+        overdue = row["is_open"] and row["due_date"] < as_of
+        assert row["is_overdue"] == overdue, request_id
+        assert row["days_past_due"] == (
+            max((as_of - row["due_date"]).days, 0) if row["is_open"] else None
+        ), request_id
+        late = row["closed_at"] is not None and row["closed_at"].date() > row["due_date"]
+        assert row["is_closed_late"] == late, request_id
+    # 2 November + 10 working days (4 November is a holiday): due 17 November, 3 days past
+    assert picked("export_due", "due_date", "is_overdue", "days_past_due") == (
+        dt.date(2026, 11, 17),
+        True,
+        3,
+    )
+    assert picked("build_late", "is_overdue", "is_closed_late") == (False, True)
+    assert picked("unreadable", "is_overdue", "days_past_due") == (False, 0)
+    assert picked("unverified", "is_overdue", "days_past_due") == (False, None)
+    assert picked("shared", "is_overdue") == (True,)  # needs_review: its deadline runs
 
 
 # --------------------------------------------------------------------------- RFM scores
