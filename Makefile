@@ -62,12 +62,14 @@ pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineag
 	  echo "make pack: using the demo key $(DEMO_KEY_FILE)"; export CDP_MASTER_KEY_FILE=$(DEMO_KEY_FILE); fi; \
 	umask 077; $(BIN)/python -m cdp.pack --out $(PACK_DIR)
 
-# pytest's own exit code is make's: 5 (no test collected) fails too.
-pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones)
+# pytest's own exit code is make's: 5 (no test collected) fails too. pyproject.toml runs it on
+# one xdist worker per core (-n auto); test-fast runs in one process (-n 0): for its few
+# seconds of tests, starting and feeding workers costs more than it saves.
+pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones), on every core
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## only the tests that run no dbt (pytest -m "not dbt"), in under a minute
-	$(BIN)/python -m pytest -m "not dbt"
+	$(BIN)/python -m pytest -m "not dbt" -n 0
 
 clean:  ## remove generated files (keeps the demo key)
 	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache
