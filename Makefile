@@ -37,7 +37,11 @@ venv: $(STAMP)  ## create the local virtual environment from the pinned requirem
 demo: $(STAMP)  ## generate a demo landing zone and build the warehouse on it
 	umask 077; $(BIN)/python -m cdp.cli demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
 
-test: $(STAMP) lint typecheck sqllint chromium pytest  ## every check CI runs
+# The three static checks share nothing and use one core each: they run side by side (their
+# output kept whole per check), then pytest, which spreads over every core itself (xdist).
+test: $(STAMP) chromium  ## every check CI runs
+	$(MAKE) --no-print-directory --output-sync=target -j3 lint typecheck sqllint
+	$(MAKE) --no-print-directory pytest
 
 lint: $(STAMP)  ## ruff on Python
 	$(BIN)/ruff check src scripts pytests
@@ -62,12 +66,14 @@ pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineag
 	  echo "make pack: using the demo key $(DEMO_KEY_FILE)"; export CDP_MASTER_KEY_FILE=$(DEMO_KEY_FILE); fi; \
 	umask 077; $(BIN)/python -m cdp.pack --out $(PACK_DIR)
 
-# pytest's own exit code is make's: 5 (no test collected) fails too.
-pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones)
+# pytest's own exit code is make's: 5 (no test collected) fails too. pyproject.toml runs it on
+# one xdist worker per core (-n auto); test-fast runs in one process (-n 0): for its few
+# seconds of tests, starting and feeding workers costs more than it saves.
+pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones), on every core
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## only the tests that run no dbt (pytest -m "not dbt"), in under a minute
-	$(BIN)/python -m pytest -m "not dbt"
+	$(BIN)/python -m pytest -m "not dbt" -n 0
 
 clean:  ## remove generated files (keeps the demo key)
 	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache
