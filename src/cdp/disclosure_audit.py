@@ -11,7 +11,7 @@ any publish this module:
    their total; a cohort's size is its month 0; the cohorts' active buyers of
    a calendar month add up to that month's buyers in the sales mart), and for
    every suppressed number the smallest and largest consistent values are
-   computed with HiGHS (``scipy.optimize.linprog``). Publishing is refused
+   computed with HiGHS (``highspy``). Publishing is refused
    unless every such interval is at least as wide as the protection level:
    ``suppression_protection`` people for a count of people (default ceil(k/4)),
    half of its upper end for a sum;
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import highspy
 import numpy as np
 import yaml  # type: ignore[import-untyped]
-from scipy.optimize import linprog  # type: ignore[import-untyped]
 
 from cdp import paths
 
@@ -410,24 +410,12 @@ def _solve(model: _Model, params: Parameters) -> list[Interval]:
         targets = [var for var in variables if var in model.required]
         if not targets:
             continue
-        position = {var: i for i, var in enumerate(variables)}
-        bounds = [
-            (model.low[var], None if math.isinf(model.high[var]) else model.high[var])
-            for var in variables
-        ]
-        a_eq: list[list[float]] = []
-        a_ub: list[list[float]] = []
-        for number in relation_numbers:
-            terms, equality = model.rows[number]
-            row = [0.0] * len(variables)
-            for var, coefficient in terms.items():
-                row[position[var]] = coefficient
-            (a_eq if equality else a_ub).append(row)
+        problem = _Problem(model, variables, relation_numbers) if relation_numbers else None
         for var in targets:
             low, high = model.low[var], model.high[var]
-            if relation_numbers:
-                low = _optimise(variables, position[var], bounds, a_eq, a_ub, 1.0, model)
-                high = _optimise(variables, position[var], bounds, a_eq, a_ub, -1.0, model)
+            if problem is not None:
+                low = problem.optimise(var, 1.0)
+                high = problem.optimise(var, -1.0)
             table, row_key, column = model.names[var]
             required = model.required[var]
             if required < 0:  # a sum: half of its upper end
@@ -438,36 +426,67 @@ def _solve(model: _Model, params: Parameters) -> list[Interval]:
     return found
 
 
-def _optimise(
-    variables: list[int],
-    target: int,
-    bounds: list[tuple[float, float | None]],
-    a_eq: list[list[float]],
-    a_ub: list[list[float]],
-    sign: float,
-    model: _Model,
-) -> float:
-    """The smallest (sign 1) or largest (sign -1) value of one variable over the feasible release."""
-    cost = np.zeros(len(variables))
-    cost[target] = sign
-    result = linprog(
-        cost,
-        A_ub=np.array(a_ub) if a_ub else None,
-        b_ub=np.zeros(len(a_ub)) if a_ub else None,
-        A_eq=np.array(a_eq) if a_eq else None,
-        b_eq=np.zeros(len(a_eq)) if a_eq else None,
-        bounds=bounds,
-        method="highs",
-    )
-    if result.status == 3:  # unbounded: the number can be anything above its lower end
-        return math.inf if sign < 0 else model.low[variables[target]]
-    if result.status != 0:
-        name = model.names[variables[target]]
-        raise DisclosureError(
-            f"the release is inconsistent with its own rules near {name[0]} {'/'.join(name[1])} "
-            f"{name[2]} ({result.message}): refusing to publish what cannot be audited"
-        )
-    return float(sign * result.fun)
+class _Problem:
+    """One component's linear program, given to HiGHS once and re-solved for each target.
+
+    Only the objective changes between solves (one variable's cost), so each solve starts
+    from the previous optimal basis: about 0.15 ms against 2.5 ms for a cold
+    ``scipy.optimize.linprog`` on the same problem (decision 59).
+    """
+
+    def __init__(self, model: _Model, variables: list[int], relation_numbers: list[int]) -> None:
+        self.model = model
+        self.position = {var: i for i, var in enumerate(variables)}
+        equalities = [n for n in relation_numbers if model.rows[n][1]]
+        inequalities = [n for n in relation_numbers if not model.rows[n][1]]
+        columns: list[list[tuple[int, float]]] = [[] for _ in variables]
+        for row, number in enumerate(equalities + inequalities):
+            for var, coefficient in model.rows[number][0].items():
+                columns[self.position[var]].append((row, coefficient))
+        lp = highspy.HighsLp()
+        lp.num_col_ = len(variables)
+        lp.num_row_ = len(equalities) + len(inequalities)
+        lp.col_cost_ = np.zeros(len(variables))
+        lp.col_lower_ = np.array([model.low[var] for var in variables])
+        lp.col_upper_ = np.array([min(model.high[var], highspy.kHighsInf) for var in variables])
+        # every relation is "terms == 0" or "terms <= 0"
+        lp.row_lower_ = np.array([0.0] * len(equalities) + [-highspy.kHighsInf] * len(inequalities))
+        lp.row_upper_ = np.zeros(lp.num_row_)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.cumsum([0] + [len(column) for column in columns])
+        lp.a_matrix_.index_ = np.array([row for column in columns for row, _ in column], dtype=int)
+        lp.a_matrix_.value_ = np.array([value for column in columns for _, value in column])
+        self.highs = highspy.Highs()  # type: ignore[no-untyped-call]
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.passModel(lp)
+        self.costed: int | None = None
+
+    def optimise(self, var: int, sign: float) -> float:
+        """The smallest (sign 1) or largest (sign -1) value of one variable over the release."""
+        column = self.position[var]
+        if self.costed is not None:
+            self.highs.changeColCost(self.costed, 0.0)
+        self.highs.changeColCost(column, sign)
+        self.costed = column
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+            # presolve may stop before telling the two apart: solve this one without it
+            self.highs.setOptionValue("presolve", "off")
+            self.highs.run()
+            status = self.highs.getModelStatus()
+            self.highs.setOptionValue("presolve", "choose")
+        if status == highspy.HighsModelStatus.kUnbounded:
+            # the number can be anything above its lower end
+            return math.inf if sign < 0 else self.model.low[var]
+        if status != highspy.HighsModelStatus.kOptimal:
+            name = self.model.names[var]
+            raise DisclosureError(
+                f"the release is inconsistent with its own rules near {name[0]} "
+                f"{'/'.join(name[1])} {name[2]} ({self.highs.modelStatusToString(status)}): "
+                "refusing to publish what cannot be audited"
+            )
+        return float(sign * self.highs.getInfo().objective_function_value)
 
 
 def audit_release(published_db: Path, params: Parameters) -> AuditReport:
