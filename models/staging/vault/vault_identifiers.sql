@@ -95,7 +95,9 @@ rectified_values as (
 
 ),
 
-all_identifiers as (
+-- MATERIALIZED: otherwise DuckDB pushes the not-null filter below into each branch and
+-- runs every normaliser once for the filter and again for the value (3x the Python calls).
+all_identifiers as materialized (
 
     select
         id_type,
