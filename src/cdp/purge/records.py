@@ -204,7 +204,7 @@ def records(
     return out
 
 
-def execute(purger: Purger, records: Sequence[DestructionRecord]) -> None:
+def execute(purger: Purger, destroyed: Sequence[DestructionRecord]) -> None:
     """Destroy and record, in one transaction (the caller commits)."""
     purger.sql(f"create schema if not exists {AUDIT_SCHEMA}")
     columns = ",\n    ".join(f"{name} {ctype}" for name, ctype in LOG_COLUMNS)
@@ -232,10 +232,10 @@ def execute(purger: Purger, records: Sequence[DestructionRecord]) -> None:
                 f"where rowid in (select row_id from {name})"
             )
     if purger.proofs:
-        write_proofs(purger, records)
-    if records:
+        write_proofs(purger, destroyed)
+    if destroyed:
         names = [name for name, _ in LOG_COLUMNS]
-        table = pa.Table.from_pylist([asdict(r) for r in records]).select(names)
+        table = pa.Table.from_pylist([asdict(r) for r in destroyed]).select(names)
         purger.con.register("purge_records_arrow", table)
         purger.sql(
             f"insert into {LOG_TABLE} ({', '.join(names)}) "
@@ -244,13 +244,13 @@ def execute(purger: Purger, records: Sequence[DestructionRecord]) -> None:
         purger.con.unregister("purge_records_arrow")
 
 
-def write_proofs(purger: Purger, records: Sequence[DestructionRecord]) -> None:
+def write_proofs(purger: Purger, destroyed: Sequence[DestructionRecord]) -> None:
     """Append this run's erasure proofs to ``audit.erasure_proofs`` (kept like the records)."""
     columns = ",\n    ".join(f"{name} {ctype}" for name, ctype in PROOF_COLUMNS)
     purger.sql(f"create table if not exists {PROOF_TABLE} (\n    {columns}\n)")
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    run_id = records[0].run_id if records else str(uuid.uuid4())
-    erased_at = records[0].destroyed_at if records else now
+    run_id = destroyed[0].run_id if destroyed else str(uuid.uuid4())
+    erased_at = destroyed[0].destroyed_at if destroyed else now
     keep_until = erased_at + dt.timedelta(
         days=purger.categories["destruction_records"].retention_days
     )

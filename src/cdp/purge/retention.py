@@ -94,7 +94,7 @@ def plan_messages(purger: Purger, table: sources.Table) -> None:
 def _version_times(purger: Purger, table: sources.Table) -> str:
     """Temp table of each record's latest time (key -> time), over all its versions."""
     name = f"purge_times_{table.schema}_{table.name}"
-    key = _record_key(purger, table)
+    key = _record_key(table)
     purger.sql(
         f"""
         create or replace temp table {name} as
@@ -106,7 +106,7 @@ def _version_times(purger: Purger, table: sources.Table) -> str:
     return name
 
 
-def _record_key(purger: Purger, table: sources.Table) -> str:
+def _record_key(table: sources.Table) -> str:
     keys_ = [c.name for c in table.columns if c.raw_key]
     if not keys_:
         raise PurgeError(f"{table.qualified}: the latest_version rule needs a raw_key column")
@@ -117,7 +117,7 @@ def plan_latest_version(purger: Purger, table: sources.Table) -> None:
     """A record with several versions expires from its latest time (an order from when it
     was placed or last changed), all its versions at once."""
     times = _version_times(purger, table)
-    key = _record_key(purger, table)
+    key = _record_key(table)
     purger.add_rule(
         Rule(table.qualified, table.data_category, "retention_expired", "delete_rows"),
         f"""
