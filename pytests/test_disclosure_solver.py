@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog  # type: ignore[import-untyped]
 
@@ -121,6 +121,17 @@ def _tables(
 
 @settings(max_examples=150, deadline=None)
 @given(_tables())
+@example(  # found by hypothesis: the warm-started maximum of the unbounded total ended "Unknown"
+    (
+        [(1, 1), (0, 0), (1, 1), (0, 3), (0, math.inf), (1, 1)],
+        [
+            ({0: 1.0, 2: -1.0}, False),
+            ({0: 1.0, 3: -1.0}, False),
+            ({0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: -1.0}, False),
+            ({0: 1.0, 5: -1.0}, False),
+        ],
+    )
+)
 def test_every_interval_equals_a_cold_solve_of_each_end(
     table: tuple[list[tuple[float, float]], list[tuple[dict[int, float], bool]]],
 ) -> None:

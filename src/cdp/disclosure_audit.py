@@ -420,8 +420,9 @@ def _solve(model: _Model, params: Parameters) -> list[Interval]:
             required = model.required[var]
             if required < 0:  # a sum: half of its upper end
                 required = 0.0 if math.isinf(high) else SUM_PROTECTION_RATIO * high
-            elif not math.isinf(high):
-                low, high = math.ceil(low - TOLERANCE), math.floor(high + TOLERANCE)
+            else:  # a count of people: whole numbers, whatever the solver's rounding
+                low = math.ceil(low - TOLERANCE)
+                high = high if math.isinf(high) else math.floor(high + TOLERANCE)
             found.append(Interval(table, row_key, column, float(low), float(high), required))
     return found
 
@@ -430,7 +431,7 @@ class _Problem:
     """One component's linear program, given to HiGHS once and re-solved for each target.
 
     Only the objective changes between solves (one variable's cost), so each solve starts
-    from the previous optimal basis: about 0.15 ms against 2.5 ms for a cold
+    from the previous optimal basis (a solve that ends without a verdict is repeated cold): about 0.15 ms against 2.5 ms for a cold
     ``scipy.optimize.linprog`` on the same problem (decision 59).
     """
 
@@ -470,8 +471,11 @@ class _Problem:
         self.costed = column
         self.highs.run()
         status = self.highs.getModelStatus()
-        if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
-            # presolve may stop before telling the two apart: solve this one without it
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
+            # A warm start can end without a verdict (status Unknown, seen on an unbounded
+            # maximum), and presolve may not tell unbounded from infeasible: solve this one
+            # again from scratch, without presolve, before calling the release inconsistent.
+            self.highs.clearSolver()
             self.highs.setOptionValue("presolve", "off")
             self.highs.run()
             status = self.highs.getModelStatus()
