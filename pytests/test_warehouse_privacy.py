@@ -280,27 +280,47 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
 
     import hashlib
 
+    sha = hashlib.sha256(plain.encode()).hexdigest()
+    md5 = hashlib.md5(plain.encode()).hexdigest()  # noqa: S324 (the leak planted)
     con = duckdb.connect(str(built.warehouse_db))
     try:
-        # sha256 as the whole value, md5 after a prefix: one failing row per column
+        # One failing row per column that holds a plain hash: sha256 as the whole value, md5
+        # after a prefix (also one of hex digits), a sha256 in a list; a view that computes
+        # (upper case) is scanned, a view that only selects is not (its table is).
         con.execute(
-            "create table main.planted_plain_hash as select ? as email_hash, ? as email_md5",
-            [
-                hashlib.sha256(plain.encode()).hexdigest(),
-                "v1_" + hashlib.md5(plain.encode()).hexdigest(),  # noqa: S324 (the leak planted)
-            ],
+            "create table main.planted_plain_hash as select ? as email_hash, ? as email_md5, "
+            "? as email_md5_hex_prefix, ? as email_hashes",
+            [sha, "v1_" + md5, "ab12" + md5, ["x", sha]],
+        )
+        con.execute(
+            "create view main.planted_computing_view as "
+            "select upper(email_hash) as shouting from main.planted_plain_hash"
+        )
+        con.execute(
+            "create view main.planted_plain_view as "
+            "select email_hash, email_md5 from main.planted_plain_hash"
         )
     finally:
         con.close()
+    vault = duckdb.connect(str(built.vault_db))
+    try:
+        vault.execute("create table main.planted_vault_hash as select ? as sealed_note", [sha])
+    finally:
+        vault.close()
     try:
         dirty = built.dbt("test", "--select", "assert_no_unkeyed_hash_of_identifiers")
         assert not dirty.success
         assert "assert_no_unkeyed_hash_of_identifiers" in dirty.output
-        assert "Got 2 results" in dirty.output, dirty.output[-3000:]
+        assert "Got 6 results" in dirty.output, dirty.output[-3000:]
     finally:
         con = duckdb.connect(str(built.warehouse_db))
+        con.execute("drop view main.planted_plain_view")
+        con.execute("drop view main.planted_computing_view")
         con.execute("drop table main.planted_plain_hash")
         con.close()
+        vault = duckdb.connect(str(built.vault_db))
+        vault.execute("drop table main.planted_vault_hash")
+        vault.close()
 
 
 @pytest.mark.parametrize(

@@ -143,17 +143,22 @@ class _Material:
         raise TypeError("cdp key material cannot be pickled or copied")
 
 
+_RECORDING_SETTINGS: Final = ("enable_profiling", "enable_logging", "log_query_path")
+
+
 def _recording_settings(con: Any) -> list[str]:
-    """Settings under which DuckDB would record statements or plans (and so the pads)."""
+    """Settings under which DuckDB would record statements or plans (and so the pads).
+
+    Read with ``current_setting`` (a constant projection), not by scanning
+    ``duckdb_settings()``: it runs on every cursor, and the scan cost ~4 ms each.
+    """
+    calls = ", ".join(f"current_setting('{name}')" for name in _RECORDING_SETTINGS)
     try:
-        rows = con.execute(
-            "SELECT name, value FROM duckdb_settings() "
-            "WHERE name IN ('enable_profiling', 'enable_logging', 'log_query_path')"
-        ).fetchall()
+        rows = con.execute(f"SELECT {calls}").fetchall()
     except Exception:
         return []  # the registration that follows reports an unusable connection
     found = []
-    for name, value in rows:
+    for name, value in zip(_RECORDING_SETTINGS, rows[0] if rows else (), strict=False):
         text = "" if value is None else str(value).strip().lower()
         if name == "enable_logging" and text not in ("", "0", "false"):
             found.append(f"{name}={value}")
@@ -336,14 +341,22 @@ class Plugin(BasePlugin):
             )
 
     def register(self, con: Any) -> None:
-        """Register the stage's functions on ``con`` (idempotent), then self-check."""
+        """Register the stage's functions on ``con`` (idempotent), then self-check.
+
+        The UDFs live in the database instance's catalog, shared by all its cursors; the key
+        version macro is a temp macro, one per cursor. So a cursor of a connection already
+        registered (every cursor dbt opens after the first) costs the macro and one self-check
+        query; the functions are created only when the self-check finds them missing.
+        """
         if self._material is None:
             return  # the analytics stage has no keyed function
         with self._lock:
             con.execute(key_version_macro_sql(KEY_VERSION_FUNCTION, self._material.version))
-            if not self._create_udfs(con):
-                raise PluginRegistrationError(_GENERIC_FAILURE)
             status = self._self_check(con)
+            if status == "missing":
+                if not self._create_udfs(con):
+                    raise PluginRegistrationError(_GENERIC_FAILURE)
+                status = self._self_check(con)
         if status == "pseudonym_mismatch":
             raise PluginRegistrationError(
                 "cdp plugin: the pseudonym functions on this DuckDB database were registered "

@@ -64,6 +64,10 @@ _SELECTION_FLAGS: Final = frozenset(
     {"--select", "-s", "--models", "-m", "--exclude", "--selector", "--resource-type"}
 )
 _PARSE_FLAGS: Final = frozenset({"--vars"})
+#: The warehouse-wide scan for unkeyed hashes of identifiers (a vault-stage test): every keyed
+#: ``build`` that writes models runs it last, whatever its selection (docs/decisions.md, 61).
+HASH_SCAN: Final = "assert_no_unkeyed_hash_of_identifiers"
+_WRITING_TYPES: Final = frozenset({"model", "seed", "snapshot"})
 
 
 def _option_values(args: Sequence[str], names: frozenset[str]) -> tuple[list[str], list[str]]:
@@ -219,9 +223,19 @@ def _run_staged(
             members = _ls(manifest, ["--selector", stage.selector], ls_common, project_dir)
             if members is None:
                 return DbtOutcome(False, [f"cdp: the {stage.name} stage could not be listed"])
-            nodes = sorted(chosen & members)
+            nodes = chosen & members
+            if stage.name == "vault" and _adds_hash_scan(command, manifest, chosen, selection):
+                if key_error is None:
+                    nodes.add(HASH_SCAN)
+                elif echo:
+                    print(
+                        f"cdp: {HASH_SCAN} (the scan for unkeyed hashes) needs the key: "
+                        f"not run; the next keyed build runs it",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if nodes:
-                plan.append((stage, ["--select", *nodes, "--indirect-selection", "empty"]))
+                plan.append((stage, ["--select", *sorted(nodes), "--indirect-selection", "empty"]))
 
     messages: list[str] = []
     results: list[Any] = []
@@ -251,6 +265,23 @@ def _run_staged(
     if failure is not None:
         return DbtOutcome(False, messages, failure.exception, StagedResult(results))
     return DbtOutcome(True, messages, None, StagedResult(results))
+
+
+def _adds_hash_scan(
+    command: str, manifest: Any, chosen: set[str], selection: Sequence[str]
+) -> bool:
+    """Whether a selected ``build`` gets the hash scan added: it writes a model, seed or
+    snapshot, and the user's selection neither chose nor named the scan."""
+    if command != "build" or HASH_SCAN in chosen:
+        return False
+    if any(HASH_SCAN in arg for arg in selection):
+        return False  # excluded by name: the user's choice
+    writing = {
+        str(node.name)
+        for node in manifest.nodes.values()
+        if str(getattr(node, "resource_type", "")) in _WRITING_TYPES
+    }
+    return bool(chosen & writing)
 
 
 class StagedResult:

@@ -1,18 +1,190 @@
 {{ config(tags=['privacy', 'vault_stage']) }}
 {#-
     Plain (unkeyed) hashes of emails and phones are reversible by dictionary:
-    no string column of any warehouse relation may hold md5 or sha256 of a
+    no string value of any relation the build writes (every database attached
+    but the raw zone: the warehouse and the vault) may hold md5 or sha256 of a
     normalised email or phone from the raw zone, as the whole value or after a
-    prefix such as `v1_`. Scans every table and view the warehouse holds at
-    test time (not only dbt's own), so a relation created by hand is caught too.
+    prefix such as `v1_`. It scans every table and view there at test time (not
+    only dbt's own), so a relation created by hand is caught too. It runs last:
+    in the vault stage, after the privacy and analytics stages, and after the
+    vault models below (`cdp build` adds it to every build that writes models;
+    docs/decisions.md, 61).
+
+    Cheap by construction: the plain hashes are computed once (one set, md5
+    and sha256 of every distinct identifier), and each string value is probed
+    once against it by its last 32 and last 64 characters. A VARCHAR column
+    gives its values; a column of lists, structs or JSON gives every run of 32
+    or more hex digits of its text form. A view is not scanned when it is a
+    plain selection of relations the scan covers (every output expression a
+    column reference or `*`, every relation read a table or view of the same
+    database, no table function or VALUES list): its values are values of those
+    relations, so scanning it again would re-execute it for nothing. Any other
+    view (one that computes, casts or aggregates, or reads the raw zone or
+    another database), or one DuckDB cannot parse back, is scanned.
 -#}
+-- depends_on: {{ ref('vault_identifiers') }}
+-- depends_on: {{ ref('vault_customer_names') }}
+{%- set landing_databases = [] -%}
+{%- for node in landing_sources() -%}
+    {%- if node.database and node.database not in landing_databases -%}
+        {%- do landing_databases.append(node.database) -%}
+    {%- endif -%}
+{%- endfor -%}
 {%- set columns_sql -%}
-    select table_schema, table_name, column_name
-    from information_schema.columns
-    where table_catalog = current_database()
-        and data_type = 'VARCHAR'
-        and table_schema not in ('information_schema', 'pg_catalog')
-    order by table_schema, table_name, column_name
+    with written_databases as (
+
+        select database_name
+        from duckdb_databases()
+        where not internal
+            and database_name not in ('system', 'temp'
+                {%- for name in landing_databases %}, '{{ name }}'{% endfor %})
+
+    ),
+
+    views as (
+
+        select
+            database_name,
+            schema_name,
+            view_name,
+            json_serialize_sql(
+                regexp_replace(sql, '^CREATE (OR REPLACE )?VIEW .*? AS ', '')
+            ) as tree
+        from duckdb_views()
+        where not internal
+            and database_name in (select database_name from written_databases)
+
+    ),
+
+    view_nodes as (
+
+        select
+            views.database_name,
+            views.schema_name,
+            views.view_name,
+            node.id,
+            node.parent,
+            node.key,
+            node.atom,
+            node.fullkey
+        from views, json_tree(views.tree) as node
+
+    ),
+
+    view_ctes as (
+
+        select database_name, schema_name, view_name, atom ->> '$' as cte_name
+        from view_nodes
+        where key = 'key' and fullkey like '%.cte_map.map[%].key'
+
+    ),
+
+    table_refs as (
+
+        select
+            refs.database_name,
+            refs.schema_name,
+            refs.view_name,
+            max(case when fields.key = 'catalog_name' then fields.atom ->> '$' end) as ref_catalog,
+            max(case when fields.key = 'schema_name' then fields.atom ->> '$' end) as ref_schema,
+            max(case when fields.key = 'table_name' then fields.atom ->> '$' end) as ref_table
+        from view_nodes as refs
+        inner join view_nodes as fields
+            on refs.database_name = fields.database_name
+                and refs.schema_name = fields.schema_name
+                and refs.view_name = fields.view_name
+                and refs.parent = fields.parent
+        where refs.key = 'type' and refs.atom ->> '$' = 'BASE_TABLE'
+        group by refs.database_name, refs.schema_name, refs.view_name, refs.parent
+
+    ),
+
+    known_relations as (
+
+        select table_catalog, table_schema, table_name
+        from information_schema.tables
+        where table_catalog in (select database_name from written_databases)
+
+    ),
+
+    computing_views as (
+
+        -- DuckDB could not parse the view back
+        select database_name, schema_name, view_name
+        from views
+        where coalesce(tree ->> '$.error', 'true') <> 'false'
+        union
+        -- an output expression that is not a column reference or `*`
+        select database_name, schema_name, view_name
+        from view_nodes
+        where key = 'class'
+            and fullkey like '%.select_list[%'
+            and atom ->> '$' not in ('COLUMN_REF', 'STAR')
+        union
+        -- a relation that makes rows of its own
+        select database_name, schema_name, view_name
+        from view_nodes
+        where key = 'type'
+            and atom ->> '$' in (
+                'TABLE_FUNCTION', 'EXPRESSION_LIST', 'PIVOT', 'SHOW_REF', 'COLUMN_DATA'
+            )
+        union
+        -- a relation read that is neither one of its CTEs nor one of the same database
+        select table_refs.database_name, table_refs.schema_name, table_refs.view_name
+        from table_refs
+        where not (
+            coalesce(table_refs.ref_schema, '') = ''
+            and coalesce(table_refs.ref_catalog, '') = ''
+            and exists (
+                select 1 from view_ctes
+                where view_ctes.database_name = table_refs.database_name
+                    and view_ctes.schema_name = table_refs.schema_name
+                    and view_ctes.view_name = table_refs.view_name
+                    and view_ctes.cte_name = table_refs.ref_table
+            )
+        )
+        and not (
+            coalesce(table_refs.ref_catalog, '') in ('', table_refs.database_name)
+            and coalesce(table_refs.ref_schema, '') <> ''
+            and table_refs.ref_schema not in (select database_name from duckdb_databases())
+            and exists (
+                select 1 from known_relations
+                where known_relations.table_catalog = table_refs.database_name
+                    and known_relations.table_schema = table_refs.ref_schema
+                    and known_relations.table_name = table_refs.ref_table
+            )
+        )
+
+    ),
+
+    plain_views as (
+
+        select database_name, schema_name, view_name from views
+        except
+        select database_name, schema_name, view_name from computing_views
+
+    )
+
+    select
+        columns.table_catalog,
+        columns.table_schema,
+        columns.table_name,
+        columns.column_name,
+        columns.data_type = 'VARCHAR' as is_text
+    from information_schema.columns as columns
+    where columns.table_catalog in (select database_name from written_databases)
+        and columns.table_schema not in ('information_schema', 'pg_catalog')
+        and (
+            columns.data_type like '%VARCHAR%'
+            or columns.data_type like '%JSON%'
+        )
+        and not exists (
+            select 1 from plain_views
+            where plain_views.database_name = columns.table_catalog
+                and plain_views.schema_name = columns.table_schema
+                and plain_views.view_name = columns.table_name
+        )
+    order by 1, 2, 3, 4
 {%- endset -%}
 {%- set string_columns = run_query(columns_sql).rows if execute else [] -%}
 
@@ -69,18 +241,38 @@ plain_hashes as (
 
 ),
 
+{#- The last 32 and the last 64 characters of each value (an md5, a sha256, whole or after a prefix). -#}
 column_values as (
 
-    {% for schema_name, table_name, column_name in string_columns %}
+    {% for catalog_name, schema_name, table_name, column_name, is_text in string_columns %}
+        {%- set last_column = loop.last %}
+        {%- set path = catalog_name ~ '.' ~ schema_name ~ '.' ~ table_name ~ '.' ~ column_name %}
+        {%- if is_text %}
+            {%- set relation = '"' ~ catalog_name ~ '"."' ~ schema_name ~ '"."' ~ table_name ~ '"' %}
+            {%- set value = '"' ~ column_name ~ '"' %}
+        {%- else %}
+            {%- set relation -%}
+                (
+                    select unnest(regexp_extract_all(
+                        cast("{{ column_name }}" as varchar), '[0-9a-fA-F]{32,}'
+                    )) as hex_run
+                    from "{{ catalog_name }}"."{{ schema_name }}"."{{ table_name }}"
+                ) as hex_runs
+            {%- endset %}
+            {%- set value = 'hex_run' %}
+        {%- endif %}
+        {%- for width in (32, 64) %}
         select
-            '{{ schema_name }}.{{ table_name }}.{{ column_name }}' as column_path,
-            lower(regexp_extract("{{ column_name }}", '([0-9a-fA-F]{32,64})$', 1)) as hex_value
-        from "{{ schema_name }}"."{{ table_name }}"
-        {% if not loop.last %}union all{% endif %}
+            '{{ path }}' as column_path,
+            lower(right({{ value }}, {{ width }})) as hex_tail
+        from {{ relation }}
+        where length({{ value }}) >= {{ width }}
+        {% if not (loop.last and last_column) %}union all{% endif %}
+        {%- endfor %}
     {% else %}
         select
             null as column_path,
-            null as hex_value
+            null as hex_tail
         where false
     {% endfor %}
 
@@ -91,5 +283,5 @@ select
     count(*) as matching_values
 from column_values
 inner join plain_hashes
-    on column_values.hex_value = plain_hashes.plain_hash
+    on column_values.hex_tail = plain_hashes.plain_hash
 group by column_values.column_path
