@@ -282,6 +282,7 @@ def _run_floors(plan_file: str, out_file: str, target_path: str) -> int:
     master = keys.take_master_key()
     results: list[dict[str, Any]] = []
     settings: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for target, floors in plan["targets"].items():
         with contextlib.ExitStack() as stack:
             if target != "local":
@@ -305,16 +306,20 @@ def _run_floors(plan_file: str, out_file: str, target_path: str) -> int:
                 ],
                 echo=False,
             )
-        if not outcome.success:
+        if not outcome.success:  # the other targets' floors are still measured
             print(outcome.output[-4000:], file=sys.stderr)
-            return 1
+            errors[target] = (
+                outcome.output.strip().splitlines()[-1][:300] if outcome.output else "failed"
+            )
         for message in outcome.messages:
             if message.startswith("cdp_bench_floor "):
                 results.append(json.loads(message.removeprefix("cdp_bench_floor ")))
             elif message.startswith("cdp_bench_settings "):
                 settings[target] = json.loads(message.removeprefix("cdp_bench_settings "))
         print(f"{target}: {len(floors)} floors", flush=True)
-    Path(out_file).write_text(json.dumps({"floors": results, "settings": settings}, indent=2))
+    Path(out_file).write_text(
+        json.dumps({"floors": results, "settings": settings, "errors": errors}, indent=2)
+    )
     return 0
 
 
@@ -621,9 +626,11 @@ def plan_floors(
             parent = manifest["nodes"].get(uid) or manifest["sources"].get(uid)
             if parent is None or not parent.get("relation_name"):
                 continue  # ephemeral
-            parents.append((row_counts.get(parent["relation_name"]) or 0, parent))
+            rows = row_counts.get(parent["relation_name"])
+            if rows is not None:  # None: not readable (a log a purge has not written yet)
+                parents.append((rows, parent))
         if not parents:
-            plan["notes"].append("no parent relation to copy")
+            plan["notes"].append("no readable parent relation to copy")
             plans.append(plan)
             continue
         rows, parent = max(parents, key=lambda p: p[0])
@@ -784,6 +791,9 @@ def measure_heavy(
         "load_max": floor_step.load_max,
         "settings": floors_out["settings"],
     }
+    for target, error in floors_out.get("errors", {}).items():
+        scale["heavy_failed"] = f"the floors on target {target} failed: {error}"
+        _log(f"  floors on target {target} FAILED: {error}")
     rows: list[dict[str, Any]] = []
     for plan in plans:
         name = plan["model"]
@@ -1191,7 +1201,9 @@ def render(results: Mapping[str, Any]) -> str:
 
 
 def _floor_s(floor: Mapping[str, Any] | None) -> str:
-    return f"{floor['seconds']:,.2f} s" if floor else "-"
+    if not floor:
+        return "-"
+    return f"{floor['seconds']:,.2f} s" if floor["seconds"] >= 1 else f"{floor['seconds']:.3f} s"
 
 
 def _critical_paths(scales: list[dict[str, Any]]) -> list[str]:
