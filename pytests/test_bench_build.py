@@ -1,0 +1,271 @@
+"""scripts/bench_build.py: the benchmark's own logic, and one real run on a tiny landing zone.
+
+The quick tests check what the page's figures are computed from (critical path, overlap, the
+floor checks, the dirty-tree refusal, a partial page). The slow one runs the whole benchmark
+at 200 customers (generation, staged builds, the heavy models alone, the floors through
+`dbt run-operation`, the increment) and checks that its floors are what they claim to be:
+a copy of the model's input with the keyed values its sources' metadata asks for, computed by
+the plugin's functions, with no key material in any file it leaves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import duckdb
+import pytest
+
+from cdp import sources
+from conftest import ROOT, make_workspace
+from test_key_isolation import key_markers, scan
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bench_build", ROOT / "scripts" / "bench_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_build"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script()
+
+
+# --------------------------------------------------------------------------- quick
+
+
+def test_critical_path_is_the_longest_chain() -> None:
+    seconds = {"a": 3.0, "b": 1.0, "c": 4.0, "d": 1.0, "e": 5.0}
+    parents = {"b": ["a"], "c": ["a"], "d": ["b", "c", "outside"], "e": []}
+    total, chain = bench.critical_path(seconds, parents)
+    assert total == pytest.approx(8.0)  # a, c, d; not e alone (5), not the sum (14)
+    assert chain == ["a", "c", "d"]
+    # An edge back into the chain (a test that reads a child) is ignored, not followed forever.
+    total, _ = bench.critical_path(seconds, {**parents, "a": ["d"]})
+    assert total == pytest.approx(8.0)
+
+
+def test_overlap_counts_each_second_shared_once() -> None:
+    intervals = {"a": (0.0, 10.0), "b": (5.0, 15.0), "c": (20.0, 25.0), "d": (6.0, 8.0)}
+    shared = bench.overlapped_seconds(intervals)
+    assert shared == pytest.approx({"a": 5.0, "b": 5.0, "c": 0.0, "d": 2.0})
+
+
+def test_a_model_waits_for_the_tests_of_its_parents() -> None:
+    def node(kind: str, *parents: str) -> dict[str, Any]:
+        return {"resource_type": kind, "depends_on": {"nodes": list(parents)}}
+
+    manifest = {
+        "nodes": {
+            "m1": node("model"),
+            "t1": node("test", "m1"),
+            "m2": node("model", "m1"),
+            "t2": node("test", "m1", "m2"),  # a relationship test also reads m2
+        }
+    }
+    parents = bench.build_parents(manifest)
+    assert sorted(parents["m2"]) == ["m1", "t1"]
+    assert sorted(parents["t2"]) == ["m1", "m2"]
+
+
+def _heavy(alone: float, copy: float, keyed: float, **more: Any) -> dict[str, Any]:
+    entry = {
+        "model": "stg_x",
+        "alone_seconds": alone,
+        "input_rows": 100,
+        "keyed_values": ["a", "b"],
+        "copy_floor": {"seconds": copy, "rows": 100, "columns": 5},
+        "keyed_floor": {"seconds": keyed, "rows": 100, "columns": 7},
+    }
+    entry.update(more)
+    return entry
+
+
+def test_floor_checks() -> None:
+    assert bench.floor_verdicts(_heavy(2.0, 0.5, 1.0)) == []
+    above = bench.floor_verdicts(_heavy(0.8, 0.5, 1.0))
+    assert len(above) == 1 and above[0].startswith("keyed floor 1.00 s is above the model")
+    assert bench.floor_verdicts(_heavy(2.0, 0.5, 1.0, input_rows=99))  # not a copy
+    short = _heavy(2.0, 0.5, 1.0)
+    short["keyed_floor"]["columns"] = 6  # a keyed value missing from the floor
+    assert bench.floor_verdicts(short) == ["keyed floor lacks a keyed column"]
+
+
+def test_the_keyed_values_are_the_sources_metadata() -> None:
+    web = sources.table("web.events")
+    assert [k.label for k in bench.landing_keyed_values(web)] == [
+        "event_id",
+        "anonymous_id",
+        "customer_id",
+    ]
+    for table in sources.landing_tables():
+        labels = {k.label for k in bench.landing_keyed_values(table)}
+        wanted = {c.name for c in table.columns if c.raw_key or c.is_identifier}
+        assert labels == wanted, table.qualified
+
+
+def test_a_dirty_tree_is_named_and_refused_for_docs(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    commit, changed = bench.git_state(tmp_path)
+    assert len(commit) == 12 and changed == []
+    (tmp_path / "a.txt").write_text("b")
+    (tmp_path / "new.txt").write_text("c")
+    _, changed = bench.git_state(tmp_path)
+    assert sorted(changed) == ["a.txt", "new.txt"]
+    assert "a.txt" in bench.dirty_refusal(changed, bench.DOCS, allow_dirty=False)
+    assert bench.dirty_refusal(changed, bench.DOCS, allow_dirty=True) is None
+    assert bench.dirty_refusal(changed, tmp_path, allow_dirty=False) is None
+    assert bench.dirty_refusal([], bench.DOCS, allow_dirty=False) is None
+
+
+def _build(seconds: float) -> dict[str, Any]:
+    return {
+        "seconds": seconds,
+        "peak_mb": 500,
+        "dbt_elapsed": seconds - 10,
+        "node_seconds": seconds * 1.5,
+        "nodes": 400,
+        "critical_path": seconds / 2,
+        "critical_path_nodes": 30,
+        "critical_path_heaviest": [{"node": "stg_x", "seconds": 3.0}],
+        "load_start": 1.0,
+        "load_max": 2.5,
+        "models": {
+            "stg_x": {
+                "seconds": 3.0,
+                "overlapped": 1.5,
+                "stage": "privacy",
+                "materialized": "table",
+            }
+        },
+    }
+
+
+def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
+    done = {
+        "customers": 10_000,
+        "commit": "abc",
+        "raw_rows": 1000,
+        "generate_seconds": 1.0,
+        "parse_seconds": 8.0,
+        "full": _build(60.0),
+        "increment_raw_rows": 10,
+        "incremental": _build(20.0),
+        "heavy": [
+            {
+                **_heavy(0.8, 0.5, 1.0, problems=["keyed floor 1.00 s is above the model"]),
+                "node_seconds": 1.2,
+                "overlapped": 0.6,
+                "rows": 100,
+                "input": "x.y",
+            }
+        ],
+    }
+    failed = {"customers": 100_000, "commit": "def", "step": "full build", "failed": "exit 1"}
+    page = bench.render({"scales": {"10000": done, "100000": failed}, "machine": bench.machine()})
+    assert "**100,000 customers: FAILED at step full build**, this page is partial" in page
+    assert "different commits" in page
+    assert "| stg_x | x.y | 100 | 1.20 s (50% overlapped) | 0.80 s |" in page
+    assert "0.8x !" in page and "- stg_x: keyed floor 1.00 s is above the model" in page
+
+
+# --------------------------------------------------------------------------- slow: one real run
+
+
+@pytest.mark.dbt
+@pytest.mark.slow
+def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> None:
+    workdir, out = tmp_path / "work", tmp_path / "out"
+    key = secrets.token_urlsafe(48)
+    env = {k: v for k, v in os.environ.items() if k != "CDP_MASTER_KEY_FILE"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_build.py"),
+            "--scales",
+            "200",
+            "--workdir",
+            str(workdir),
+            "--keep",
+            "--out-dir",
+            str(out),
+            "--no-hmac",
+            "--key-from-env",
+        ],
+        env={**env, "CDP_MASTER_KEY": key},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    scale = json.loads((out / "performance.json").read_text())["scales"]["200"]
+    assert "failed" not in scale and "heavy_failed" not in scale, scale
+    heavy = {m["model"]: m for m in scale["heavy"]}
+    assert set(bench.HEAVY_MODELS) <= set(heavy)
+
+    raw = workdir / "scale_200" / "raw.duckdb"
+    for table in sources.landing_tables():
+        model = heavy.get(table.staging_model)
+        if model is None:
+            continue
+        # The floors ran on batch 1; batch 2 was appended afterwards.
+        rows = (
+            duckdb.connect(str(raw), read_only=True)
+            .execute(f"select count(*) from {table.qualified} where _batch_id = 'batch_0001'")
+            .fetchone()
+        )
+        copy, keyed = model["copy_floor"], model["keyed_floor"]
+        # The copy floor copies the model's landing table, every row and column ...
+        assert copy["rows"] == model["input_rows"] == (rows[0] if rows else None)
+        assert copy["columns"] == len(table.columns)
+        # ... and the keyed floor adds one pseudonym per raw key and identifier column.
+        assert model["keyed_values"] == [k.label for k in bench.landing_keyed_values(table)]
+        assert keyed["rows"] == copy["rows"]
+        assert keyed["columns"] == copy["columns"] + len(model["keyed_values"])
+    vault = heavy["vault_identifiers"]
+    assert vault["keyed_floor"]["columns"] == vault["copy_floor"]["columns"] + 2
+    for name, model in heavy.items():
+        assert model["alone_seconds"] is not None, name
+        assert model["problems"] == [], (name, model["problems"])
+
+    full = scale["full"]
+    slowest = max(m["seconds"] for m in full["models"].values())
+    assert slowest <= full["critical_path"] <= full["node_seconds"]
+    assert full["threads"] == [2] and scale["alone_run"]["seconds"] > 0
+    settings = scale["floor_run"]["settings"]
+    assert {s["threads"] for s in settings.values()} == {2}, settings
+
+    page = (out / "performance.md").read_text()
+    assert "## Heavy models against their floors (full build)" in page
+    assert "| stg_web__events_triaged | web.events |" in page
+
+    warehouse = duckdb.connect(str(workdir / "scale_200" / "warehouse.duckdb"), read_only=True)
+    try:
+        schemas = {
+            r[0] for r in warehouse.execute("select schema_name from duckdb_schemas()").fetchall()
+        }
+    finally:
+        warehouse.close()
+    assert bench.FLOOR_SCHEMA not in schemas
+
+    workspace = make_workspace(tmp_path / "keys")
+    workspace.key = key
+    scanned, hits = scan([workdir, out], key_markers(workspace))
+    assert scanned > 10 and hits == []
