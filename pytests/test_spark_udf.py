@@ -288,6 +288,26 @@ def test_key_version_and_argument_types(scene: Scene) -> None:
         assert (spark_udf.cdp_error_message(caught.value) or "").startswith(message)
 
 
+def test_dbt_spark_session_cursor_sees_the_functions(scene: Scene) -> None:
+    """dbt-spark's ``session`` method runs each statement on ``SparkSession.builder
+    .getOrCreate()``: the session the functions were registered on, so a `cdp` command can
+    register them before it runs dbt in-process; a second session does not see them."""
+    from dbt.adapters.spark.session import Cursor
+
+    cursor = Cursor()
+    cursor.execute(f"select {PSEUDONYM_FUNCTIONS['identity']}('email', 'a@b.ru')")
+    rows = cursor.fetchall()
+    identity = pseudonym_key(scene.master, "identity")
+    assert rows is not None
+    assert [tuple(r) for r in rows] == [(pseudonym(identity, VERSION, "email", "a@b.ru"),)]
+    # Temporary functions belong to one session: another session (as each connection to a
+    # Thrift server is, unless it runs in single-session mode) does not have them.
+    from pyspark.errors import AnalysisException
+
+    with pytest.raises(AnalysisException, match="UNRESOLVED_ROUTINE"):
+        scene.spark.newSession().sql(f"select {PSEUDONYM_FUNCTIONS['identity']}('e', 'a')")
+
+
 # --------------------------------------------------------------------------- the key's checks
 
 

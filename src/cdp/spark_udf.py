@@ -71,7 +71,7 @@ SPARK_KEY_HINT: Final = (
     f"{keys.ENV_KEY}"
 )
 
-_CDP_MESSAGE = re.compile(r"cdp: [^\n]*")
+_CDP_MESSAGE = re.compile(r"cdp: [^\n]*?(?=\s+SQLSTATE:|\n|$)")
 _PLAIN_PATH = re.compile(r"[^'\\\n]+")
 
 
