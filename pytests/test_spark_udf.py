@@ -9,6 +9,7 @@ SparkSession and the real jar (``make spark-jar``); run by ``make test-spark`` o
 * Registration fails loudly: a missing, placeholder, short, group-readable or
   other key file for the JVM, a key in ``CDP_MASTER_KEY``, another key version,
   a missing jar. Without the self-check a wrong key would go through unnoticed.
+* ``cdp_vault_seal`` writes what ``cdp.vault.VaultCipher`` writes, and it opens there.
 * The key-leak scan: no spelling of the master key or of a derived key in the
   SQL text, ``EXPLAIN EXTENDED``, the event log, the session's log and
   configuration, the warehouse or the metastore; the same scan finds the key
@@ -34,9 +35,10 @@ from hypothesis import strategies as st
 
 from cdp import keys, spark_udf
 from cdp.keys import DOMAINS, ENV_KEY, ENV_KEY_FILE, ENV_KEY_VERSION, MasterKey, pseudonym_key
-from cdp.plugin import KEY_VERSION_FUNCTION, PSEUDONYM_FUNCTIONS
+from cdp.plugin import KEY_VERSION_FUNCTION, PSEUDONYM_FUNCTIONS, SEAL_FUNCTION
 from cdp.pseudonym import hmac_pads, pseudonym
 from cdp.spark_udf import SparkRegistrationError
+from cdp.vault import VaultCipher, VaultTampered
 from conftest import environment
 from test_hostile import building_blocks, unicode_text, very_long
 
@@ -95,10 +97,13 @@ class Scene:
         self.statements.append(text)
         return list(self.spark.sql(text, args=args or None).collect())
 
-    def register(self, environ: dict[str, str] | None = None) -> None:
+    def register(self, environ: dict[str, str] | None = None, *, seal: bool = False) -> None:
         env = self.env if environ is None else environ
-        self.statements += [*spark_udf.registration_sql(), spark_udf.self_check_sql(self.master)]
-        spark_udf.register(self.spark, environ=env)
+        self.statements += [
+            *spark_udf.registration_sql(seal=seal),
+            spark_udf.self_check_sql(self.master, seal=seal),
+        ]
+        spark_udf.register(self.spark, environ=env, seal=seal)
 
 
 LOG4J = """\
@@ -308,6 +313,65 @@ def test_dbt_spark_session_cursor_sees_the_functions(scene: Scene) -> None:
         scene.spark.newSession().sql(f"select {PSEUDONYM_FUNCTIONS['identity']}('e', 'a')")
 
 
+# --------------------------------------------------------------------------- the vault seal
+
+
+def test_vault_seal_is_python_seal_and_opens_in_python(
+    scene: Scene, hostile: list[tuple[int, str | None, str | None]]
+) -> None:
+    """Identifiers: the same bytes as VaultCipher.seal (deterministic nonce); names: a random
+    nonce; every blob opens with VaultCipher.unseal for its row, and for no other row."""
+    scene.register(seal=True)
+    cipher = VaultCipher.from_master(scene.master)
+    seal = SEAL_FUNCTION
+    rows = scene.sql(
+        f"""
+        select i, value, k, t,
+            {seal}('vault_identifiers', concat('owner-', i), k, value),
+            {seal}('vault_customer_names', concat('owner-', i), t, value),
+            {seal}('vault_customer_names', concat('owner-', i), t, value)
+        from (
+            select i, value, if(i % 2 = 0, 'email', 'phone') as k,
+                if(i % 2 = 0, 'first_name', 'last_name') as t
+            from hostile
+            where i % 4 = 0
+        )
+        """
+    )
+    assert len(rows) > HOSTILE_COUNT // 4
+    bad = []
+    for i, value, kind, part, ident, name1, name2 in rows:
+        owner = f"owner-{i}"
+        if value is None:
+            assert (ident, name1, name2) == (None, None, None)
+            continue
+        if bytes(ident) != cipher.seal("vault_identifiers", owner, kind, value):
+            bad.append((i, "identifier bytes"))
+        if cipher.unseal("vault_identifiers", owner, kind, bytes(ident)) != value:
+            bad.append((i, "identifier unseal"))
+        for blob in (name1, name2):
+            opened = cipher.unseal(
+                "vault_customer_names", owner, part, bytes(blob), deterministic=False
+            )
+            if opened != value:
+                bad.append((i, "name unseal"))
+        if bytes(name1)[:12] == bytes(name2)[:12]:
+            bad.append((i, "name nonce repeated"))
+    assert bad == []
+    # Bound to its row: the blob of row 0 does not open as row 4's.
+    first, other = rows[0], rows[1]
+    with pytest.raises(VaultTampered):
+        cipher.unseal("vault_identifiers", f"owner-{other[0]}", first[2], bytes(first[4]))
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    with pytest.raises((PySparkException, Py4JJavaError)) as caught:
+        scene.sql(f"select {seal}('customers', 'o', 'email', 'a@b.ru')")
+    assert (spark_udf.cdp_error_message(caught.value) or "").startswith(
+        "cdp: cdp_vault_seal: 'customers' is not a vault table"
+    )
+
+
 # --------------------------------------------------------------------------- the key's checks
 
 
@@ -435,7 +499,11 @@ def test_python_side_failures_are_clear(scene: Scene, tmp_path: Path) -> None:
 
 def key_markers(master: MasterKey) -> dict[str, bytes]:
     """Every spelling of the master key and the derived keys (and their HMAC pads)."""
-    named: dict[str, bytes] = {"master key": master.secret}
+    named: dict[str, bytes] = {
+        "master key": master.secret,
+        "vault key": keys.vault_encryption_key(master),
+        "vault nonce key": keys.vault_nonce_key(master),
+    }
     for domain in DOMAINS:
         derived = pseudonym_key(master, domain)
         named[f"{domain} key"] = derived
@@ -539,8 +607,15 @@ def clean_scan(scene: Scene) -> tuple[Artifacts, list[Path], list[str]]:
             {KEY_VERSION_FUNCTION}() as key_version
         from scan_source
     """
+    scene.register(seal=True)
     scene.sql("create database if not exists cdp_scan")
     scene.sql(f"create table cdp_scan.pseudonyms using parquet as {query}")
+    scene.sql(
+        f"""create table cdp_scan.vault_identifiers using parquet as
+        select identity_key, 'email' as id_type,
+            {SEAL_FUNCTION}('vault_identifiers', identity_key, 'email', s.value) as sealed
+        from cdp_scan.pseudonyms as p inner join scan_source as s on p.i = s.i"""
+    )
     joined = f"""
         select count(*) from cdp_scan.pseudonyms as p
         inner join scan_source as s on p.identity_key = {ident}('email', s.value)

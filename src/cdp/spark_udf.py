@@ -10,10 +10,14 @@ SQL name                    Java class
 ==========================  ==========================================
 ``cdp_pseudonym_<domain>``  ``cdp.spark.PseudonymUDF$<Domain>`` (one per ``cdp.keys.DOMAINS``)
 ``cdp_key_version``         ``cdp.spark.KeyVersionUDF``
+``cdp_vault_seal``          ``cdp.spark.VaultSealUDF`` (the vault stage only: ``seal=True``)
 ==========================  ==========================================
 
 ``cdp_pseudonym_<domain>(id_type, value)`` is :func:`cdp.pseudonym.pseudonym`
-under :func:`cdp.keys.pseudonym_key` bit for bit (NULL in, NULL out). The JVM
+under :func:`cdp.keys.pseudonym_key` bit for bit (NULL in, NULL out), and
+``cdp_vault_seal(table, owner, kind, value)`` is
+:meth:`cdp.vault.VaultCipher.seal` (deterministic nonces bit for bit; names get a
+random nonce), so :meth:`~cdp.vault.VaultCipher.unseal` opens it. The JVM
 derives the domain key itself, with the HKDF of :mod:`cdp.keys`, from the
 owner-only file named by ``CDP_MASTER_KEY_FILE`` in *its own* environment,
 which it inherits when it starts (on a cluster every executor needs it, e.g.
@@ -50,8 +54,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cdp import keys, paths
 from cdp.keys import DOMAINS, KeyConfigError, MasterKey, pseudonym_key
-from cdp.plugin import _PROBE_TYPE, _PROBE_VALUE, KEY_VERSION_FUNCTION, PSEUDONYM_FUNCTIONS
+from cdp.plugin import (
+    _PROBE_TYPE,
+    _PROBE_VALUE,
+    KEY_VERSION_FUNCTION,
+    PSEUDONYM_FUNCTIONS,
+    SEAL_FUNCTION,
+)
 from cdp.pseudonym import pseudonym
+from cdp.vault import VaultCipher
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -64,6 +75,9 @@ JAVA_CLASSES: Final[dict[str, str]] = {
     **{PSEUDONYM_FUNCTIONS[d]: f"cdp.spark.PseudonymUDF${d.capitalize()}" for d in DOMAINS},
     KEY_VERSION_FUNCTION: "cdp.spark.KeyVersionUDF",
 }
+#: The vault seal's Java class (registered with ``seal=True``: the vault stage).
+SEAL_CLASS: Final = "cdp.spark.VaultSealUDF"
+_SEAL_PROBE_TABLE: Final = "vault_identifiers"  # deterministic nonce: a known answer
 
 SPARK_KEY_HINT: Final = (
     f"on Spark the master key is read only from a file: put it in an owner-only file "
@@ -120,7 +134,11 @@ def _literal(text: str) -> str:
     return f"'{text}'"
 
 
-def registration_sql(jar: Path | str = JAR) -> list[str]:
+def _classes(seal: bool) -> dict[str, str]:
+    return {**JAVA_CLASSES, SEAL_FUNCTION: SEAL_CLASS} if seal else dict(JAVA_CLASSES)
+
+
+def registration_sql(jar: Path | str = JAR, *, seal: bool = False) -> list[str]:
     """``add jar`` and one ``create or replace temporary function`` per keyed function."""
     location = str(jar)
     if not _PLAIN_PATH.fullmatch(location):
@@ -129,11 +147,18 @@ def registration_sql(jar: Path | str = JAR) -> list[str]:
         )
     return [f"add jar '{location}'"] + [
         f"create or replace temporary function {name} as '{cls}'"
-        for name, cls in JAVA_CLASSES.items()
+        for name, cls in _classes(seal).items()
     ]
 
 
-def self_check_sql(master: MasterKey) -> str:
+def expected_seal(master: MasterKey) -> bytes:
+    """What ``cdp_vault_seal`` must return on the probe (an identifier: deterministic)."""
+    owner = expected_probes(master)[PSEUDONYM_FUNCTIONS["identity"]]
+    cipher = VaultCipher.from_master(master)
+    return cipher.seal(_SEAL_PROBE_TABLE, owner, _PROBE_TYPE, _PROBE_VALUE, deterministic=True)
+
+
+def self_check_sql(master: MasterKey, *, seal: bool = False) -> str:
     """One statement that returns ``'ok'`` or raises a ``cdp: ...`` error.
 
     The probe's columns depend on ``range``'s ``id``, so Spark cannot fold the
@@ -149,6 +174,16 @@ def self_check_sql(master: MasterKey) -> str:
         f"{name}(id_type, no_value) is null and {name}(no_value, value) is null"
         for name in expected
     )
+    sealing = ""
+    if seal:
+        owner = _literal(expected[PSEUDONYM_FUNCTIONS["identity"]])
+        call = f"{SEAL_FUNCTION}({_literal(_SEAL_PROBE_TABLE)}, {owner}, id_type"
+        sealing = f"""
+        when not (hex({call}, value)) = {_literal(expected_seal(master).hex().upper())})
+        then raise_error(
+            'cdp: {SEAL_FUNCTION} on Spark does not seal as cdp.vault does under the same key'
+        )"""
+        nulls += f"\n            and {call}, no_value) is null"
     return f"""
 with probe as (
     select
@@ -169,7 +204,7 @@ select
             'cdp: the keyed functions on Spark compute other pseudonyms than Python under '
             || '{keys.ENV_KEY_FILE}: the JVM reads another key file (its environment is fixed '
             || 'when it starts; on a cluster each executor reads its own)'
-        )
+        ){sealing}
         when not (
             {nulls}
         ) then raise_error('cdp: the keyed functions on Spark do not return NULL for NULL')
@@ -214,23 +249,27 @@ def _jar_loaded(spark: SparkSession, jar: Path) -> bool:
 
 
 def register(
-    spark: SparkSession, jar: Path | str | None = None, environ: Mapping[str, str] | None = None
+    spark: SparkSession,
+    jar: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    seal: bool = False,
 ) -> None:
     """Register the keyed functions on ``spark`` (idempotent) and check them; raise if not ok.
 
     ``environ`` is where Python reads the key (default ``os.environ``); the JVM
     reads its own environment, so the self-check also proves that both read
-    the same key file and version.
+    the same key file and version. ``seal``: ``cdp_vault_seal`` too (the vault stage).
     """
     master = master_key_for_spark(environ)
-    check = self_check_sql(master)
+    check = self_check_sql(master, seal=seal)
     del master
     path = Path(JAR if jar is None else jar).expanduser().resolve()
     if not path.is_file():
         raise SparkRegistrationError(
             f"cdp: the keyed functions' jar {path} does not exist: build it with `make spark-jar`"
         )
-    statements = registration_sql(path)
+    statements = registration_sql(path, seal=seal)
     if _jar_loaded(spark, path):
         statements = statements[1:]  # a second `add jar` only warns; the classes are loaded
     for statement in statements:

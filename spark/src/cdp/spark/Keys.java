@@ -332,6 +332,39 @@ public final class Keys {
         return new DomainKey(spec, version);
     }
 
+    /** The vault's AES-256-GCM key and nonce key for the configured version (cdp.vault). */
+    static VaultKeys vaultKeys() {
+        Map<String, String> env = System.getenv();
+        String version = keyVersion(env);
+        byte[] secret = loadMasterSecret(env);
+        byte[] enc = hkdf(secret, ("cdp:vault:aes-256-gcm:v" + version).getBytes(StandardCharsets.US_ASCII), DERIVED_KEY_BYTES);
+        byte[] nonce = hkdf(secret, ("cdp:vault:nonce:v" + version).getBytes(StandardCharsets.US_ASCII), DERIVED_KEY_BYTES);
+        Arrays.fill(secret, (byte) 0);
+        VaultKeys keys = new VaultKeys(
+            new SecretKeySpec(enc, "AES"), new DomainKey(new SecretKeySpec(nonce, "HmacSHA256"), version), version);
+        Arrays.fill(enc, (byte) 0);
+        Arrays.fill(nonce, (byte) 0);
+        return keys;
+    }
+
+    /** The vault's two keys; prints nothing of itself. */
+    static final class VaultKeys {
+        final SecretKeySpec encryption;
+        final DomainKey nonce;
+        final String version;
+
+        private VaultKeys(SecretKeySpec encryption, DomainKey nonce, String version) {
+            this.encryption = encryption;
+            this.nonce = nonce;
+            this.version = version;
+        }
+
+        @Override
+        public String toString() {
+            return "<cdp vault keys v" + version + ": redacted>";
+        }
+    }
+
     /** A domain key ready for HMAC; prints nothing of itself. */
     static final class DomainKey {
         private final SecretKeySpec spec;
