@@ -20,7 +20,7 @@ export DBT_PROJECT_DIR := $(CURDIR)
 DEMO_CUSTOMERS ?= 2000
 DEMO_SEED ?= 42
 
-.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack
+.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,9 +76,54 @@ test-fast: $(STAMP)  ## only the tests that run no dbt (pytest -m "not dbt"), in
 	$(BIN)/python -m pytest -m "not dbt" -n 0
 
 clean:  ## remove generated files (keeps the demo key)
-	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf target logs data .pytest_cache .mypy_cache .ruff_cache build/spark spark-warehouse metastore_db derby.log
 
 lock:  ## re-pin requirements.txt from the current environment
 	(echo "# Pinned, complete environment (pip freeze). Regenerate: make lock"; \
 	 echo "# setuptools and wheel are pinned too: the editable install of src/cdp builds without network."; \
 	 $(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==') > requirements.txt
+
+# ----------------------------------------------------------------------------- Spark (issue 19)
+# .venv-spark: the project's pinned requirements plus dbt-spark and pyspark (requirements-spark.txt),
+# kept apart so the DuckDB venv and `make test` never import pyspark. The keyed functions are
+# Java (spark/src), compiled with the JDK's javac against the jars inside pyspark: nothing is
+# downloaded at run time. docs/portability.md, "Keyed functions on Spark".
+SPARK_VENV := .venv-spark
+SPARK_BIN := $(SPARK_VENV)/bin
+SPARK_STAMP := $(SPARK_VENV)/.installed
+SPARK_BUILD := build/spark
+SPARK_JAR := $(SPARK_BUILD)/cdp-spark-udf.jar
+JAVA_SOURCES := $(wildcard spark/src/cdp/spark/*.java)
+JDK_HINT := install a JDK 17 or newer (on Debian: apt-get install default-jdk-headless)
+
+$(SPARK_STAMP): requirements.txt requirements-spark.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.txt
+	$(SPARK_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv-spark: $(SPARK_STAMP)  ## the Spark virtual environment (.venv-spark) from requirements-spark.txt
+
+$(SPARK_JAR): $(SPARK_STAMP) $(JAVA_SOURCES)
+	@for tool in java javac jar; do command -v $$tool >/dev/null || { echo "error: '$$tool' not found: $(JDK_HINT)"; exit 1; }; done
+	@release=$$(javac -version 2>&1 | sed -E 's/^javac ([0-9]+).*/\1/'); \
+	  [ "$$release" -ge 17 ] 2>/dev/null || { echo "error: javac $$release is too old for Spark 4: $(JDK_HINT)"; exit 1; }
+	rm -rf $(SPARK_BUILD)/classes && mkdir -p $(SPARK_BUILD)/classes
+	jars=$$($(SPARK_BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))'); \
+	  javac --release 17 -Xlint:all,-path,-processing -Werror -d $(SPARK_BUILD)/classes \
+	    -cp "$$(ls $$jars/hive-exec-*-core.jar $$jars/hive-serde-*.jar $$jars/hadoop-client-api-*.jar | paste -sd:)" \
+	    $(JAVA_SOURCES)
+	jar --create --file $@.tmp -C $(SPARK_BUILD)/classes . && mv $@.tmp $@
+
+spark-jar: $(SPARK_JAR)  ## compile the keyed functions for Spark (Java) into build/spark/cdp-spark-udf.jar
+
+# One Spark session at a time (-n 0); the tests fail, not skip, without Java or pyspark.
+test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
+	$(SPARK_BIN)/python -m pytest -m spark -n 0
+
+lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
+	(echo "# Spark: the project's environment plus dbt-spark (session) and pyspark. Regenerate: make lock-spark"; \
+	 echo "-r requirements.txt"; \
+	 $(SPARK_BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' \
+	   | grep -vxF -f <(grep -v '^#' requirements.txt)) > requirements-spark.txt

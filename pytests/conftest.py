@@ -62,8 +62,24 @@ DbtResult = DbtOutcome
 DBT_FIXTURES = frozenset({"built", "evidenced"})
 
 
+# --------------------------------------------------------------------------- the spark marker
+#
+# Tests marked ``spark`` need .venv-spark (pyspark, a JDK, the compiled jar) and start a JVM:
+# they run only when the marker expression names them (``make test-spark`` = ``-m spark``).
+# Every other run (make test, make test-fast) leaves them out, reported as deselected.
+
+
+def _spark_selected(config: pytest.Config) -> bool:
+    return "spark" in (config.getoption("markexpr", "") or "")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _spark_selected(config):
+        spark = [item for item in items if item.get_closest_marker("spark") is not None]
+        if spark:
+            config.hook.pytest_deselected(items=spark)
+            items[:] = [item for item in items if item.get_closest_marker("spark") is None]
     for item in items:
         module = getattr(item, "module", None)
         fixtures = DBT_FIXTURES | frozenset(getattr(module, "DBT_FIXTURES", ()))
