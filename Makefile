@@ -20,7 +20,7 @@ export DBT_PROJECT_DIR := $(CURDIR)
 DEMO_CUSTOMERS ?= 2000
 DEMO_SEED ?= 42
 
-.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark
+.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark jdk
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -105,7 +105,12 @@ $(SPARK_STAMP): requirements.txt requirements-spark.txt pyproject.toml
 
 venv-spark: $(SPARK_STAMP)  ## the Spark virtual environment (.venv-spark) from requirements-spark.txt
 
-$(SPARK_JAR): $(SPARK_STAMP) $(JAVA_SOURCES)
+jdk:  ## install Debian's JDK if java/javac are missing (Spark and the keyed functions' jar need it)
+	@command -v javac >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jdk-headless; \
+	  else echo "error: javac is missing: $(JDK_HINT)"; exit 1; fi; }
+
+$(SPARK_JAR): $(SPARK_STAMP) $(JAVA_SOURCES) | jdk
 	@for tool in java javac jar; do command -v $$tool >/dev/null || { echo "error: '$$tool' not found: $(JDK_HINT)"; exit 1; }; done
 	@release=$$(javac -version 2>&1 | sed -E 's/^javac ([0-9]+).*/\1/'); \
 	  [ "$$release" -ge 17 ] 2>/dev/null || { echo "error: javac $$release is too old for Spark 4: $(JDK_HINT)"; exit 1; }
