@@ -20,7 +20,7 @@ export DBT_PROJECT_DIR := $(CURDIR)
 DEMO_CUSTOMERS ?= 2000
 DEMO_SEED ?= 42
 
-.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark jdk
+.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark jdk test-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineag
 # seconds of tests, starting and feeding workers costs more than it saves.
 pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones), on every core
 	$(BIN)/python -m pytest
+
+# The benchmark's own end-to-end test (a whole run at 200 customers): CI runs it after make test.
+test-bench: $(STAMP)  ## the benchmark's end-to-end test (pytest -m bench): one real bench_build.py run
+	$(BIN)/python -m pytest -m bench -n 0
 
 test-fast: $(STAMP)  ## only the tests that run no dbt (pytest -m "not dbt"), in under a minute
 	$(BIN)/python -m pytest -m "not dbt" -n 0

@@ -62,24 +62,29 @@ DbtResult = DbtOutcome
 DBT_FIXTURES = frozenset({"built", "evidenced"})
 
 
-# --------------------------------------------------------------------------- the spark marker
+# --------------------------------------------------------------------------- opt-in markers
 #
-# Tests marked ``spark`` need .venv-spark (pyspark, a JDK, the compiled jar) and start a JVM:
-# they run only when the marker expression names them (``make test-spark`` = ``-m spark``).
-# Every other run (make test, make test-fast) leaves them out, reported as deselected.
+# Tests marked ``spark`` need .venv-spark (pyspark, a JDK, the compiled jar) and start a JVM;
+# tests marked ``bench`` run a whole benchmark (minutes of builds). Each runs only when the
+# marker expression names it (``make test-spark`` = ``-m spark``, ``make test-bench`` =
+# ``-m bench``; CI runs both after ``make test``). Every other run (make test, make test-fast)
+# leaves them out, reported as deselected.
+OPT_IN_MARKERS = ("spark", "bench")
 
 
-def _spark_selected(config: pytest.Config) -> bool:
-    return "spark" in (config.getoption("markexpr", "") or "")
+def _named(config: pytest.Config, marker: str) -> bool:
+    return marker in (config.getoption("markexpr", "") or "")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _spark_selected(config):
-        spark = [item for item in items if item.get_closest_marker("spark") is not None]
-        if spark:
-            config.hook.pytest_deselected(items=spark)
-            items[:] = [item for item in items if item.get_closest_marker("spark") is None]
+    for marker in OPT_IN_MARKERS:
+        if _named(config, marker):
+            continue
+        left_out = [item for item in items if item.get_closest_marker(marker) is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item.get_closest_marker(marker) is None]
     for item in items:
         module = getattr(item, "module", None)
         fixtures = DBT_FIXTURES | frozenset(getattr(module, "DBT_FIXTURES", ()))

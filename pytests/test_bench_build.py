@@ -1,7 +1,8 @@
 """scripts/bench_build.py: the benchmark's own logic, and one real run on a tiny landing zone.
 
 The quick tests check what the page's figures are computed from (critical path, overlap, the
-floor checks, the dirty-tree refusal, a partial page). The slow one runs the whole benchmark
+floor checks, the dirty-tree refusal, a partial page). The slow one (marker `bench`: `make
+test-bench`, run by CI after `make test`) runs the whole benchmark
 at 200 customers (generation, staged builds, the heavy models alone, the floors through
 `dbt run-operation`, the increment) and checks that its floors are what they claim to be:
 a copy of the model's input with the keyed values its sources' metadata asks for, computed by
@@ -190,7 +191,7 @@ def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
 
 
 @pytest.mark.dbt
-@pytest.mark.slow
+@pytest.mark.bench  # minutes of builds: make test-bench (CI), not make test
 def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> None:
     workdir, out = tmp_path / "work", tmp_path / "out"
     key = secrets.token_urlsafe(48)
