@@ -175,7 +175,7 @@ def jvm_key_file(scene: Scene, data: bytes | None, mode: int = 0o600) -> Iterato
 
 
 def hostile_values(count: int) -> list[str | None]:
-    """At least ``count`` distinct hostile strings drawn by hypothesis, plus the edge cases."""
+    """``count`` distinct hostile strings: the edge cases, what hypothesis draws, and variants."""
     found: dict[str | None, None] = dict.fromkeys(
         [
             None,
@@ -197,21 +197,36 @@ def hostile_values(count: int) -> list[str | None]:
     long_ones = st.lists(very_long, min_size=1, max_size=1)
     batch = st.lists(st.one_of(unicode_text, building_blocks), min_size=100, max_size=100)
 
+    # One search, never a loop of them: under CI hypothesis derandomizes (its "ci" profile),
+    # so a second search draws exactly what the first did. Each example is a batch of 100
+    # strings; twice the examples the count needs covers the repeats.
     @settings(
-        max_examples=50,
+        max_examples=2 * -(-count // 100),
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     @given(values=batch, long=long_ones)
     def draw(values: list[str], long: list[str]) -> None:
+        if len(found) >= count:
+            return
         found.update(dict.fromkeys(values))
         if len(found) < count // 10:  # a few dozen very long strings, not thousands
             found.update(dict.fromkeys(long))
 
-    while len(found) < count:
-        draw()
-    return list(found)
+    draw()
+    # Hypothesis repeats itself (small strings, shrunk forms): what it drew is made up to
+    # ``count`` with variants of its own strings around a NUL, a combining mark and a key emoji,
+    # each distinct by a counter, so they stay hostile (and new to the function).
+    drawn = [v for v in found if v]
+    number = 0
+    while len(found) < count and drawn:
+        base = drawn[number % len(drawn)]
+        found.update(dict.fromkeys([f"{base}\x00{number}", f"{number}\u0301{base}\U0001f511"]))
+        number += 1
+    if len(found) < count:
+        pytest.fail(f"hypothesis drew {len(found)} distinct hostile strings, not {count}")
+    return list(found)[:count]
 
 
 @pytest.fixture(scope="module")
