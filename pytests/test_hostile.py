@@ -16,8 +16,11 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import duckdb
+import jinja2
+import phonenumbers
 import pyarrow as pa
 import pytest
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -34,9 +37,17 @@ from cdp.keys import (
     load_master_key,
     pseudonym_key,
 )
-from cdp.normalise import IDENTIFIER_NORMALISERS, normalise_phone
+from cdp.normalise import (
+    _SENSITIVE_KEY_PARTS,
+    IDENTIFIER_NORMALISERS,
+    SENSITIVE_QUERY_KEYS,
+    clean_url,
+    normalise_phone,
+    truncate_ip,
+)
 from cdp.plugin import NORMALISER_FUNCTIONS, PHONE_REGION_FUNCTION, PSEUDONYM_FUNCTIONS, Plugin
 from cdp.pseudonym import pseudonym
+from conftest import generate_landing
 
 MACROS = paths.PROJECT_ROOT / "macros" / "privacy" / "normalise.sql"
 
@@ -266,3 +277,318 @@ def test_nul_and_long_values_reach_sql_unchanged(con: duckdb.DuckDBPyConnection)
     values: list[str | None] = ["a\x00b", "\x00", "é" * 100_000]
     got = _through_sql(con, "length(v)", values)
     assert got == [3, 1, 100_000]
+
+
+# --------------------------------------------------------------------------- SQL fast paths
+#
+# duckdb__truncate_ip and duckdb__clean_url answer the common shapes in SQL and hand every
+# other value to the Python UDF (docs/decisions.md, 60). The SQL they produce (the macro
+# rendered by Jinja, as dbt renders it) must claim a value only when it returns what Python
+# returns for it; the Python part is the same UDF as before.
+
+FAST_PATHS: dict[str, Callable[[object], str | None]] = {
+    "truncate_ip": truncate_ip,
+    "clean_url": clean_url,
+    "normalise_phone": normalise_phone,
+}
+
+
+def _fast_path_sql(name: str) -> str:
+    """The SQL of ``duckdb__<name>(v)`` from macros/privacy/normalise.sql, rendered by Jinja."""
+    env = jinja2.Environment(extensions=["jinja2.ext.do"], undefined=jinja2.StrictUndefined)  # noqa: S701
+    module: Any = env.from_string(MACROS.read_text(encoding="utf-8")).module
+    return str(getattr(module, f"duckdb__{name}")("v"))
+
+
+def _claimed_sql(name: str) -> str:
+    """The same SQL with the Python UDF replaced by NULL: non-null where SQL answers itself."""
+    sql = _fast_path_sql(name)
+    assert sql.count(f"cdp_{name}(v)") == 1
+    return sql.replace(f"cdp_{name}(v)", "NULL")
+
+
+phone_digit = st.sampled_from("0123456789")
+phone_like = st.one_of(
+    st.tuples(
+        st.sampled_from(["+7", "8", "7", "", "+8", "+79", "+", "7+", "007", "+7 (", " 8-"]),
+        st.lists(phone_digit, min_size=8, max_size=12).map("".join),
+        st.lists(
+            st.sampled_from([" ", "-", "(", ")", ".", "", "", "", "\t", "/", "\u2011"]), max_size=12
+        ),
+    ).map(
+        lambda t: t[0] + "".join(d + (t[2][i] if i < len(t[2]) else "") for i, d in enumerate(t[1]))
+    ),
+    st.from_regex(r"\+?[78]?9[0-9]{9}", fullmatch=True),
+    st.from_regex(r"[78 ]{0,3}93[0-9]{8}[0-9 ]{0,2}", fullmatch=True),
+    hostile_value,
+)
+
+
+hex_group = st.integers(0, 0xFFFF).flatmap(
+    lambda n: st.sampled_from([f"{n:x}", f"{n:X}", f"{n:04x}", f"{n:04X}", f"0{n:x}"[-4:]])
+)
+ipv4_text = st.tuples(*[st.integers(0, 300)] * 4, st.sampled_from(["", "0", "00"])).map(
+    lambda t: ".".join(t[4] + str(octet) if i == 0 else str(octet) for i, octet in enumerate(t[:4]))
+)
+
+
+@st.composite
+def ipv6_text(draw: st.DrawFn) -> str:
+    """IPv6 in many spellings: every group or some replaced by `::`, any case, odd lengths."""
+    groups = draw(st.lists(hex_group, min_size=1, max_size=9))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(groups)))
+        text = ":".join(groups[:at]) + "::" + ":".join(groups[at:])
+    else:
+        text = ":".join(groups)
+    if draw(st.booleans()):
+        text += draw(st.sampled_from(["%eth0", "%", ":1.2.3.4", ".5", ":", ":::"]))
+    if draw(st.booleans()):
+        text = draw(st.sampled_from([f"[{text}]", f" {text}", f"{text}\n", f"::ffff:{text}"]))
+    return text
+
+
+ip_like = st.one_of(ipv4_text, ipv6_text(), hostile_value)
+
+url_piece = st.sampled_from(
+    [
+        "a",
+        "Z",
+        "0",
+        "123456",
+        "12345678901",
+        "7-912-345-67-89",
+        ".",
+        "-",
+        "_",
+        "~",
+        "%20",
+        "%",
+        "+",
+        "@",
+        " ",
+        "é",
+        ":",
+        "//",
+        "#",
+        "=",
+        "&",
+        "?",
+        ";",
+        "utm_source",
+        "email",
+        "E-Mail",
+        "phone",
+        "Session-ID",
+        "x_token_y",
+        "api-key",
+        "login",
+        "name",
+        "code",
+        "ip",
+        "\x00",
+    ]
+)
+
+
+@st.composite
+def url_text(draw: st.DrawFn) -> str:
+    """URLs in the claimed shape and one character away from it."""
+    scheme = draw(st.sampled_from(["https", "http", "app", "HTTPS", "ftp", "", "1x"]))
+    host = draw(
+        st.sampled_from(
+            [
+                "shop.example.ru",
+                "shop",
+                "a-b.c0",
+                "Shop.Example.ru",
+                "",
+                "h:8080",
+                "user@h",
+                "[::1]",
+                "-",
+                ".",
+            ]
+        )
+    )
+    segments = draw(st.lists(st.lists(url_piece, max_size=4).map("".join), max_size=4))
+    pairs = draw(
+        st.lists(
+            st.tuples(
+                st.lists(url_piece, max_size=3).map("".join),
+                st.lists(url_piece, max_size=3).map("".join),
+            ),
+            max_size=4,
+        )
+    )
+    url = f"{scheme}://{host}" if scheme else ""
+    url += "".join("/" + segment for segment in segments) or draw(st.sampled_from(["", "/"]))
+    with_query: bool = draw(st.booleans())
+    if pairs or with_query:
+        url += "?" + "&".join(f"{key}={value}" for key, value in pairs)
+    if draw(st.booleans()):
+        url += draw(st.sampled_from(["#top", "&", "&&", "?", "=", " ", "/"]))
+    return url
+
+
+url_like = st.one_of(url_text(), hostile_value)
+
+
+@HYP
+@given(values=st.lists(ip_like, min_size=1, max_size=40))
+@example(
+    values=[
+        "0:0:0:0:0:ffff:102:304",
+        "0:1:2::",
+        "1:2::",
+        "1:2:3:4:5:6:7:8::",
+        "1:2:3::4.5.6.7",
+        "01.2.3.4",
+        "1.2.3.4 ",
+        "256.1.1.1",
+        "ABCD:0000:0:1::",
+        "abcd:0:10::1",
+        "1:0:0::",
+    ]
+)
+def test_truncate_ip_sql_fast_path_equals_python(
+    con: duckdb.DuckDBPyConnection, values: list[str | None]
+) -> None:
+    """duckdb__truncate_ip (SQL for dotted quads and explicit-prefix IPv6, else the UDF) == Python."""
+    got = _through_sql(con, _fast_path_sql("truncate_ip"), values)
+    assert _mismatches(values, got, truncate_ip) == []
+
+
+@HYP
+@given(values=st.lists(phone_like, min_size=1, max_size=40))
+@example(
+    values=[
+        "+7 (912) 345-67-89",
+        "8 912 345 67 89",
+        "79123456789",
+        "9123456789",
+        "+79300512345",
+        "+79300312345",
+        "89300812345",
+        " +7 912 3456789 ",
+        "+7912345678",
+        "+791234567890",
+        "7 +912 345 67 89",
+        "+8 912 345 67 89",
+        "8(930)0812345",
+        "+7\t9123456789",
+    ]
+)
+def test_normalise_phone_sql_fast_path_equals_python(
+    con: duckdb.DuckDBPyConnection, values: list[str | None]
+) -> None:
+    """duckdb__normalise_phone (SQL for Russian mobile numbers, else the UDF) == Python."""
+    got = _through_sql(con, _fast_path_sql("normalise_phone"), values)
+    assert _mismatches(values, got, normalise_phone) == []
+
+
+def test_normalise_phone_sql_uses_the_installed_mobile_pattern() -> None:
+    """The RU mobile pattern written in the macro is the installed phonenumbers metadata's (an
+    upgrade that moves a range fails here, not in a build)."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("RU")
+    assert metadata is not None and metadata.mobile is not None
+    pattern = metadata.mobile.national_number_pattern
+    assert pattern is not None
+    assert f"'(\\+7|8|7)?{pattern}'" in _fast_path_sql("normalise_phone")
+
+
+@HYP
+@given(values=st.lists(url_like, min_size=1, max_size=40))
+@example(
+    values=[
+        "https://h/p?a=1&&b=2",
+        "https://h/p?a",
+        "https://h",
+        "https://h/p?email=x&b=2",
+        "https://h/p?b=7-912-345-67-89",
+        "https://h/12345678901",
+        "https://H/p",
+        "https://h/p#f",
+    ]
+)
+def test_clean_url_sql_fast_path_equals_python(
+    con: duckdb.DuckDBPyConnection, values: list[str | None]
+) -> None:
+    """duckdb__clean_url (SQL for plain scheme://host/path?key=value, else the UDF) == Python."""
+    got = _through_sql(con, _fast_path_sql("clean_url"), values)
+    assert _mismatches(values, got, clean_url) == []
+
+
+def test_clean_url_sql_drops_every_identifying_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Each identifying query key of cdp.normalise, in the claimed shape, is dropped by SQL as by
+    Python: the lists written out in the macro are Python's."""
+    keys = sorted(SENSITIVE_QUERY_KEYS) + [f"x_{part}_y" for part in _SENSITIVE_KEY_PARTS]
+    keys += [key.upper().replace("_", "-") for key in keys]
+    values: list[str | None] = [f"https://h/p?utm_source=a&{key}=b&utm_medium=c" for key in keys]
+    assert all(v is not None for v in _through_sql(con, _claimed_sql("clean_url"), values))
+    got = _through_sql(con, _fast_path_sql("clean_url"), values)
+    assert _mismatches(values, got, clean_url) == []
+    assert set(got) == {"https://h/p?utm_source=a&utm_medium=c"}
+
+
+@pytest.fixture(scope="module")
+def landed_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str | None]]:
+    """Every distinct IP address, URL and phone number (with the other message recipients) of a
+    generated landing zone, dirty rows included."""
+    root = tmp_path_factory.mktemp("landing")
+    generate_landing(root / "raw.duckdb", root / "truth.duckdb", customers=400, dirty_rate=0.2)
+    queries = {
+        column: f"select distinct {column} from web.events"
+        for column in ("ip_address", "page_url", "referrer_url")
+    }
+    queries["phone"] = (
+        "select distinct phone from crm.customers union select distinct phone from shop.orders "
+        "union select distinct recipient from messaging.message_events"
+    )
+    with duckdb.connect(str(root / "raw.duckdb"), read_only=True) as raw:
+        return {
+            column: [row[0] for row in raw.execute(query).fetchall()]
+            for column, query in queries.items()
+        }
+
+
+@pytest.mark.parametrize(
+    ("name", "column", "least_claimed"),
+    [
+        ("truncate_ip", "ip_address", 0.95),
+        ("clean_url", "page_url", 0.5),
+        ("clean_url", "referrer_url", 0.9),
+        ("normalise_phone", "phone", 0.3),
+    ],
+)
+def test_sql_fast_paths_equal_python_on_every_landed_value(
+    con: duckdb.DuckDBPyConnection,
+    landed_values: dict[str, list[str | None]],
+    name: str,
+    column: str,
+    least_claimed: float,
+) -> None:
+    """On every distinct value of a generated landing zone SQL and Python agree, and SQL answers
+    most of them itself (else the fast path would be dead code)."""
+    values = landed_values[column]
+    assert len(values) > 1000
+    got = _through_sql(con, _fast_path_sql(name), values)
+    assert _mismatches(values, got, FAST_PATHS[name]) == []
+    claimed = _through_sql(con, _claimed_sql(name), values)
+    assert sum(v is not None for v in claimed) >= least_claimed * len(values)
+
+
+def test_fast_path_comparison_can_fail(con: duckdb.DuckDBPyConnection) -> None:
+    """The comparison is real: an IPv4-mapped address claimed by SQL (the first-group check
+    removed) and an identifying key kept (one name left out of the list) are caught."""
+    weak_ip = _fast_path_sql("truncate_ip").replace(
+        "ltrim(split_part(v, ':', 1), '0') <> ''", "true"
+    )
+    values: list[str | None] = ["0:0:0:0:0:ffff:102:304"]
+    assert _mismatches(values, _through_sql(con, weak_ip, values), truncate_ip) != []
+    weak_url = _fast_path_sql("clean_url").replace("|msisdn|", "|")
+    values = ["https://h/p?msisdn=x"]
+    assert _mismatches(values, _through_sql(con, weak_url, values), clean_url) != []
+    weak_phone = _fast_path_sql("normalise_phone").replace("3(?:0(?:0(?:05|", "3(?:0(?:0(?:0[0-9]|")
+    values = ["+79300012345"]  # 930 00 1..: not an assigned mobile range, phonenumbers refuses it
+    assert _mismatches(values, _through_sql(con, weak_phone, values), normalise_phone) != []

@@ -22,7 +22,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import os
 import re
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from typing import Any
 import duckdb
 import jinja2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
 
@@ -174,6 +178,211 @@ def test_triage_a_quarantined_row_never_makes_a_usable_one_a_duplicate(
         """
     ).fetchall()
     assert rows == [("quarantined",), ("kept",), ("duplicate",)]
+
+
+# --------------------------------------------------------------------------- triage: only what can collide
+#
+# The recipe sorts and fingerprints only the rows of groups with more than one raw row
+# (triage_source counts them, triage_fingerprint is null for a row alone, triage sorts the
+# rest; docs/decisions.md, 60). Reference: the triage as it was before, a full sort of every
+# row with a fingerprint on every row, kept here verbatim.
+
+REFERENCE_TRIAGE = """
+select
+    *,
+    case
+        when reject_reason is not null then 'quarantined'
+        when copy_number > 1 then 'duplicate'
+        when version_number > 1 then 'superseded'
+        else 'kept'
+    end as row_status
+from (
+    select
+        *,
+        case
+            when reject_reason is null and copy_number = 1
+                then row_number() over (
+                    partition by
+                        reject_reason is null and copy_number = 1,
+                        {{ key_columns | join(', ') }}
+                    order by {{ version_order }}, _loaded_at desc, _batch_id desc, _row_fingerprint
+                )
+        end as version_number
+    from (
+        select
+            *,
+            row_number() over (
+                partition by reject_reason is null, {{ copy_columns | join(', ') }}
+                order by _loaded_at, _batch_id, _row_fingerprint
+            ) as copy_number
+        from (
+            select
+                *,
+                {{ reject_reason }} as reject_reason
+            from {{ from_cte }}
+        ) as checked
+    ) as copies
+) as versions
+"""
+
+RECIPE_MACROS = [
+    MACROS / "staging" / "triage.sql",
+    MACROS / "staging" / "incremental.sql",
+    MACROS / "cross_db" / "inline_cte.sql",
+]
+
+
+@functools.cache
+def _recipe() -> Any:
+    """The recipe's macros as dbt renders them for DuckDB in a full build: dispatch picks
+    duckdb__<name>, else default__<name>; is_incremental() is false."""
+    found: dict[str, Any] = {}
+
+    def dispatch(name: str, _namespace: str) -> Any:
+        return getattr(found["module"], f"duckdb__{name}", None) or getattr(
+            found["module"], f"default__{name}"
+        )
+
+    def raise_compiler_error(message: str) -> None:
+        raise AssertionError(message)
+
+    env = _jinja()
+    env.globals.update(
+        adapter=types.SimpleNamespace(dispatch=dispatch),
+        exceptions=types.SimpleNamespace(raise_compiler_error=raise_compiler_error),
+        is_incremental=lambda: False,
+        # dbt's return(): the value a macro call gives; here the rendered text of a dispatch
+        **{"return": lambda value: value},
+    )
+    text = "\n".join(path.read_text(encoding="utf-8") for path in RECIPE_MACROS)
+    found["module"] = env.from_string(text).module
+    return found["module"]
+
+
+# (copy_columns, key_columns, version_order): web events (copies are the key: the version
+# sort is skipped), CRM (copies by content), order lines (a two-column key), and copies by
+# some columns with a version order of the model's own.
+TRIAGE_SHAPES = [
+    (["id"], ["id"], "_loaded_at"),
+    (["_row_fingerprint"], ["id"], "version desc nulls last"),
+    (["_row_fingerprint"], ["id", "line"], "_loaded_at desc"),
+    (["id", "value"], ["id"], "version desc nulls last, _loaded_at"),
+]
+RAW_COLUMNS = ["id", "line", "value", "version"]
+landed_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["a", " a", "a ", "b", "c", "", None]),
+        st.sampled_from([1, 2, None]),
+        st.sampled_from(["x", "y", None]),
+        st.sampled_from([1, 2, None]),
+        st.sampled_from(["2026-01-01 10:00", "2026-01-02 10:00", "2026-01-03 10:00"]),
+        st.sampled_from(["b1", "b2"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _triaged(
+    con: duckdb.DuckDBPyConnection, shape: tuple[list[str], list[str], str], *, reference: bool
+) -> list[tuple[Any, ...]]:
+    copy_columns, key_columns, version_order = shape
+    arguments: dict[str, Any] = {
+        "from_cte": "typed",
+        "reject_reason": "case when id is null or (line is null and 'line' in ("
+        + ", ".join(f"'{c}'" for c in key_columns)
+        + ")) then 'missing_key' when value is null then 'missing_value' end",
+        "copy_columns": copy_columns,
+        "key_columns": key_columns,
+        "version_order": version_order,
+    }
+    recipe = _recipe()
+    group_keys = {"id": "nullif(trim(raw_rows.id), '')"}
+    if "line" in key_columns:
+        group_keys["line"] = "raw_rows.line"
+    if reference:
+        head = "source as (select * from landed)"
+        fingerprint = str(recipe.duckdb__row_fingerprint(RAW_COLUMNS))
+        rows_cte = "source"
+        triage = _jinja().from_string(REFERENCE_TRIAGE).render(**arguments)
+    else:
+        head = str(recipe.default__triage_source("landed", group_keys, {}))
+        fingerprint = str(recipe.default__triage_fingerprint(RAW_COLUMNS))
+        rows_cte = "triage_rows"
+        triage = str(recipe.default__triage(**arguments))
+    sql = f"""
+        with {head},
+        typed as (
+            select nullif(trim(id), '') as id, line, value, version, _loaded_at, _batch_id,
+                {fingerprint} as _row_fingerprint
+            from {rows_cte}
+        ),
+        triaged as ({triage})
+        select id, line, value, version, _loaded_at, _batch_id, row_status, reject_reason,
+            _row_fingerprint is not null as is_fingerprinted
+        from triaged
+    """
+    return sorted(con.execute(sql).fetchall(), key=repr)
+
+
+def _load(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    con.execute("drop table if exists landed")
+    con.execute(
+        "create table landed (id varchar, line integer, value varchar, version integer, "
+        "_loaded_at timestamp, _batch_id varchar)"
+    )
+    con.executemany("insert into landed values (?, ?, ?, ?, ?, ?)", rows)
+
+
+@pytest.mark.parametrize("shape", TRIAGE_SHAPES, ids=["web", "crm", "order_items", "columns"])
+@settings(
+    max_examples=int(os.environ.get("CDP_HYP_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=landed_rows)
+def test_triage_sorting_only_shared_groups_equals_the_full_sort(
+    con: duckdb.DuckDBPyConnection,
+    shape: tuple[list[str], list[str], str],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Every row gets the status the full sort gives it, and only rows that share their group
+    (by normalised key) or lack part of the key are fingerprinted."""
+    _load(con, rows)
+    got = _triaged(con, shape, reference=False)
+    want = _triaged(con, shape, reference=True)
+    assert [r[:8] for r in got] == [r[:8] for r in want]
+    key_parts = 2 if "line" in shape[1] else 1
+    groups: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = ((row[0] or "").strip() or None, row[1])[:key_parts]
+        groups[key] = groups.get(key, 0) + 1
+    shared = sum(n for key, n in groups.items() if n > 1 or None in key)
+    assert sum(r[8] for r in got) == shared
+
+
+def test_triage_shared_groups_comparison_can_fail(con: duckdb.DuckDBPyConnection) -> None:
+    """The comparison is real: a triage that took every row for alone (no sort) differs."""
+    rows = [("a", 1, "x", 1, "2026-01-01 10:00", "b1"), ("a", 1, "y", 2, "2026-01-02 10:00", "b1")]
+    _load(con, rows)
+    recipe = _recipe()
+    weak = str(recipe.default__triage_fingerprint(RAW_COLUMNS)).replace("_triage_shared", "false")
+    head = str(recipe.default__triage_source("landed", {"id": "nullif(trim(raw_rows.id), '')"}, {}))
+    triage = str(
+        recipe.default__triage(
+            from_cte="typed",
+            reject_reason="null",
+            copy_columns=["id"],
+            key_columns=["id"],
+            version_order="_loaded_at",
+        )
+    )
+    statuses = con.execute(
+        f"with {head}, typed as (select *, {weak} as _row_fingerprint from triage_rows), "
+        f"triaged as ({triage}) select row_status from triaged order by _loaded_at"
+    ).fetchall()
+    assert statuses == [("kept",), ("kept",)]  # two kept rows for one key: the invariant broken
+    assert [r[6] for r in _triaged(con, TRIAGE_SHAPES[0], reference=True)] == ["kept", "duplicate"]
 
 
 # --------------------------------------------------------------------------- deadlines

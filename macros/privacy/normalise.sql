@@ -27,8 +27,23 @@
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__normalise_phone (the DuckDB version is "
         ~ "duckdb__normalise_phone in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
+{#-
+    DuckDB: Russian mobile numbers in SQL, every other value by the Python UDF
+    (phonenumbers). SQL claims a value of digits, spaces, brackets, dots, dashes
+    and a leading `+` only, at most 64 characters, which without its layout is a
+    Russian mobile number as the installed phonenumbers metadata defines it (its
+    RU mobile pattern, written out below; pytests/test_hostile.py checks it is
+    the installed one), written as +7, 8, 7 or nothing then the ten digits:
+    phonenumbers reads all four as that number, valid, +7 and the ten digits.
+-#}
 {% macro duckdb__normalise_phone(value) -%}
-    cdp_normalise_phone({{ value }})
+    {%- set ru_mobile = '9(?:[0-24-9]\\d{4}|3(?:0(?:0(?:05|[124579]\\d|3[0-7]|6[0-49]|8[04-9])|[1-9]\\d\\d)|[1-9]\\d{3}))\\d{4}' -%}
+    case
+        when regexp_full_match({{ value }}, '[0-9 ().+-]{1,64}')
+            and regexp_full_match(regexp_replace({{ value }}, '[ ().-]', '', 'g'), '(\+7|8|7)?{{ ru_mobile }}')
+            then '+7' || right(regexp_replace({{ value }}, '[ ().-]', '', 'g'), 10)
+        else cdp_normalise_phone({{ value }})
+    end
 {%- endmacro %}
 
 {% macro normalise_name(value) -%}
@@ -51,8 +66,46 @@
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__clean_url (the DuckDB version is "
         ~ "duckdb__clean_url in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
+{#-
+    DuckDB: the common shape in SQL, every other value by the Python UDF. SQL
+    claims a value only when it is a lower-case `scheme://host/path` with an
+    optional query of `key=value` pairs, every character unreserved (letters,
+    digits, `.`, `_`, `~`, `-`: nothing to decode or encode, no user info, port,
+    fragment, `%`, `+`, `@` or space) and no phone-length digit run in the path.
+    For such a value clean_url keeps scheme, host and path as they are and the
+    query pairs whose key is not identifying and whose value holds no digit run,
+    in order (SENSITIVE_QUERY_KEYS and _SENSITIVE_KEY_PARTS, written out below
+    from cdp.normalise: pytests/test_normalise_sql.py checks they agree, and
+    that SQL and Python return the same on hostile and real values).
+-#}
 {% macro duckdb__clean_url(value) -%}
-    cdp_clean_url({{ value }})
+    {%- set sensitive_keys = ['access_token', 'address', 'auth', 'birth_date', 'birthday', 'card', 'card_number',
+        'client_id', 'code', 'customer', 'customer_id', 'customerid', 'dob', 'e_mail', 'email', 'fio',
+        'first_name', 'firstname', 'full_name', 'fullname', 'id_token', 'ip', 'last_name', 'lastname',
+        'login', 'mail', 'middle_name', 'mobile', 'msisdn', 'name', 'pass', 'passport', 'passwd',
+        'password', 'phone', 'pwd', 'refresh_token', 'session', 'session_id', 'sessionid', 'sid', 'tel',
+        'telephone', 'token', 'uid', 'user', 'user_id', 'user_name', 'userid', 'username'] -%}
+    {%- set sensitive_parts = ['email', 'phone', 'token', 'session', 'passw', 'secret', 'apikey', 'api_key'] -%}
+    {%- set unreserved = 'A-Za-z0-9._~-' -%}
+    case
+        when length({{ value }}) <= 8192
+            and regexp_full_match(
+                {{ value }},
+                '[a-z]+://[a-z0-9.-]+(/[{{ unreserved }}]*)+(\?[{{ unreserved }}]+=[{{ unreserved }}]*(&[{{ unreserved }}]+=[{{ unreserved }}]*)*)?'
+            )
+            and not regexp_matches(split_part({{ value }}, '?', 1), '[0-9]([.-]*[0-9]){9}')
+            then split_part({{ value }}, '?', 1) || coalesce('?' || nullif(array_to_string(list_filter(
+                string_split(nullif(split_part({{ value }}, '?', 2), ''), '&'),
+                lambda query_pair: not (
+                    regexp_matches(
+                        replace(lower(split_part(query_pair, '=', 1)), '-', '_'),
+                        '^({{ sensitive_keys | join('|') }})$|{{ sensitive_parts | join('|') }}'
+                    )
+                    or regexp_matches(split_part(query_pair, '=', 2), '[0-9]([.-]*[0-9]){9}')
+                )
+            ), '&'), ''), '')
+        else cdp_clean_url({{ value }})
+    end
 {%- endmacro %}
 
 {% macro truncate_ip(value) -%}
@@ -63,8 +116,39 @@
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__truncate_ip (the DuckDB version is "
         ~ "duckdb__truncate_ip in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
+{#-
+    DuckDB: the common shapes in SQL, every other value by the Python UDF. SQL
+    claims a dotted quad as ipaddress reads it (no leading zero), giving its /24;
+    and an IPv6 address written with its first three groups, the first not zero
+    (so never IPv4-mapped), and then either all eight groups or one `::`
+    standing for at least one zero group, giving its /48: the three groups in
+    lower case without leading zeros, trailing zero groups dropped, then `::`.
+    Brackets, zone ids, spaces, embedded IPv4 and other shapes go to Python.
+-#}
 {% macro duckdb__truncate_ip(value) -%}
-    cdp_truncate_ip({{ value }})
+    {%- set octet = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])' -%}
+    {%- set g = '[0-9A-Fa-f]{1,4}' -%}
+    case
+        when regexp_full_match({{ value }}, '{{ octet }}\.{{ octet }}\.{{ octet }}\.{{ octet }}')
+            then regexp_replace({{ value }}, '[0-9]+$', '0')
+        when regexp_full_match(
+                {{ value }},
+                '{{ g }}:{{ g }}:{{ g }}(::({{ g }}(:{{ g }}){0,3})?|:{{ g }}::({{ g }}(:{{ g }}){0,2})?|:{{ g }}:{{ g }}::({{ g }}(:{{ g }})?)?|:{{ g }}:{{ g }}:{{ g }}::({{ g }})?|:{{ g }}:{{ g }}:{{ g }}:{{ g }}::|:{{ g }}:{{ g }}:{{ g }}:{{ g }}:{{ g }})'
+            )
+            and ltrim(split_part({{ value }}, ':', 1), '0') <> ''
+            then lower(
+                ltrim(split_part({{ value }}, ':', 1), '0')
+                || case
+                    when ltrim(split_part({{ value }}, ':', 3), '0') <> ''
+                        then ':' || coalesce(nullif(ltrim(split_part({{ value }}, ':', 2), '0'), ''), '0')
+                        || ':' || ltrim(split_part({{ value }}, ':', 3), '0')
+                    when ltrim(split_part({{ value }}, ':', 2), '0') <> ''
+                        then ':' || ltrim(split_part({{ value }}, ':', 2), '0')
+                    else ''
+                end
+            ) || '::'
+        else cdp_truncate_ip({{ value }})
+    end
 {%- endmacro %}
 
 {% macro device_class(value) -%}

@@ -27,9 +27,14 @@
 -#}
 
 {#-
-    The CTEs `triage_scope` and `source` of an incremental triaged model: `source`
+    The CTEs `triage_scope`, `source` and `triage_rows` of a triaged model: `source`
     is the raw table, or in an incremental run only the raw rows of the groups to
-    triage again.
+    triage again; `triage_rows` is `source` with `_triage_shared`, true when the
+    row shares its group with another raw row of `source` (or lacks part of the
+    key), which triage_fingerprint and the triage read: only those rows are
+    fingerprinted and sorted (docs/decisions.md, 60). The model normalises
+    `triage_rows` and reads `source` for the distinct values it looks up (a
+    column scan of the raw table in a full build, not held in memory).
 
     source_relation  the raw table, source('...', '...')
     group_keys       {staged column: SQL normalising the raw column into it, written
@@ -185,12 +190,46 @@ source as (
 
 )
 {%- else %}
-source as (
+source as {{ inline_cte() }} (
 
     select * from {{ source_relation }}
 
 )
-{%- endif %}
+{%- endif %},
+
+-- the groups with more than one raw row in `source`: only their rows can collide
+triage_shared_groups as (
+
+    select
+        {%- for column, raw_sql in group_keys.items() %}
+        {{ raw_sql }} as {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from source as raw_rows
+    group by
+        {%- for raw_sql in group_keys.values() %}
+        {{ raw_sql }}{{ "," if not loop.last }}
+        {%- endfor %}
+    having count(*) > 1
+
+),
+
+-- `source` with _triage_shared: does the row share its group (or lack part of the key)?
+triage_rows as {{ inline_cte() }} (
+
+    select
+        raw_rows.*,
+        (
+            {{ triage_key_is_incomplete(group_keys.values() | list) }}
+            or shared_groups.{{ (group_keys.keys() | list)[0] }} is not null
+        ) as _triage_shared
+    from source as raw_rows
+    left join triage_shared_groups as shared_groups
+        on
+            {%- for column, raw_sql in group_keys.items() %}
+            {{ raw_sql }} = shared_groups.{{ column }}{{ " and" if not loop.last }}
+            {%- endfor %}
+
+)
 {%- endmacro %}
 
 {#- Batches whose raw row count differs from the count staged from them (new, or purged). -#}

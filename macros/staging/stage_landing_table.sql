@@ -18,7 +18,8 @@
     quarantine (audit models), the purge's retention and erasure and the access
     export to cover the table (cdp.sources). It is the staging recipe
     (docs/decisions.md, 56) written out from the metadata: triage_source, the
-    Python normalisers once per distinct value, triage, pseudonyms in `final`,
+    normalisers once per distinct value (read from `source`), `typed` from
+    triage_rows with triage_fingerprint, triage, pseudonyms in `final`,
     triage_scope_markers. Rows are re-triaged in full on every build (a table
     materialisation): give a large table an incremental model of its own with
     the same recipe (macros/staging/incremental.sql).
@@ -76,7 +77,7 @@ distinct_{{ name }} as (
 ),
 {%- endfor %}
 
-typed as (
+typed as {{ inline_cte() }} (
 
     select
         {%- for expression in typed %}
@@ -84,8 +85,8 @@ typed as (
         {%- endfor %}
         source._loaded_at,
         source._batch_id,
-        {{ row_fingerprint(fingerprinted) }} as _row_fingerprint
-    from source
+        {{ triage_fingerprint(fingerprinted) }} as _row_fingerprint
+    from triage_rows as source
     {%- for name, expression in lookups %}
     left join distinct_{{ name }}
         on source.{{ name }} is not distinct from distinct_{{ name }}.{{ name }}

@@ -42,7 +42,7 @@ cities as (
 
 ),
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('source.customer_id') }} as customer_id,
@@ -60,12 +60,12 @@ normalised as (
         coalesce(source.is_deleted, false) as is_deleted,
         source._loaded_at,
         source._batch_id,
-        {{ row_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
+        {{ triage_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
             'source.last_name', 'source.middle_name', 'source.birth_date', 'source.gender', 'source.city',
             'source.postal_code', 'source.address', 'source.country_code', 'source.passport_number',
             'source.loyalty_card_number', 'source.created_at', 'source.updated_at',
             'source.is_deleted']) }} as _row_fingerprint
-    from source
+    from triage_rows as source  -- noqa: RF04
     left join emails
         on source.email is not distinct from emails.email
     left join phones

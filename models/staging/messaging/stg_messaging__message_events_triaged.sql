@@ -19,37 +19,39 @@ with
 
 {{ triage_source(source('messaging', 'message_events'), group_keys, pseudonymised_keys) }},
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('message_event_id') }} as message_event_id,
         {{ normalise_key('message_id') }} as message_id,
         {{ normalise_key('customer_id') }} as customer_id,
         lower(trim(channel)) as channel,
-        {{ recipient_type('channel') }} as recipient_type,
         recipient,
         nullif(trim(campaign_id), '') as campaign_id,
         lower(trim(event_type)) as event_type,
         event_at,
         _loaded_at,
         _batch_id,
-        {{ row_fingerprint(['message_event_id', 'message_id', 'customer_id', 'recipient', 'channel',
+        {{ triage_fingerprint(['message_event_id', 'message_id', 'customer_id', 'recipient', 'channel',
             'campaign_id', 'event_type', 'event_at']) }} as _row_fingerprint
-    from source
+    from triage_rows
 
 ),
 
--- Normalised and pseudonymised once per distinct recipient (the normalisers run
--- in Python; a recipient gets many messages), joined back by value.
+-- Typed by channel, normalised and pseudonymised once per distinct channel and
+-- recipient (a recipient gets many messages), joined back by value. The distinct
+-- values are read from the raw rows (`source`: a column scan).
 distinct_recipients as (
 
     select
+        channel,
         recipient_type,
         recipient,
         recipient_normalised,
         {{ pseudonymise('recipient_type', 'recipient_normalised') }} as recipient_key
     from (
         select
+            channel,
             recipient_type,
             recipient,
             case recipient_type
@@ -58,10 +60,16 @@ distinct_recipients as (
                 when 'push_token' then {{ normalise_token('recipient') }}
             end as recipient_normalised
         from (
-            select distinct
-                recipient_type,
-                recipient
-            from normalised
+            select
+                channel,
+                recipient,
+                {{ recipient_type('channel') }} as recipient_type
+            from (
+                select distinct
+                    recipient,
+                    lower(trim(channel)) as channel
+                from source
+            ) as distinct_pairs
         ) as distinct_values
     ) as normalised_recipients
 
@@ -69,20 +77,24 @@ distinct_recipients as (
 
 customer_keys as (
 
-    {{ per_distinct_value('normalised', 'customer_id', pseudonymise("'customer_id'", 'customer_id'), 'customer_key') }}
+    select
+        customer_id,
+        {{ pseudonymise("'customer_id'", 'customer_id') }} as customer_key
+    from (select distinct {{ normalise_key('customer_id') }} as customer_id from source) as distinct_ids
 
 ),
 
-recipients as (
+recipients as {{ inline_cte() }} (
 
     select
         normalised.*,
+        distinct_recipients.recipient_type,
         distinct_recipients.recipient_normalised,
         distinct_recipients.recipient_key,
         customer_keys.customer_key
     from normalised
     left join distinct_recipients
-        on normalised.recipient_type is not distinct from distinct_recipients.recipient_type
+        on normalised.channel is not distinct from distinct_recipients.channel
             and normalised.recipient is not distinct from distinct_recipients.recipient
     left join customer_keys
         on normalised.customer_id is not distinct from customer_keys.customer_id

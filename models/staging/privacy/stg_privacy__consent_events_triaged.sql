@@ -42,7 +42,7 @@ subject_ids as (
 
 ),
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('source.consent_event_id') }} as consent_event_id,
@@ -57,10 +57,10 @@ normalised as (
         source.captured_at,
         source._loaded_at,
         source._batch_id,
-        {{ row_fingerprint(['source.consent_event_id', 'source.subject_id_type', 'source.subject_id',
+        {{ triage_fingerprint(['source.consent_event_id', 'source.subject_id_type', 'source.subject_id',
             'source.purpose_code', 'source.action', 'source.channel', 'source.policy_version',
             'source.evidence_ref', 'source.captured_at']) }} as _row_fingerprint
-    from source
+    from triage_rows as source  -- noqa: RF04
     left join subject_ids
         on source.subject_id_type is not distinct from subject_ids.subject_id_type
             and source.subject_id is not distinct from subject_ids.subject_id

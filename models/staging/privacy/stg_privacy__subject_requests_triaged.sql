@@ -53,9 +53,9 @@ typed as (
         coalesce(is_verified, false) as is_verified,
         _loaded_at,
         _batch_id,
-        {{ row_fingerprint(['request_id', 'subject_id_type', 'subject_id', 'request_type',
+        {{ triage_fingerprint(['request_id', 'subject_id_type', 'subject_id', 'request_type',
             'jurisdiction', 'received_at', 'details', 'is_verified']) }} as _row_fingerprint
-    from source
+    from triage_rows
 
 ),
 

@@ -15,7 +15,7 @@ with
 
 {{ triage_source(source('shop', 'order_items'), group_keys, pseudonymised_keys) }},
 
-typed as (
+typed as {{ inline_cte() }} (
 
     select
         {{ normalise_key('order_id') }} as order_id,
@@ -27,9 +27,9 @@ typed as (
         unit_price,
         _loaded_at,
         _batch_id,
-        {{ row_fingerprint(['order_id', 'line_number', 'product_sku', 'product_name', 'category',
+        {{ triage_fingerprint(['order_id', 'line_number', 'product_sku', 'product_name', 'category',
             'quantity', 'unit_price']) }} as _row_fingerprint
-    from source
+    from triage_rows
 
 ),
 

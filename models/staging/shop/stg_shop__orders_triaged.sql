@@ -46,7 +46,7 @@ delivery_cities as (
 
 ),
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('source.order_id') }} as order_id,
@@ -66,11 +66,11 @@ normalised as (
         source.updated_at,
         source._loaded_at,
         source._batch_id,
-        {{ row_fingerprint(['source.order_id', 'source.customer_id', 'source.email', 'source.phone',
+        {{ triage_fingerprint(['source.order_id', 'source.customer_id', 'source.email', 'source.phone',
             'source.ordered_at', 'source.status', 'source.total_amount', 'source.currency',
             'source.channel', 'source.store_id', 'source.delivery_address', 'source.delivery_city',
             'source.payment_method', 'source.updated_at']) }} as _row_fingerprint
-    from source
+    from triage_rows as source  -- noqa: RF04
     left join emails
         on source.email is not distinct from emails.email
     left join phones

@@ -21,7 +21,7 @@ with
 
 {{ triage_source(source('web', 'events'), group_keys, pseudonymised_keys) }},
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('event_id') }} as event_id,
@@ -39,10 +39,10 @@ normalised as (
         properties,
         _loaded_at,
         _batch_id,
-        {{ row_fingerprint(['event_id', 'anonymous_id', 'customer_id', 'event_type', 'event_at',
+        {{ triage_fingerprint(['event_id', 'anonymous_id', 'customer_id', 'event_type', 'event_at',
             'received_at', 'page_url', 'referrer_url', 'ip_address', 'user_agent', 'product_sku',
             'search_query', 'properties']) }} as _row_fingerprint
-    from source
+    from triage_rows
 
 ),
 
@@ -70,13 +70,15 @@ events as (
 ),
 
 -- HMAC costs four SHA-256 blocks per value: pseudonymise each distinct
--- identifier once and join back (a cookie has tens of events).
+-- identifier once and join back (a cookie has tens of events). The distinct
+-- values are read from the raw rows (`source`: a column scan), not from the
+-- triaged rows, which would then be held in memory for seven readers.
 anonymous_keys as (
 
     select
         anonymous_id,
         {{ pseudonymise("'anonymous_id'", 'anonymous_id') }} as anonymous_key
-    from (select distinct anonymous_id from events) as distinct_ids
+    from (select distinct {{ normalise_token('anonymous_id') }} as anonymous_id from source) as distinct_ids
 
 ),
 
@@ -85,34 +87,35 @@ customer_keys as (
     select
         customer_id,
         {{ pseudonymise("'customer_id'", 'customer_id') }} as customer_key
-    from (select distinct customer_id from events) as distinct_ids
+    from (select distinct {{ normalise_key('customer_id') }} as customer_id from source) as distinct_ids
 
 ),
 
--- The minimisers run in Python: once per distinct value (a site has far fewer
--- pages, addresses and browsers than events), joined back by value.
+-- The minimisers run once per distinct value (a site has far fewer pages,
+-- addresses and browsers than events), joined back by value: in SQL for the
+-- common shapes, in Python for the rest (macros/privacy/normalise.sql).
 page_urls as (
 
-    {{ per_distinct_value('events', 'page_url', clean_url('page_url'), 'page_url_clean') }}
+    {{ per_distinct_value('source', 'page_url', clean_url('page_url'), 'page_url_clean') }}
 
 ),
 
 referrer_urls as (
 
     {%- set referrer_host = "regexp_extract(" ~ clean_url('referrer_url') ~ ", '^[a-z][a-z0-9+.-]*://([^/:?#]+)', 1)" %}
-    {{ per_distinct_value('events', 'referrer_url', referrer_host, 'referrer_host') }}
+    {{ per_distinct_value('source', 'referrer_url', referrer_host, 'referrer_host') }}
 
 ),
 
 ip_addresses as (
 
-    {{ per_distinct_value('events', 'ip_address', truncate_ip('ip_address'), 'ip_prefix') }}
+    {{ per_distinct_value('source', 'ip_address', truncate_ip('ip_address'), 'ip_prefix') }}
 
 ),
 
 user_agents as (
 
-    {{ per_distinct_value('events', 'user_agent', device_class('user_agent'), 'device_class') }}
+    {{ per_distinct_value('source', 'user_agent', device_class('user_agent'), 'device_class') }}
 
 ),
 
