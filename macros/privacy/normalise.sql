@@ -130,7 +130,8 @@
     {%- set g = '[0-9A-Fa-f]{1,4}' -%}
     case
         when regexp_full_match({{ value }}, '{{ octet }}\.{{ octet }}\.{{ octet }}\.{{ octet }}')
-            then regexp_replace({{ value }}, '[0-9]+$', '0')
+            -- left() and length(): the lineage of the auditor pack reads a generalisation
+            then left({{ value }}, length({{ value }}) - length(split_part({{ value }}, '.', 4))) || '0'
         when regexp_full_match(
                 {{ value }},
                 '{{ g }}:{{ g }}:{{ g }}(::({{ g }}(:{{ g }}){0,3})?|:{{ g }}::({{ g }}(:{{ g }}){0,2})?|:{{ g }}:{{ g }}::({{ g }}(:{{ g }})?)?|:{{ g }}:{{ g }}:{{ g }}::({{ g }})?|:{{ g }}:{{ g }}:{{ g }}:{{ g }}::|:{{ g }}:{{ g }}:{{ g }}:{{ g }}:{{ g }})'

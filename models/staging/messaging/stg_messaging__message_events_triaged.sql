@@ -26,6 +26,7 @@ normalised as {{ inline_cte() }} (
         {{ normalise_key('message_id') }} as message_id,
         {{ normalise_key('customer_id') }} as customer_id,
         lower(trim(channel)) as channel,
+        {{ recipient_type('channel') }} as recipient_type,
         recipient,
         nullif(trim(campaign_id), '') as campaign_id,
         lower(trim(event_type)) as event_type,
@@ -38,20 +39,17 @@ normalised as {{ inline_cte() }} (
 
 ),
 
--- Typed by channel, normalised and pseudonymised once per distinct channel and
--- recipient (a recipient gets many messages), joined back by value. The distinct
--- values are read from the raw rows (`source`: a column scan).
+-- Normalised and pseudonymised once per distinct recipient (the normalisers run
+-- in Python; a recipient gets many messages), joined back by value.
 distinct_recipients as (
 
     select
-        channel,
         recipient_type,
         recipient,
         recipient_normalised,
         {{ pseudonymise('recipient_type', 'recipient_normalised') }} as recipient_key
     from (
         select
-            channel,
             recipient_type,
             recipient,
             case recipient_type
@@ -60,16 +58,10 @@ distinct_recipients as (
                 when 'push_token' then {{ normalise_token('recipient') }}
             end as recipient_normalised
         from (
-            select
-                channel,
-                recipient,
-                {{ recipient_type('channel') }} as recipient_type
-            from (
-                select distinct
-                    recipient,
-                    lower(trim(channel)) as channel
-                from source
-            ) as distinct_pairs
+            select distinct
+                recipient_type,
+                recipient
+            from normalised
         ) as distinct_values
     ) as normalised_recipients
 
@@ -88,13 +80,12 @@ recipients as {{ inline_cte() }} (
 
     select
         normalised.*,
-        distinct_recipients.recipient_type,
         distinct_recipients.recipient_normalised,
         distinct_recipients.recipient_key,
         customer_keys.customer_key
     from normalised
     left join distinct_recipients
-        on normalised.channel is not distinct from distinct_recipients.channel
+        on normalised.recipient_type is not distinct from distinct_recipients.recipient_type
             and normalised.recipient is not distinct from distinct_recipients.recipient
     left join customer_keys
         on normalised.customer_id is not distinct from customer_keys.customer_id
