@@ -11,7 +11,6 @@ session's build, ``built``).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 import pytest
 
 from cdp import stages
-from conftest import ROOT, Workspace, copy_workspace
+from conftest import Workspace, copy_workspace
+from test_new_table import copy_project
 
 pytestmark = pytest.mark.dbt
 
@@ -32,16 +32,6 @@ select sha256({{ normalise_email('email') }}) as email_hash
 from {{ source('crm', 'customers') }}
 where email is not null
 """
-
-
-def copy_project(target: Path) -> Path:
-    """The dbt project (models, macros, seeds, tests, configuration) under ``target``."""
-    for name in ("models", "macros", "seeds", "tests", "analyses"):
-        shutil.copytree(ROOT / name, target / name)
-    shutil.copytree(ROOT / "docs" / "blocks", target / "docs" / "blocks")
-    for name in ("dbt_project.yml", "profiles.yml", "selectors.yml"):
-        shutil.copyfile(ROOT / name, target / name)
-    return target
 
 
 def scan_results(target: Path) -> list[dict[str, Any]]:

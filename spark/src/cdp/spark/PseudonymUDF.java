@@ -3,13 +3,10 @@ package cdp.spark;
 import java.nio.charset.StandardCharsets;
 import javax.crypto.Mac;
 import org.apache.hadoop.hive.ql.exec.UDFArgumentException;
-import org.apache.hadoop.hive.ql.exec.UDFArgumentLengthException;
-import org.apache.hadoop.hive.ql.exec.UDFArgumentTypeException;
 import org.apache.hadoop.hive.ql.metadata.HiveException;
 import org.apache.hadoop.hive.ql.udf.generic.GenericUDF;
 import org.apache.hadoop.hive.serde2.objectinspector.ObjectInspector;
 import org.apache.hadoop.hive.serde2.objectinspector.PrimitiveObjectInspector;
-import org.apache.hadoop.hive.serde2.objectinspector.PrimitiveObjectInspector.PrimitiveCategory;
 import org.apache.hadoop.hive.serde2.objectinspector.primitive.PrimitiveObjectInspectorFactory;
 import org.apache.hadoop.hive.serde2.objectinspector.primitive.StringObjectInspector;
 import org.apache.hadoop.io.Text;
@@ -43,23 +40,7 @@ public abstract class PseudonymUDF extends GenericUDF {
 
     @Override
     public ObjectInspector initialize(ObjectInspector[] arguments) throws UDFArgumentException {
-        if (arguments.length != 2) {
-            throw new UDFArgumentLengthException(
-                "cdp: " + functionName() + " takes two arguments (id_type, value), not " + arguments.length);
-        }
-        StringObjectInspector[] found = new StringObjectInspector[2];
-        for (int i = 0; i < 2; i++) {
-            ObjectInspector oi = arguments[i];
-            PrimitiveCategory category = oi instanceof PrimitiveObjectInspector
-                ? ((PrimitiveObjectInspector) oi).getPrimitiveCategory() : null;
-            if (category == PrimitiveCategory.STRING) {
-                found[i] = (StringObjectInspector) oi;
-            } else if (category != PrimitiveCategory.VOID) {
-                throw new UDFArgumentTypeException(
-                    i, "cdp: " + functionName() + " takes strings: cast argument " + (i + 1) + " ("
-                        + oi.getTypeName() + ") to string first");
-            }
-        }
+        StringObjectInspector[] found = StringArguments.check(arguments, functionName(), "id_type, value");
         Keys.DomainKey key;
         try {
             key = Keys.domainKey(domain());

@@ -10,14 +10,11 @@ import javax.crypto.Mac;
 import javax.crypto.spec.GCMParameterSpec;
 import javax.crypto.spec.SecretKeySpec;
 import org.apache.hadoop.hive.ql.exec.UDFArgumentException;
-import org.apache.hadoop.hive.ql.exec.UDFArgumentLengthException;
-import org.apache.hadoop.hive.ql.exec.UDFArgumentTypeException;
 import org.apache.hadoop.hive.ql.metadata.HiveException;
 import org.apache.hadoop.hive.ql.udf.UDFType;
 import org.apache.hadoop.hive.ql.udf.generic.GenericUDF;
 import org.apache.hadoop.hive.serde2.objectinspector.ObjectInspector;
 import org.apache.hadoop.hive.serde2.objectinspector.PrimitiveObjectInspector;
-import org.apache.hadoop.hive.serde2.objectinspector.PrimitiveObjectInspector.PrimitiveCategory;
 import org.apache.hadoop.hive.serde2.objectinspector.primitive.PrimitiveObjectInspectorFactory;
 import org.apache.hadoop.hive.serde2.objectinspector.primitive.StringObjectInspector;
 import org.apache.hadoop.io.BytesWritable;
@@ -49,24 +46,7 @@ public final class VaultSealUDF extends GenericUDF {
 
     @Override
     public ObjectInspector initialize(ObjectInspector[] arguments) throws UDFArgumentException {
-        if (arguments.length != 4) {
-            throw new UDFArgumentLengthException(
-                "cdp: cdp_vault_seal takes four arguments (table, owner, kind, value), not "
-                    + arguments.length);
-        }
-        StringObjectInspector[] found = new StringObjectInspector[4];
-        for (int i = 0; i < 4; i++) {
-            ObjectInspector oi = arguments[i];
-            PrimitiveCategory category = oi instanceof PrimitiveObjectInspector
-                ? ((PrimitiveObjectInspector) oi).getPrimitiveCategory() : null;
-            if (category == PrimitiveCategory.STRING) {
-                found[i] = (StringObjectInspector) oi;
-            } else if (category != PrimitiveCategory.VOID) {
-                throw new UDFArgumentTypeException(
-                    i, "cdp: cdp_vault_seal takes strings: cast argument " + (i + 1) + " ("
-                        + oi.getTypeName() + ") to string first");
-            }
-        }
+        StringObjectInspector[] found = StringArguments.check(arguments, "cdp_vault_seal", "table, owner, kind, value");
         Keys.VaultKeys keys;
         try {
             keys = Keys.vaultKeys();
