@@ -643,11 +643,17 @@ def test_release_difference_attack(erasures: Erasures, tmp_path: Path) -> None:
 
     # Even published without the gate, the perturbation leaves no change certain: counts of the
     # person's cells move by -1 plus the difference of two draws, sums by a continuous draw.
+    # The counts alone are not a certain defence: two draws of the count table are equal with
+    # probability 0.215 and differ by exactly +1 with probability 0.18, so a person in n cells
+    # shows only changes of -1 (or none) with probability about 0.395^n (6% for n = 3; the key is
+    # random per run). What holds on every run: each count moves by -1 plus a difference of two
+    # draws (within -1 +- 2 * max noise), and each sum moves by anything but the contribution.
     ungated = publish.publish(
         ws.warehouse_db, tmp_path / "ungated", control=_control(tmp_path / "ungated_state")
     )
     changed = _changes(erasures.before["product"], ungated.database, PEOPLE)
-    assert changed and set(changed.values()) != {-1.0}
+    assert changed
+    assert all(-5.0 <= delta <= 3.0 for delta in changed.values()), changed
     old, new = _cells(erasures.before["product"]), _cells(ungated.database)
     moved = 0
     for key in old.keys() & new.keys():
