@@ -495,6 +495,8 @@ class Redelivered:
     vault_rows_held: int
     second_erase_code: int
     raw_after_second_erase: list[tuple[Any, ...]]
+    as_of: dt.datetime
+    built_as_of: set[Any]
 
 
 @pytest.fixture(scope="module")
@@ -534,14 +536,26 @@ def redelivered(
         live = _live_strings(db).lower()
         after_build[db.name] = [label for label, needle in wanted.items() if needle in live]
     held_rows = vault_rows_held(ws, "re-delivery check")
+    # Judged at a fixed moment (a minute ago, to the second): the purge and every rebuild of
+    # this erasure must use it, not the time each dbt run starts.
+    as_of = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(tzinfo=None, microsecond=0)
     with environment(_cdp_env(ws)), contextlib.redirect_stdout(io.StringIO()):
-        code = erase.main([])
+        code = erase.main(["--as-of", as_of.isoformat()])
     left = raw_rows(
         ws.raw_db,
         "select customer_id, email from crm.customers where customer_id = ?",
         [CUSTOMER_ID],
     )
-    yield Redelivered(ws, after_build, held_rows, code, left)
+    con = duckdb.connect(str(ws.warehouse_db), read_only=True)
+    try:
+        built_as_of = {
+            row[0]
+            for table in ("marts.dim_customer_profile", "marts.fct_profile_events")
+            for row in con.execute(f"select distinct as_of from {table}").fetchall()
+        }
+    finally:
+        con.close()
+    yield Redelivered(ws, after_build, held_rows, code, left, as_of, built_as_of)
 
 
 @_xfail("documented (decision 48): a re-delivery is built until the next `cdp erase` destroys it")
@@ -553,6 +567,11 @@ def test_a_redelivered_record_does_not_bring_the_person_back(redelivered: Redeli
 def test_running_erase_again_destroys_the_redelivered_record(redelivered: Redelivered) -> None:
     assert redelivered.second_erase_code == 0
     assert redelivered.raw_after_second_erase == []
+
+
+def test_erase_rebuilds_the_warehouse_as_of_its_as_of(redelivered: Redelivered) -> None:
+    # `cdp erase --as-of` once purged at that moment but rebuilt the warehouse as of the run.
+    assert redelivered.built_as_of == {redelivered.as_of}
 
 
 # --------------------------------------------------------------------------- detector units

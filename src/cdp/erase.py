@@ -33,6 +33,7 @@ re-identification log without the identifier's pseudonym.
 
     cdp erase                      # execute every verified erasure request
     cdp erase --dry-run            # what the purge would destroy; writes nothing
+    cdp erase --as-of 2026-11-01   # purge, rebuild and test as of that moment (default: now)
     cdp erase --check email someone@example.org --officer "A. Officer" --reason DSR-123
 """
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -114,8 +116,10 @@ def erase(
         raise EraseError(str(exc)) from None
     report = ErasureReport()
     raw, warehouse, vault = paths.raw_db(), paths.warehouse_db(), paths.vault_db()
+    # Every dbt run of the erasure is judged at the purge's moment (unset: each run's start).
+    judged = [] if fixed is None else ["--vars", json.dumps({"as_of": fixed.isoformat(sep=" ")})]
     _say("1/6 refreshing the warehouse (dbt run) so it knows every landed request")
-    if not _dbt(["run"], master):
+    if not _dbt(["run", *judged], master):
         raise EraseError(
             "the warehouse could not be refreshed; nothing was destroyed. Fix the build "
             "(`cdp build`) and run `cdp erase` again"
@@ -153,13 +157,13 @@ def erase(
             )
             _rewrite(report, (truth,))
     _say("4/6 rebuilding every model from the purged raw zone (dbt run --full-refresh)")
-    if not _dbt(["run", "--full-refresh"], master):
+    if not _dbt(["run", "--full-refresh", *judged], master):
         raise EraseError(
             "the rebuild failed: the raw zone and the vault are purged, but the warehouse may "
             "still hold what they held. Fix the build and run `cdp erase` again"
         )
     tested_at = time.time()
-    report.tests_passed = _dbt(["test"], master)
+    report.tests_passed = _dbt(["test", *judged], master)
     from cdp import cli
 
     cli.record_evidence(tested_at)  # the rebuild's tests, in the evidence record like any build
@@ -262,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "releases. Needs the master key (CDP_MASTER_KEY or CDP_MASTER_KEY_FILE)."
         ),
     )
-    parser.add_argument("--as-of", metavar="ISO", help="judge retention as of (default: now)")
+    parser.add_argument(
+        "--as-of",
+        metavar="ISO",
+        help="purge, rebuild and test the warehouse as of this moment (default: now)",
+    )
     parser.add_argument("--operator", help="who runs it, for the record (default: the OS user)")
     parser.add_argument("--officer", help="with --check: the privacy officer asking (logged)")
     parser.add_argument(
