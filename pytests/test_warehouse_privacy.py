@@ -286,11 +286,13 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
     try:
         # One failing row per column that holds a plain hash: sha256 as the whole value, md5
         # after a prefix (also one of hex digits), a sha256 in a list; a view that computes
-        # (upper case) is scanned, a view that only selects is not (its table is).
+        # (upper case) is scanned, a view that only selects is not (its table is). A value that
+        # ends like the sha256 but is not it (the scan probes by the last 32 characters, then
+        # confirms on 64) is no hash of an identifier: no row.
         con.execute(
             "create table main.planted_plain_hash as select ? as email_hash, ? as email_md5, "
-            "? as email_md5_hex_prefix, ? as email_hashes",
-            [sha, "v1_" + md5, "ab12" + md5, ["x", sha]],
+            "? as email_md5_hex_prefix, ? as email_hashes, ? as sha256_tail_only",
+            [sha, "v1_" + md5, "ab12" + md5, ["x", sha], "f" * 32 + sha[32:]],
         )
         con.execute(
             "create view main.planted_computing_view as "
