@@ -119,7 +119,10 @@ _PLACEHOLDER_WORDS: Final[tuple[str, ...]] = (
     "123",
     "abc",
 )
-_MIN_DISTINCT_CHARS: Final = 10
+# Fewer distinct characters than this is a placeholder. A random 32-hex-digit key
+# (token_hex(16)) has fewer than 10 with probability 7.5e-5 and was then refused; fewer
+# than 8 happens with probability below 4e-8 (C(16, 7) * (7/16)^32).
+_MIN_DISTINCT_CHARS: Final = 8
 _MIN_MEANINGFUL_CHARS: Final = 16
 
 

@@ -58,7 +58,7 @@ public final class Keys {
         "insecure", "dummy", "sample", "qwerty", "letmein", "admin", "test", "demo", "todo",
         "fixme", "your", "here", "key", "foo", "bar", "baz", "xxx", "123", "abc",
     };
-    private static final int MIN_DISTINCT_CHARS = 10;
+    private static final int MIN_DISTINCT_CHARS = 8;
     private static final int MIN_MEANINGFUL_CHARS = 16;
 
     private Keys() {}
