@@ -179,7 +179,7 @@ def test_every_spark_relation_equals_duckdb_row_for_row(builds: Builds) -> None:
         )
         assert sum(spark_rows.values()) > 0, f"{name} is empty: the comparison would prove nothing"
         compared.append(name)
-    # The pseudonyms were compared as values: the staging model holds keyed pseudonyms.
+    # The pseudonyms were compared as values: the staging models hold keyed pseudonyms.
     triaged = pq.read_table(builds.dump / "staging.stg_crm__customers_triaged.parquet")
     keys = [k for k in triaged.column("customer_key").to_pylist() if k]
     assert keys and all(k.startswith("v1_") and len(k) == 67 for k in keys)

@@ -42,7 +42,12 @@ PRIVACY_TARGET: Final = "spark_privacy"
 
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
-PORTED_MODELS: Final[tuple[str, ...]] = ("stg_crm__customers_triaged", "stg_crm__customers")
+PORTED_MODELS: Final[tuple[str, ...]] = (
+    "stg_crm__customers_triaged",
+    "stg_crm__customers",
+    "stg_shop__orders_triaged",
+    "stg_shop__orders",
+)
 #: The Spark databases a Spark privacy stage writes (seeds, staging) besides the raw ones.
 BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging")
 
