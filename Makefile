@@ -121,7 +121,9 @@ $(SPARK_JAR): $(SPARK_STAMP) $(JAVA_SOURCES) | jdk
 	rm -rf $(SPARK_BUILD)/classes && mkdir -p $(SPARK_BUILD)/classes
 	jars=$$($(SPARK_BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))'); \
 	  javac --release 17 -Xlint:all,-path,-processing -Werror -d $(SPARK_BUILD)/classes \
-	    -cp "$$(ls $$jars/hive-exec-*-core.jar $$jars/hive-serde-*.jar $$jars/hadoop-client-api-*.jar | paste -sd:)" \
+	    -cp "$$(ls $$jars/hive-exec-*-core.jar $$jars/hive-serde-*.jar $$jars/hadoop-client-api-*.jar \
+	      $$jars/spark-sql_*.jar $$jars/spark-sql-api_*.jar $$jars/spark-catalyst_*.jar $$jars/spark-core_*.jar $$jars/spark-common-utils_*.jar \
+	      $$jars/scala-library-*.jar | paste -sd:)" \
 	    $(JAVA_SOURCES)
 	jar --create --file $@.tmp -C $(SPARK_BUILD)/classes . && mv $@.tmp $@
 

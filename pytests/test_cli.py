@@ -132,6 +132,7 @@ OLD_ENTRY_POINTS = {
     "gate": "python -m cdp.pack.gate",
     "quality": "python -m cdp.gx_checkpoint",
     "disclosure-audit": "python -m cdp.disclosure_audit",
+    "spark-build": "python -m cdp.spark_stage",
 }
 
 

@@ -117,6 +117,9 @@
     where numbered.interval_number > 0
     group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
 {%- endmacro %}
+{% macro spark__consent_intervals(relation, partition_by) -%}
+    {{ not_ported_to_spark('consent_intervals', 'macros/consent/ledger.sql') }}
+{%- endmacro %}
 
 {#-
     Whether the interval `ledger` (a table alias with valid_from / valid_to)

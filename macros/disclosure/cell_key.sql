@@ -34,6 +34,9 @@
     {%- endif -%}
     cast(('0x' || substr(sha256('cdp-cell-key:v1:' || {{ person_key }}), {{ 1 + 8 * stream }}, 8)) as bigint)
 {%- endmacro %}
+{% macro spark__record_key(person_key, stream) -%}
+    {{ not_ported_to_spark('record_key', 'macros/disclosure/cell_key.sql') }}
+{%- endmacro %}
 
 {#-
     The key of a cell: an aggregate over one row per person of the cell

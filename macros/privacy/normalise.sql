@@ -18,6 +18,9 @@
 {% macro duckdb__normalise_email(value) -%}
     cdp_normalise_email({{ value }})
 {%- endmacro %}
+{% macro spark__normalise_email(value) -%}
+    cdp_normalise_email({{ value }})
+{%- endmacro %}
 
 {% macro normalise_phone(value) -%}
     {{ return(adapter.dispatch('normalise_phone', 'cdp')(value)) }}
@@ -45,6 +48,11 @@
         else cdp_normalise_phone({{ value }})
     end
 {%- endmacro %}
+{#- Spark: every value by the Python function (cdp.spark_stage registers it), which the
+    DuckDB version's SQL shortcut is proven equal to (pytests/test_hostile.py). -#}
+{% macro spark__normalise_phone(value) -%}
+    cdp_normalise_phone({{ value }})
+{%- endmacro %}
 
 {% macro normalise_name(value) -%}
     {{ return(adapter.dispatch('normalise_name', 'cdp')(value)) }}
@@ -55,6 +63,9 @@
         ~ "duckdb__normalise_name in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
 {% macro duckdb__normalise_name(value) -%}
+    cdp_normalise_name({{ value }})
+{%- endmacro %}
+{% macro spark__normalise_name(value) -%}
     cdp_normalise_name({{ value }})
 {%- endmacro %}
 
@@ -107,6 +118,11 @@
         else cdp_clean_url({{ value }})
     end
 {%- endmacro %}
+{#- Spark: every value by the Python function (cdp.spark_stage registers it), which the
+    DuckDB version's SQL shortcut is proven equal to (pytests/test_hostile.py). -#}
+{% macro spark__clean_url(value) -%}
+    cdp_clean_url({{ value }})
+{%- endmacro %}
 
 {% macro truncate_ip(value) -%}
     {{ return(adapter.dispatch('truncate_ip', 'cdp')(value)) }}
@@ -151,6 +167,11 @@
         else cdp_truncate_ip({{ value }})
     end
 {%- endmacro %}
+{#- Spark: every value by the Python function (cdp.spark_stage registers it), which the
+    DuckDB version's SQL shortcut is proven equal to (pytests/test_hostile.py). -#}
+{% macro spark__truncate_ip(value) -%}
+    cdp_truncate_ip({{ value }})
+{%- endmacro %}
 
 {% macro device_class(value) -%}
     {{ return(adapter.dispatch('device_class', 'cdp')(value)) }}
@@ -161,6 +182,9 @@
         ~ "duckdb__device_class in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
 {% macro duckdb__device_class(value) -%}
+    cdp_device_class({{ value }})
+{%- endmacro %}
+{% macro spark__device_class(value) -%}
     cdp_device_class({{ value }})
 {%- endmacro %}
 
@@ -196,6 +220,10 @@
 -#}
 {% macro duckdb__normalise_card(value) -%}
     nullif(upper(regexp_replace({{ value }}, '[^0-9A-Za-z]', '', 'g')), '')
+{%- endmacro %}
+{#- Spark: a bare regexp_replace replaces every match (with 'g' it would return NULL, silently). -#}
+{% macro spark__normalise_card(value) -%}
+    nullif(upper(regexp_replace({{ value }}, '[^0-9A-Za-z]', '')), '')
 {%- endmacro %}
 
 {#- An identifier whose type is given by another column (consent log, requests). -#}

@@ -22,6 +22,10 @@
 {% macro duckdb__pseudonymise(id_type, value, domain) -%}
     cdp_pseudonym_{{ domain }}({{ id_type }}, {{ value }})
 {%- endmacro %}
+{#- Spark: the Java Hive UDFs of the same names (cdp.spark_udf, decision 63). -#}
+{% macro spark__pseudonymise(id_type, value, domain) -%}
+    cdp_pseudonym_{{ domain }}({{ id_type }}, {{ value }})
+{%- endmacro %}
 
 {#- The version of the key in force, e.g. 'v1'. -#}
 {% macro key_version() -%}
@@ -35,6 +39,9 @@
 {%- endmacro %}
 
 {% macro duckdb__key_version() -%}
+    cdp_key_version()
+{%- endmacro %}
+{% macro spark__key_version() -%}
     cdp_key_version()
 {%- endmacro %}
 
@@ -56,5 +63,8 @@
 {%- endmacro %}
 
 {% macro duckdb__vault_seal(vault_table, owner, kind, value) -%}
+    cdp_vault_seal({{ vault_table }}, {{ owner }}, {{ kind }}, {{ value }})
+{%- endmacro %}
+{% macro spark__vault_seal(vault_table, owner, kind, value) -%}
     cdp_vault_seal({{ vault_table }}, {{ owner }}, {{ kind }}, {{ value }})
 {%- endmacro %}

@@ -111,6 +111,10 @@ from (
 {% macro duckdb__row_fingerprint(columns) -%}
     md5(concat_ws(chr(31), {% for column in columns %}coalesce(cast({{ column }} as varchar), chr(0)){{ ", " if not loop.last }}{% endfor %}))
 {%- endmacro %}
+{#- Spark: DuckDB's fingerprint spelled in Spark SQL (the same md5, so ties break the same way). -#}
+{% macro spark__row_fingerprint(columns) -%}
+    md5(concat_ws(chr(31), {% for column in columns %}coalesce(cast({{ column }} as string), chr(0)){{ ", " if not loop.last }}{% endfor %}))
+{%- endmacro %}
 
 {#-
     The _row_fingerprint of a triaged model (read from triage_rows): the content
@@ -147,4 +151,12 @@ from (
         case when {{ condition }} then '{{ code }}' end{{ "," if not loop.last }}
         {%- endfor %}
     ], lambda issue: issue is not null)
+{%- endmacro %}
+{#- Spark: an array filtered with a lambda (the codes in the same order). -#}
+{% macro spark__issue_list(issues) -%}
+    filter(array(
+        {%- for code, condition in issues.items() %}
+        case when {{ condition }} then '{{ code }}' end{{ "," if not loop.last }}
+        {%- endfor %}
+    ), issue -> issue is not null)
 {%- endmacro %}

@@ -7,7 +7,7 @@
 Every other tool of the package is a subcommand too, run by its module's own
 ``main`` (:data:`DELEGATED`; ``cdp --help`` lists them, ``cdp NAME --help``
 shows each one's options): publish, generate, purge, erase, access, vault,
-keys, rotate, evidence, pack, gate, quality, disclosure-audit.
+keys, rotate, evidence, pack, gate, quality, disclosure-audit, spark-build.
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
 database file, so a configuration error writes nothing.
@@ -215,6 +215,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "disclosure-audit": (
         "cdp.disclosure_audit",
         "audit the published release: the interval of every suppressed number",
+    ),
+    "spark-build": (
+        "cdp.spark_stage",
+        "load the landing zone into local Spark and build the part ported to Spark (.venv-spark)",
     ),
 }
 

@@ -224,6 +224,18 @@ def _source_files(root: Path) -> Iterator[Path]:
     yield from sorted((root / "models").rglob("*.yml"))
 
 
+def _as_on_duckdb(value: object) -> str:
+    """A source's ``schema`` as dbt renders it on DuckDB: the yml names the Spark database
+    with ``{{ ... if target.type == 'spark' else ... }}`` (dbt-spark has no catalogs)."""
+    text = str(value)
+    if "{{" not in text:
+        return text
+    from jinja2.sandbox import SandboxedEnvironment
+
+    template = SandboxedEnvironment(autoescape=True).from_string(text)
+    return str(template.render(target={"type": "duckdb"}))
+
+
 @cache
 def _load(root: Path) -> tuple[Table, ...]:
     tables: list[Table] = []
@@ -232,7 +244,7 @@ def _load(root: Path) -> tuple[Table, ...]:
         for source in document.get("sources") or ():
             if not _config_meta(source).get("landing"):
                 continue
-            schema = str(source.get("schema") or source["name"])
+            schema = _as_on_duckdb(source.get("schema") or source["name"])
             for entry in source.get("tables") or ():
                 columns = tuple(
                     Column(

@@ -28,7 +28,7 @@ statement, plan, event log, log line or metastore entry can hold it.
 the JVM: every process the JVM starts, Python workers included, would inherit
 it.
 
-:func:`register` adds the jar, creates the functions as temporary functions
+:func:`register` checks the lockdown and the jar, creates the functions as temporary functions
 of the session and runs :func:`self_check_sql`: known answers on a probe
 value, computed in Python from the same key file, compared with what the
 functions return in a Spark task. Any failure raises
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -75,6 +76,11 @@ JAVA_CLASSES: Final[dict[str, str]] = {
     **{PSEUDONYM_FUNCTIONS[d]: f"cdp.spark.PseudonymUDF${d.capitalize()}" for d in DOMAINS},
     KEY_VERSION_FUNCTION: "cdp.spark.KeyVersionUDF",
 }
+#: The session extension that locks SQL out of the file system (``spark.sql.extensions``).
+LOCKDOWN_CLASS: Final = "cdp.spark.Lockdown"
+#: A statement the lockdown must refuse (``java_method``: any static Java method); if it runs,
+#: the extension is not active (Spark only warns when it cannot load an extension).
+LOCKDOWN_PROBE: Final = "select java_method('java.lang.Math', 'abs', -1) as cdp_lockdown_probe"
 #: The vault seal's Java class (registered with ``seal=True``: the vault stage).
 SEAL_CLASS: Final = "cdp.spark.VaultSealUDF"
 _SEAL_PROBE_TABLE: Final = "vault_identifiers"  # deterministic nonce: a known answer
@@ -86,7 +92,6 @@ SPARK_KEY_HINT: Final = (
 )
 
 _CDP_MESSAGE = re.compile(r"cdp: [^\n]*?(?=\s+SQLSTATE:|\n|$)")
-_PLAIN_PATH = re.compile(r"[^'\\\n]+")
 
 
 class SparkRegistrationError(RuntimeError):
@@ -138,14 +143,14 @@ def _classes(seal: bool) -> dict[str, str]:
     return {**JAVA_CLASSES, SEAL_FUNCTION: SEAL_CLASS} if seal else dict(JAVA_CLASSES)
 
 
-def registration_sql(jar: Path | str = JAR, *, seal: bool = False) -> list[str]:
-    """``add jar`` and one ``create or replace temporary function`` per keyed function."""
-    location = str(jar)
-    if not _PLAIN_PATH.fullmatch(location):
-        raise SparkRegistrationError(
-            f"cdp: the jar's path must not contain quotes, backslashes or newlines: {location!r}"
-        )
-    return [f"add jar '{location}'"] + [
+def registration_sql(*, seal: bool = False) -> list[str]:
+    """One ``create or replace temporary function`` per keyed function.
+
+    No ``add jar``: the jar is on the class path from the session's start (``spark.jars``,
+    :func:`session_settings`; a Thrift server's ``--jars``), and the lockdown refuses
+    ``add jar`` (SQL could otherwise load any code into the JVM).
+    """
+    return [
         f"create or replace temporary function {name} as '{cls}'"
         for name, cls in _classes(seal).items()
     ]
@@ -214,6 +219,46 @@ from probe
 """
 
 
+# --------------------------------------------------------------------------- the lockdown
+
+
+def session_settings(jar: Path | str = JAR) -> dict[str, str]:
+    """The settings every Spark session of the project starts with (profiles.yml says the same).
+
+    Static settings (SQL cannot change them): the jar on the driver's and executors' class
+    path (``spark.jars``; so no ``add jar`` is needed, and the lockdown refuses it) and the
+    lockdown extension. Runtime ones, which the lockdown stops SQL from changing:
+    ``spark.sql.runSQLOnFiles=false`` (a second wall: ``select * from text.`<path>```
+    fails to resolve at all), the session time zone UTC (DuckDB's timestamps are naive:
+    Spark's ``timestamp`` then reads them as UTC) and Parquet as the default table format.
+    """
+    return {
+        "spark.jars": str(Path(jar).expanduser().resolve()),
+        "spark.sql.extensions": LOCKDOWN_CLASS,
+        "spark.sql.runSQLOnFiles": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.default": "parquet",
+    }
+
+
+def check_lockdown(spark: SparkSession) -> None:
+    """Raise :class:`SparkRegistrationError` unless the session refuses SQL that reaches Java."""
+    try:
+        spark.sql(LOCKDOWN_PROBE).collect()
+    except Exception as exc:
+        reason = cdp_error_message(exc)
+        if reason is not None and "may not" in reason:
+            return
+        raise SparkRegistrationError(
+            "cdp: the Spark lockdown check failed unexpectedly: " + (reason or type(exc).__name__)
+        ) from None
+    raise SparkRegistrationError(
+        f"cdp: the Spark session is not locked down: SQL can read the key file. Start it "
+        f"with spark.sql.extensions={LOCKDOWN_CLASS} and spark.jars naming {JAR.name} "
+        f"(cdp.spark_udf.session_settings; the spark target of profiles.yml sets both)"
+    )
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -257,11 +302,15 @@ def register(
 ) -> None:
     """Register the keyed functions on ``spark`` (idempotent) and check them; raise if not ok.
 
+    Refused in a session without the lockdown (:func:`check_lockdown`): the functions need
+    the key file readable by the JVM, so SQL in that JVM must not be able to read files.
+
     ``environ`` is where Python reads the key (default ``os.environ``); the JVM
     reads its own environment, so the self-check also proves that both read
     the same key file and version. ``seal``: ``cdp_vault_seal`` too (the vault stage).
     """
     master = master_key_for_spark(environ)
+    check_lockdown(spark)
     check = self_check_sql(master, seal=seal)
     del master
     path = Path(JAR if jar is None else jar).expanduser().resolve()
@@ -269,9 +318,12 @@ def register(
         raise SparkRegistrationError(
             f"cdp: the keyed functions' jar {path} does not exist: build it with `make spark-jar`"
         )
-    statements = registration_sql(path, seal=seal)
-    if _jar_loaded(spark, path):
-        statements = statements[1:]  # a second `add jar` only warns; the classes are loaded
+    if not _jar_loaded(spark, path):
+        raise SparkRegistrationError(
+            f"cdp: the session was started without the keyed functions' jar: start it with "
+            f"spark.jars naming {path} (cdp.spark_udf.session_settings)"
+        )
+    statements = registration_sql(seal=seal)
     for statement in statements:
         _run(spark, statement, "register")
     rows = _run(spark, check, "check")
@@ -290,8 +342,12 @@ def local_session(
     app_name: str = "cdp",
     conf: Mapping[str, str] | None = None,
     java_options: str = "",
+    lockdown: bool = True,
 ) -> SparkSession:
     """A local ``SparkSession`` (``local[2]``, 1 GiB, Hive support) keeping its files in ``workdir``.
+
+    With :func:`session_settings` (the jar and the lockdown), unless ``lockdown`` is false
+    (only the tests' planted weak configuration does that; ``conf`` overrides both).
 
     The warehouse, the Derby metastore and ``derby.log`` go to ``workdir``. The
     JVM starts here with this process's environment: ``CDP_MASTER_KEY`` is
@@ -302,6 +358,9 @@ def local_session(
         raise KeyConfigError(f"{keys.ENV_KEY} is set: {SPARK_KEY_HINT}")
     from pyspark.sql import SparkSession
 
+    # Python UDFs (the normalisers) run in workers of this interpreter, which has cdp (pyspark
+    # reads the variable, not the spark.pyspark.python setting, when the context starts).
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     workdir.mkdir(parents=True, exist_ok=True)
     metastore = workdir / "metastore_db"
     options = f"-Dderby.system.home={workdir} {java_options}".strip()
@@ -319,6 +378,7 @@ def local_session(
         )
         .config("spark.driver.extraJavaOptions", options)
     )
-    for name, value in (conf or {}).items():
+    settings = session_settings() if lockdown else {}
+    for name, value in {**settings, **(conf or {})}.items():
         builder = builder.config(name, value)
     return builder.enableHiveSupport().getOrCreate()

@@ -121,7 +121,7 @@ final as (
             case when customers.city_normalised is not null then 'other' end
         ) as region,
         case
-            when regexp_matches(customers.country_code_raw, '^[A-Z]{2}$') then customers.country_code_raw
+            when {{ regexp_contains('customers.country_code_raw', '^[A-Z]{2}$') }} then customers.country_code_raw
         end as country_code,
         customers.created_at,
         customers.updated_at,
@@ -131,7 +131,7 @@ final as (
             'invalid_phone': 'customers.has_phone_raw and customers.phone_normalised is null',
             'implausible_birth_date': "customers.birth_date is not null and not (customers.birth_date between date '1900-01-01' and customers.updated_at::date)",
             'unknown_gender': "customers.gender_raw is not null and customers.gender_raw not in ('m', 'male', 'м', 'f', 'female', 'ж')",
-            'invalid_country_code': "customers.country_code_raw is not null and not regexp_matches(customers.country_code_raw, '^[A-Z]{2}$')",
+            'invalid_country_code': "customers.country_code_raw is not null and not " ~ regexp_contains('customers.country_code_raw', '^[A-Z]{2}$'),
             'missing_updated_at': 'customers.updated_at is null',
         }) }} as data_issues,
         {{ key_version() }} as key_version

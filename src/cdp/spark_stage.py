@@ -1,0 +1,251 @@
+"""The privacy stage on Apache Spark: load the landing zone, register the keyed functions, run dbt.
+
+One process, one local ``SparkSession`` (dbt-spark's ``session`` method runs every statement
+on ``SparkSession.builder.getOrCreate()``, so it finds the session started here):
+
+1. :func:`start_session` starts it with :func:`cdp.spark_udf.session_settings` (the keyed
+   functions' jar and the lockdown extension) and the folders of ``workdir``;
+2. :func:`load_landing` copies every table of the DuckDB landing zone (``CDP_RAW_DB``, what
+   the generator and the loaders write) into a Spark table ``raw_<schema>.<table>``: one
+   Spark database per raw schema (dbt-spark has no catalogs: a relation's database must be
+   its schema, so the sources name ``raw_<schema>`` on Spark, ``raw.<schema>`` on DuckDB),
+   column types kept (:data:`SPARK_TYPES`);
+3. :func:`run_privacy_stage` registers the keyed functions (:func:`cdp.spark_udf.register`:
+   refused without the lockdown; any failure raises, so no model runs) and the
+   normalisers (:func:`register_normalisers`), then runs dbt on the ``spark_privacy``
+   target in-process.
+
+Nothing here reads the key: the JVM reads the file named by ``CDP_MASTER_KEY_FILE``, and
+:func:`cdp.spark_udf.register` reads it in Python only to compute the self-check's answers.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import duckdb
+
+from cdp import dbt_invoke, paths, spark_udf
+from cdp.dbt_invoke import DbtOutcome
+from cdp.keys import KeyConfigError
+from cdp.plugin import NORMALISER_FUNCTIONS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: The Spark target of the privacy stage (profiles.yml).
+PRIVACY_TARGET: Final = "spark_privacy"
+
+#: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
+#: pytests/test_spark_project.py compares with DuckDB, relation by relation.
+PORTED_MODELS: Final[tuple[str, ...]] = (
+    "stg_crm__customers_triaged",
+    "stg_crm__customers",
+    "stg_shop__orders_triaged",
+    "stg_shop__orders",
+)
+#: The Spark databases a Spark privacy stage writes (seeds, staging) besides the raw ones.
+BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging")
+
+#: DuckDB column type -> Spark SQL type, for what a landing zone holds. A type not listed
+#: stops the load: a silent conversion (a decimal to a double, a timestamp to text) would
+#: make the two engines' outputs differ.
+SPARK_TYPES: Final[dict[str, str]] = {
+    "VARCHAR": "string",
+    "BOOLEAN": "boolean",
+    "INTEGER": "int",
+    "BIGINT": "bigint",
+    "SMALLINT": "smallint",
+    "DOUBLE": "double",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+class SparkLoadError(RuntimeError):
+    """The landing zone could not be copied into Spark as it is."""
+
+
+def spark_type(duckdb_type: str) -> str:
+    """The Spark SQL type that holds a DuckDB column type exactly."""
+    found = _DECIMAL.fullmatch(duckdb_type)
+    if found:
+        return f"decimal({found.group(1)},{found.group(2)})"
+    if duckdb_type not in SPARK_TYPES:
+        raise SparkLoadError(f"cdp: no exact Spark type for the DuckDB type {duckdb_type}")
+    return SPARK_TYPES[duckdb_type]
+
+
+def raw_database(schema: str) -> str:
+    """The Spark database that holds the raw schema ``schema`` (the sources' ``raw_<schema>``)."""
+    return f"raw_{schema}"
+
+
+def start_session(workdir: Path, conf: Mapping[str, str] | None = None) -> SparkSession:
+    """The local session of a Spark build: warehouse and metastore in ``workdir``, locked down."""
+    return spark_udf.local_session(workdir, app_name="cdp-spark-build", conf=conf)
+
+
+def landing_tables(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(schema, table) -> [(column, DuckDB type)] of every table in the landing zone."""
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        rows = con.execute(
+            """
+            select table_schema, table_name, column_name, data_type
+            from information_schema.columns
+            where table_schema not in ('information_schema', 'pg_catalog')
+            order by table_schema, table_name, ordinal_position
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, data_type in rows:
+        for name in (schema, table, column):
+            if not _NAME.fullmatch(name):
+                raise SparkLoadError(f"cdp: the landing zone has an unexpected name {name!r}")
+        tables.setdefault((schema, table), []).append((column, str(data_type)))
+    return tables
+
+
+def load_landing(spark: SparkSession, raw_db: Path) -> dict[str, int]:
+    """Copy every landing table into ``raw_<schema>.<table>`` (replaced); rows per table.
+
+    The rows go through Arrow with an explicit Spark schema, so every column keeps its type
+    (naive DuckDB timestamps become Spark timestamps read in the session's UTC).
+    """
+    counts: dict[str, int] = {}
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        for (schema, table), columns in landing_tables(raw_db).items():
+            ddl = ", ".join(f"`{name}` {spark_type(kind)}" for name, kind in columns)
+            arrow = con.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
+            frame = spark.createDataFrame(arrow, schema=ddl)
+            database = raw_database(schema)
+            spark.sql(f"create database if not exists `{database}`")
+            frame.write.mode("overwrite").format("parquet").saveAsTable(f"`{database}`.`{table}`")
+            counts[f"{database}.{table}"] = arrow.num_rows
+    finally:
+        con.close()
+    return counts
+
+
+def register_normalisers(spark: SparkSession) -> None:
+    """The normalisers as Spark Python UDFs of this session, named as the DuckDB plugin names them.
+
+    The same Python functions (:mod:`cdp.normalise`, the plugin's
+    :data:`~cdp.plugin.NORMALISER_FUNCTIONS`) as on DuckDB, so the same values; on Spark they
+    run in Python workers, once per distinct value (the models' recipe). A view cannot call
+    them (they live in this session): the staging models that do are tables, as on DuckDB.
+    """
+    from pyspark.sql.types import StringType
+
+    for name, function in NORMALISER_FUNCTIONS.items():
+        spark.udf.register(name, function, StringType())
+
+
+def run_privacy_stage(
+    spark: SparkSession,
+    args: Sequence[str],
+    *,
+    extra: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> DbtOutcome:
+    """Register the functions on ``spark`` (raises if they cannot be), then ``dbt <args>``."""
+    spark_udf.register(spark, environ=environ)
+    register_normalisers(spark)
+    return dbt_invoke.invoke(
+        [*args, "--target", PRIVACY_TARGET],
+        extra=extra,
+        project_dir=str(paths.project_dir()),
+    )
+
+
+def workdir_settings(workdir: Path) -> dict[str, str]:
+    """The session's warehouse and metastore in ``workdir`` (profiles.yml: the CDP_SPARK_* paths)."""
+    return {
+        "spark.sql.warehouse.dir": str(workdir / "spark-warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={workdir / 'metastore_db'};create=true"
+        ),
+    }
+
+
+def dump_tables(spark: SparkSession, databases: Sequence[str], folder: Path) -> list[str]:
+    """Every table and view of ``databases`` written to ``folder/<database>.<table>.parquet``.
+
+    Through Arrow in Python (no SQL reads or writes a file), so another process (the
+    comparison with DuckDB) reads what the build made without a second Spark session.
+    """
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for database in databases:
+        for row in spark.sql(f"show tables in `{database}`").collect():
+            name = f"{database}.{row.tableName}"
+            pq.write_table(
+                spark.table(f"`{database}`.`{row.tableName}`").toArrow(), folder / f"{name}.parquet"
+            )
+            written.append(name)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``cdp spark-build``: load a landing zone into Spark and build the ported part.
+
+    Needs .venv-spark (pyspark, dbt-spark) and the jar (``make spark-jar``).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="cdp spark-build",
+        description="Load the DuckDB landing zone into a local Spark session and build the "
+        "seeds and the models ported to Spark (privacy stage). The JVM reads the master key "
+        "from the file named by CDP_MASTER_KEY_FILE.",
+    )
+    parser.add_argument("--raw-db", type=Path, default=paths.raw_db(), help="landing zone")
+    parser.add_argument("--workdir", type=Path, required=True, help="warehouse, metastore, target")
+    parser.add_argument("--dump", type=Path, help="write every built relation here as Parquet")
+    parser.add_argument("--vars", default=None, help="dbt --vars (e.g. \"{as_of: '...'}\")")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir.resolve()
+    spark = start_session(workdir, conf=workdir_settings(workdir))
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        # The functions first (their check reads the key as the JVM does): a key the JVM
+        # refuses stops the build before anything is loaded or written.
+        spark_udf.register(spark)
+        counts = load_landing(spark, args.raw_db)
+        print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
+        extra = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
+        dbt_vars = ["--vars", args.vars] if args.vars else []
+        for command in (["seed", *dbt_vars], ["run", *dbt_vars, "--select", *PORTED_MODELS]):
+            outcome = run_privacy_stage(spark, command, extra=extra)
+            if not outcome.success:
+                print(outcome.output[-6000:], file=sys.stderr)
+                return 1
+        if args.dump:
+            databases = [
+                *BUILT_DATABASES,
+                *sorted({raw_database(s) for s, _ in landing_tables(args.raw_db)}),
+            ]
+            dump_tables(spark, databases, args.dump)
+    except (spark_udf.SparkRegistrationError, KeyConfigError, SparkLoadError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
