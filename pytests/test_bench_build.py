@@ -250,6 +250,14 @@ def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> 
     slowest = max(m["seconds"] for m in full["models"].values())
     assert slowest <= full["critical_path"] <= full["node_seconds"]
     assert full["threads"] == [2] and scale["alone_run"]["seconds"] > 0
+    # The increment runs at the user's threads too, and starts from the full build's
+    # partial-parse state: the full build parsed every file, the increment none again.
+    increment = scale["incremental"]
+    assert increment["threads"] == [2]
+    assert scale["incremental_partial_parse"] is True
+    assert full["parse"]["parsed_files"] == full["parse"]["files"] > 0, full["parse"]
+    assert increment["parse"]["parsed_files"] == 0, increment["parse"]
+    assert 0 < increment["parse"]["seconds"] < full["parse"]["seconds"]
     settings = scale["floor_run"]["settings"]
     assert {s["threads"] for s in settings.values()} == {2}, settings
 

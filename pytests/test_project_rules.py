@@ -113,7 +113,6 @@ RECIPE_MACROS: Final = (
     f"macro.{PROJECT}.triage_scope_markers",
 )
 GRAIN_TEST: Final = "accounts_for_every_raw_row"
-PRIMARY_KEY_TESTS: Final = ("unique", "not_null")
 COMBINATION_TEST: Final = "unique_combination_of_columns"
 
 
@@ -351,17 +350,40 @@ def _tests_of(manifest: Any, unique_id: str) -> dict[str, set[str]]:
     return tests
 
 
+def _kind(constraint: Any) -> str:
+    """A constraint's type as dbt writes it in yml (str() of dbt's enum is 'ConstraintType.x')."""
+    return str(getattr(constraint.type, "value", constraint.type))
+
+
+def _enforces_constraints(node: Any) -> bool:
+    """Whether DuckDB enforces the node's constraints: an enforced contract on a table (dbt-duckdb
+    creates the table with them, then inserts; a view or an ephemeral model keeps none)."""
+    return bool(node.contract.enforced) and node.config.materialized in ("table", "incremental")
+
+
+def _not_null_constrained(node: Any) -> set[str]:
+    """The columns a not_null constraint guards, where DuckDB enforces it (decision 66)."""
+    if not _enforces_constraints(node):
+        return set()
+    return {
+        name
+        for name, column in node.columns.items()
+        if any(_kind(c) == "not_null" for c in column.constraints)
+    }
+
+
 def _has_primary_key_test(node: Any, tests: dict[str, set[str]]) -> bool:
-    unique_and_not_null = set.intersection(*(tests.get(name, set()) for name in PRIMARY_KEY_TESTS))
-    constraint = any(str(c.type) == "primary_key" for c in node.constraints) or any(
-        str(c.type) == "primary_key" for column in node.columns.values() for c in column.constraints
+    not_null = tests.get("not_null", set()) | _not_null_constrained(node)
+    unique_and_not_null = tests.get("unique", set()) & not_null
+    constraint = any(_kind(c) == "primary_key" for c in node.constraints) or any(
+        _kind(c) == "primary_key" for column in node.columns.values() for c in column.constraints
     )
     return bool(unique_and_not_null - {""}) or COMBINATION_TEST in tests or constraint
 
 
 def test_every_model_has_a_primary_key_test(manifest: Any) -> None:
-    """unique + not_null on a column, unique_combination_of_columns, or a primary-key
-    constraint. A triaged model holds one row per raw row, which has no key of its own:
+    """unique + not_null on a column (the not_null a test or an enforced constraint),
+    unique_combination_of_columns, or a primary-key constraint. A triaged model holds one row per raw row, which has no key of its own:
     its grain test is accounts_for_every_raw_row (raw = kept + duplicate + superseded +
     quarantined, per batch); the key is tested unique on its view of kept rows."""
     offenders: dict[str, str] = {}
@@ -387,6 +409,25 @@ def _prefixes_for(path: str) -> tuple[str, tuple[str, ...]] | None:
 def _source_folder_of(path: str) -> str:
     parts = Path(path).parts
     return parts[2] if len(parts) > 3 and parts[:2] == ("models", "staging") else "-"
+
+
+def test_a_constraint_is_declared_only_where_duckdb_enforces_it(manifest: Any) -> None:
+    """A not_null (or any) constraint on a model without an enforced contract, or on a view,
+    is never applied: it would look like a check and check nothing (decision 66)."""
+    offenders: dict[str, str] = {}
+    for node in _models(manifest).values():
+        declared = [_kind(c) for c in node.constraints] + [
+            f"{name}: {_kind(c)}"
+            for name, column in node.columns.items()
+            for c in column.constraints
+        ]
+        if declared and not _enforces_constraints(node):
+            offenders[node.name] = (
+                f"constraints {declared} on a {node.config.materialized} "
+                f"{'with' if node.contract.enforced else 'without'} an enforced contract: "
+                "not enforced; use a data test"
+            )
+    _check("enforced_constraints", offenders, offenders)
 
 
 def test_model_names_carry_their_folder_prefix(manifest: Any) -> None:
