@@ -46,6 +46,7 @@ EVENT_MODELS: Final = (
     "stg_shop__orders_triaged",
 )
 VAULT_MODEL: Final = "vault_identifiers"
+NAMES_MODEL: Final = "vault_customer_names"
 # Logs of what happened when: a full refresh re-dates them, an incremental run keeps history.
 # Compared on their keys instead (see test_logs_record_the_same_events).
 LOGS: Final = {
@@ -172,8 +173,9 @@ def test_event_models_ran_incrementally(increment: Increment) -> None:
         [compiled] = run_dir.rglob(f"{model}.sql")
         assert "triage_changed_batches" in compiled.read_text(), model
     vault_dir = increment.incremental.root / "target" / "vault" / "compiled" / "cdp" / "models"
-    [compiled] = vault_dir.rglob(f"{VAULT_MODEL}.sql")
-    assert "vault_new_batches" in compiled.read_text()
+    for model in (VAULT_MODEL, NAMES_MODEL):
+        [compiled] = vault_dir.rglob(f"{model}.sql")
+        assert "vault_new_batches" in compiled.read_text(), model
 
 
 def test_the_vault_only_grew_by_the_new_batch(increment: Increment) -> None:
@@ -185,6 +187,11 @@ def test_the_vault_only_grew_by_the_new_batch(increment: Increment) -> None:
     )
     assert {b for _, b in state} == {"batch_0001", BATCH_2}
     assert {t for t, _ in state} >= {"crm.customers", "shop.orders", "web.events"}
+    names = query(
+        increment.incremental.vault_db,
+        f"select source_table, _batch_id from main.{NAMES_MODEL}__raw_batches",
+    )
+    assert sorted(names) == [("crm.customers", "batch_0001"), ("crm.customers", BATCH_2)]
 
 
 def test_incremental_build_equals_full_refresh(increment: Increment) -> None:
@@ -283,8 +290,9 @@ def test_purged_rows_leave_the_incremental_models(
     assert ("privacy.subject_requests", "erasure_request", "replace_fields") in done
     assert ("crm.customers", "erasure_request", "delete_rows") in done
     assert ("vault.vault_identifiers", "erasure_request", "delete_rows") in done
+    assert ("vault.vault_customer_names", "erasure_request", "delete_rows") in done
     rebuilt = copy_workspace(workspace, tmp_path_factory.mktemp("increment_purge_full"))
-    select = ("--select", *EVENT_MODELS, VAULT_MODEL, "--vars", AS_OF)
+    select = ("--select", *EVENT_MODELS, VAULT_MODEL, NAMES_MODEL, "--vars", AS_OF)
     run_ok(workspace.dbt("run", *select))
     run_ok(rebuilt.dbt("run", "--full-refresh", *select))
     after = {
@@ -305,8 +313,11 @@ def test_purged_rows_leave_the_incremental_models(
             )
             == []
         ), model
-    names = "main.vault_customer_names"
+    names = f"main.{NAMES_MODEL}"
     assert _differences(workspace.vault_db, rebuilt.vault_db, skip=frozenset({names})) == []
+    assert _opened_names(workspace.vault_db, workspace.key) == _opened_names(
+        rebuilt.vault_db, rebuilt.key
+    )
     # the erased customer's orders, rewritten in place, are staged without their contacts
     assert _contactless_orders(workspace) > contactless_before
 

@@ -1,8 +1,9 @@
 {#-
-    The vault's incremental run (vault_identifiers; docs/decisions.md, 65). Every
-    vault entry comes from one raw row alone, so a landing zone that only grew
-    adds entries and removes none: the run reads only the batches that are new
-    since the last run. A purge or an erasure deletes raw rows or rewrites them in
+    The vault's incremental runs (docs/decisions.md, 65). Every entry of
+    vault_identifiers comes from one raw row alone, so a landing zone that only
+    grew adds entries and removes none: the run reads only the batches that are
+    new since the last run (vault_customer_names triages again the customers
+    those batches name, and replaces their names). A purge or an erasure deletes raw rows or rewrites them in
     place, which can take an identifier out of the landing zone: the run then reads
     every batch and replaces the vault, as a full refresh does. Which batches the
     last run saw is recorded after each run (vault_record_landing_batches), per
@@ -19,13 +20,17 @@
     {{ return(triage_batch_state_relation(this)) }}
 {%- endmacro %}
 
-{#- Every landing table's batches now: source_table, _batch_id, row_count, checksum (or null). -#}
-{% macro vault_landing_state() -%}
-    {{ return(adapter.dispatch('vault_landing_state', 'cdp')()) }}
+{#-
+    The landing tables' batches now: source_table, _batch_id, row_count, checksum (or
+    null). `tables` ('<schema>.<table>' names) restricts it to the tables a model reads;
+    none means every landing table.
+-#}
+{% macro vault_landing_state(tables=none) -%}
+    {{ return(adapter.dispatch('vault_landing_state', 'cdp')(tables)) }}
 {%- endmacro %}
 
-{% macro default__vault_landing_state() -%}
-    {%- for node in landing_sources() %}
+{% macro default__vault_landing_state(tables) -%}
+    {%- for node in landing_sources() if tables is none or (node.schema ~ '.' ~ node.name) in tables %}
     {% if not loop.first %}union all{% endif %}
     {%- set relation = landing_relation(node) %}
     {%- set checksum = landing_rewritten_in_place(relation) %}
@@ -50,17 +55,17 @@
     of the batches not recorded after the last run) and `vault_replace` (is_replaced:
     a recorded batch lost or changed rows, or nothing was recorded).
 -#}
-{% macro vault_landing_batches() -%}
-    {{ return(adapter.dispatch('vault_landing_batches', 'cdp')()) }}
+{% macro vault_landing_batches(tables=none) -%}
+    {{ return(adapter.dispatch('vault_landing_batches', 'cdp')(tables)) }}
 {%- endmacro %}
 
-{% macro default__vault_landing_batches() -%}
+{% macro default__vault_landing_batches(tables) -%}
 {%- set state = vault_batch_state_relation() -%}
 {%- set recorded = execute and adapter.get_relation(
     database=state.database, schema=state.schema, identifier=state.identifier) is not none -%}
 vault_batches_now as materialized (
 
-    {{ vault_landing_state() }}
+    {{ vault_landing_state(tables) }}
 
 ),
 
@@ -122,29 +127,47 @@ vault_replace as (
 {%- endif -%}
 {%- endmacro %}
 
-{#- Appended to the vault's final select: a row that tells vault_append to replace the vault. -#}
-{% macro vault_replace_marker() -%}
-    {{ return(adapter.dispatch('vault_replace_marker', 'cdp')()) }}
+{#-
+    Appended to a vault model's final select in an incremental run: marker rows (the
+    `kind` column set to triage_marker_status()) for the vault_append strategy. One with
+    a null `owner` when the vault is replaced (vault_replace); with `scope_cte`, one per
+    owner in scope, `owner_sql` computing the owner from the scope's columns, whose
+    entries the run replaces.
+-#}
+{% macro vault_scope_markers(kind, owner, owner_sql=none, scope_cte=none) -%}
+    {{ return(adapter.dispatch('vault_scope_markers', 'cdp')(kind, owner, owner_sql, scope_cte)) }}
 {%- endmacro %}
 
-{% macro default__vault_replace_marker() -%}
+{% macro default__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
     {{ exceptions.raise_compiler_error(
-        "cdp: vault_replace_marker relies on DuckDB's UNION ALL BY NAME; write "
-        ~ adapter.type() ~ "__vault_replace_marker (the DuckDB version is duckdb__vault_replace_marker "
+        "cdp: vault_scope_markers relies on DuckDB's UNION ALL BY NAME; write "
+        ~ adapter.type() ~ "__vault_scope_markers (the DuckDB version is duckdb__vault_scope_markers "
         ~ "in macros/staging/vault_incremental.sql)") }}
 {%- endmacro %}
 
-{% macro duckdb__vault_replace_marker() -%}
+{% macro duckdb__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
 {%- if is_incremental() %}
 union all by name
-select '{{ triage_marker_status() }}' as id_type
+select
+    cast(null as varchar) as {{ owner }},
+    '{{ triage_marker_status() }}' as {{ kind }}
 where (select is_replaced from vault_replace)
+{%- if scope_cte %}
+union all by name
+select
+    {{ owner_sql }} as {{ owner }},
+    '{{ triage_marker_status() }}' as {{ kind }}
+from {{ scope_cte }}
+where not (select is_replaced from vault_replace)
+{%- endif %}
 {%- endif %}
 {%- endmacro %}
 
 {#-
-    The `vault_append` incremental strategy: insert the new entries; when the run
-    carries the replace marker, delete every entry first (the run then holds all).
+    The `vault_append` incremental strategy (unique_key: [owner column, kind column]):
+    a marker row (kind triage_marker_status()) with a null owner deletes every entry, one
+    with an owner deletes that owner's entries; then the run's other rows are inserted.
+    Runs inside the model's transaction.
 -#}
 {% macro get_incremental_vault_append_sql(arg_dict) -%}
     {{ return(adapter.dispatch('get_incremental_vault_append_sql', 'cdp')(arg_dict)) }}
@@ -153,25 +176,38 @@ where (select is_replaced from vault_replace)
 {% macro default__get_incremental_vault_append_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
+    {%- set keys = arg_dict['unique_key'] -%}
+    {%- if keys is string or not keys or keys | length != 2 -%}
+        {{ exceptions.raise_compiler_error("cdp: the vault_append strategy needs unique_key: [owner column, kind column]") }}
+    {%- endif -%}
+    {%- set owner, kind = keys[0], keys[1] -%}
+    {%- set marker = triage_marker_status() -%}
     {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
+-- the vault replaced: every entry
 delete from {{ target }}
-where exists (select 1 from {{ temp }} where id_type = '{{ triage_marker_status() }}');
+where exists (select 1 from {{ temp }} where {{ kind }} = '{{ marker }}' and {{ owner }} is null);
+
+-- owners in scope: all their entries
+delete from {{ target }}
+using {{ temp }} as marker
+where marker.{{ kind }} = '{{ marker }}'
+    and marker.{{ owner }} = {{ target }}.{{ owner }};
 
 insert into {{ target }} ({{ columns }})
 select {{ columns }}
 from {{ temp }}
-where id_type <> '{{ triage_marker_status() }}'
+where {{ kind }} <> '{{ marker }}'
 {%- endmacro %}
 
 {#-
     The vault model's post-hook: record every landing table's batches as this run
     read them, in the model's transaction (in the vault file, beside the entries).
 -#}
-{% macro vault_record_landing_batches() -%}
-    {{ return(adapter.dispatch('vault_record_landing_batches', 'cdp')()) }}
+{% macro vault_record_landing_batches(tables=none) -%}
+    {{ return(adapter.dispatch('vault_record_landing_batches', 'cdp')(tables)) }}
 {%- endmacro %}
 
-{% macro default__vault_record_landing_batches() -%}
+{% macro default__vault_record_landing_batches(tables) -%}
 create or replace table {{ vault_batch_state_relation() }} as
-{{ vault_landing_state() }}
+{{ vault_landing_state(tables) }}
 {%- endmacro %}

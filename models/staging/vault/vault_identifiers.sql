@@ -24,6 +24,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='vault_append',
+    unique_key=['pseudonym', 'id_type'],
     post_hook="{{ vault_record_landing_batches() }}",
 ) }}
 {%- set identifier_columns = landing_identifier_columns() %}
@@ -186,4 +187,4 @@ final as (
 )
 
 select * from final
-{{ vault_replace_marker() }}
+{{ vault_scope_markers('id_type', 'pseudonym') }}
