@@ -1,14 +1,17 @@
 {#-
     The source side of the staging recipe (docs/decisions.md, 56): every triaged
     model starts with triage_source and ends with triage_scope_markers. In a table
-    build they are the raw table and nothing; the event-sized raw tables (web
-    events, message events, order lines, consent events) are incremental, and then
-    they triage again only what changed, as follows.
+    build they are the raw table and nothing; the raw tables staged incrementally
+    (web events, message events, order lines, consent events, CRM customers,
+    orders) triage again only what changed, as follows.
 
-    The landing zone is append-only by batch, except that the purge destroys rows.
-    So a batch whose raw row count differs from the number of rows staged from it
-    has changed: it is new, or the purge took rows from it. (Triage gives every raw
-    row exactly one staged row, so the counts are equal for an unchanged batch.)
+    The landing zone is append-only by batch, except that the purge destroys rows
+    and rewrites some in place. So a batch whose raw row count differs from the
+    number of rows staged from it has changed: it is new, or the purge took rows
+    from it. (Triage gives every raw row exactly one staged row, so the counts are
+    equal for an unchanged batch.) A table the purge rewrites in place (the sources'
+    metadata says which) also has each batch's content checksum recorded after every
+    run: a batch whose checksum differs was rewritten (docs/decisions.md, 65).
 
     A triage *group* is the set of rows the triage compares with each other: the
     rows sharing a normalised key; rows with no usable key are quarantined on their
