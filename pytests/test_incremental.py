@@ -9,9 +9,11 @@ every table of the warehouse and the vault must be equal, row for row, except
 the logs that record when something happened (they are compared on what
 happened).
 
-A second scenario purges the raw zone and runs the event staging models again:
-what the purge destroyed leaves the incremental models too, equal to a full
-refresh.
+A second scenario purges the raw zone (retention, inactivity and the verified
+erasure, with the vault) and runs the incremental staging models and the vault
+again: what the purge destroyed leaves them too, and what it rewrote in place
+(orders' contact fields, a request's subject) is staged again, equal to a full
+refresh (docs/decisions.md, 65).
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ EVENT_MODELS: Final = (
     "stg_messaging__message_events_triaged",
     "stg_shop__order_items_triaged",
     "stg_privacy__consent_events_triaged",
+    "stg_crm__customers_triaged",
+    "stg_shop__orders_triaged",
 )
+VAULT_MODEL: Final = "vault_identifiers"
+NAMES_MODEL: Final = "vault_customer_names"
 # Logs of what happened when: a full refresh re-dates them, an incremental run keeps history.
 # Compared on their keys instead (see test_logs_record_the_same_events).
 LOGS: Final = {
@@ -166,6 +172,26 @@ def test_event_models_ran_incrementally(increment: Increment) -> None:
     for model in EVENT_MODELS:
         [compiled] = run_dir.rglob(f"{model}.sql")
         assert "triage_changed_batches" in compiled.read_text(), model
+    vault_dir = increment.incremental.root / "target" / "vault" / "compiled" / "cdp" / "models"
+    for model in (VAULT_MODEL, NAMES_MODEL):
+        [compiled] = vault_dir.rglob(f"{model}.sql")
+        assert "vault_new_batches" in compiled.read_text(), model
+
+
+def test_the_vault_only_grew_by_the_new_batch(increment: Increment) -> None:
+    """Batch 2 only added rows: the vault kept every entry and added those of batch 2 alone,
+    and recorded every landing batch it read."""
+    state = query(
+        increment.incremental.vault_db,
+        f"select source_table, _batch_id from main.{VAULT_MODEL}__raw_batches",
+    )
+    assert {b for _, b in state} == {"batch_0001", BATCH_2}
+    assert {t for t, _ in state} >= {"crm.customers", "shop.orders", "web.events"}
+    names = query(
+        increment.incremental.vault_db,
+        f"select source_table, _batch_id from main.{NAMES_MODEL}__raw_batches",
+    )
+    assert sorted(names) == [("crm.customers", "batch_0001"), ("crm.customers", BATCH_2)]
 
 
 def test_incremental_build_equals_full_refresh(increment: Increment) -> None:
@@ -240,21 +266,33 @@ def test_a_corrected_line_supersedes_the_staged_one(increment: Increment) -> Non
 def test_purged_rows_leave_the_incremental_models(
     increment: Increment, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """After a retention purge, a plain run of the event models equals their full refresh."""
+    """After a purge (retention, inactivity and the verified erasure, vault included), a plain
+    run of the incremental staging models and the vault equals their full refresh, row for row:
+    rows the purge deleted are gone, rows it rewrote in place are staged again as rewritten
+    (a per-batch row count cannot see those: the batch's content checksum does)."""
     workspace = copy_workspace(increment.full_refresh, tmp_path_factory.mktemp("increment_purge"))
     before = {
         m: query(workspace.warehouse_db, f"select count(*) from staging.{m}")[0][0]
         for m in EVENT_MODELS
     }
-    purge(
+    contactless_before = _contactless_orders(workspace)
+    result = purge(
         raw_db=workspace.raw_db,
         warehouse_db=workspace.warehouse_db,
+        vault_db=workspace.vault_db,
         as_of=parse_as_of("2027-06-01"),
         operator="pytest",
         environ={"CDP_MASTER_KEY": workspace.key},
     )
+    done = {(table, reason, method) for table, _, reason, method in result.totals()}
+    # the scenario holds each kind of change: deletions, in-place rewrites, an erasure
+    assert ("shop.orders", "erasure_request", "null_fields") in done
+    assert ("privacy.subject_requests", "erasure_request", "replace_fields") in done
+    assert ("crm.customers", "erasure_request", "delete_rows") in done
+    assert ("vault.vault_identifiers", "erasure_request", "delete_rows") in done
+    assert ("vault.vault_customer_names", "erasure_request", "delete_rows") in done
     rebuilt = copy_workspace(workspace, tmp_path_factory.mktemp("increment_purge_full"))
-    select = ("--select", *EVENT_MODELS, "--vars", AS_OF)
+    select = ("--select", *EVENT_MODELS, VAULT_MODEL, NAMES_MODEL, "--vars", AS_OF)
     run_ok(workspace.dbt("run", *select))
     run_ok(rebuilt.dbt("run", "--full-refresh", *select))
     after = {
@@ -264,6 +302,7 @@ def test_purged_rows_leave_the_incremental_models(
     # the purge destroyed some of the event rows (older than 13 months), and the
     # incremental models lost them
     assert 0 < after["stg_web__events_triaged"] < before["stg_web__events_triaged"]
+    assert after["stg_crm__customers_triaged"] < before["stg_crm__customers_triaged"]
     for model in EVENT_MODELS:
         table = f"staging.{model}"
         assert (
@@ -274,6 +313,23 @@ def test_purged_rows_leave_the_incremental_models(
             )
             == []
         ), model
+    names = f"main.{NAMES_MODEL}"
+    assert _differences(workspace.vault_db, rebuilt.vault_db, skip=frozenset({names})) == []
+    assert _opened_names(workspace.vault_db, workspace.key) == _opened_names(
+        rebuilt.vault_db, rebuilt.key
+    )
+    # the erased customer's orders, rewritten in place, are staged without their contacts
+    assert _contactless_orders(workspace) > contactless_before
+
+
+def _contactless_orders(workspace: Workspace) -> int:
+    return int(
+        query(
+            workspace.warehouse_db,
+            "select count(*) from staging.stg_shop__orders_triaged where customer_key is null "
+            "and email_key is null and phone_key is null and delivery_region is null",
+        )[0][0]
+    )
 
 
 def test_a_group_the_purge_emptied_in_a_batch_is_found_by_its_pseudonym(

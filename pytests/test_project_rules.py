@@ -58,20 +58,17 @@ EXCEPTIONS: Final[dict[str, dict[str, str]]] = {
             "the vault seals every identifier staging pseudonymises, normalised from the same "
             "raw values: it reads every landing table the sources' metadata names (decision 57)"
         ),
-        "base_crm__customers": (
-            "the vault's in-flight read of CRM names (vault_customer_names refs it); staging "
-            "itself reads crm.customers once, in stg_crm__customers_triaged"
+        "vault_customer_names": (
+            "the vault seals the names staging drops, read in flight from crm.customers "
+            "(staging itself reads it once, in stg_crm__customers_triaged; decision 65)"
         ),
     },
     "staging_model_in_its_source_folder": {
         "vault_identifiers": "the vault's models live together in models/staging/vault",
+        "vault_customer_names": "the vault's models live together in models/staging/vault",
         "stg_rights__request_closures": "its sources are tool logs, not landing-zone tables",
     },
     "primary_key_test": {
-        "base_crm__customers": (
-            "ephemeral, plaintext names in flight: no test runs on it, so none can store a row "
-            "of it; the kept rows it feeds are vault_customer_names, tested"
-        ),
         "audit_quarantine": (
             "one row per quarantined raw row, which has no key of its own; every row is "
             "accounted for by accounts_for_every_raw_row on the triaged models"

@@ -1,14 +1,17 @@
 {#-
     The source side of the staging recipe (docs/decisions.md, 56): every triaged
     model starts with triage_source and ends with triage_scope_markers. In a table
-    build they are the raw table and nothing; the event-sized raw tables (web
-    events, message events, order lines, consent events) are incremental, and then
-    they triage again only what changed, as follows.
+    build they are the raw table and nothing; the raw tables staged incrementally
+    (web events, message events, order lines, consent events, CRM customers,
+    orders) triage again only what changed, as follows.
 
-    The landing zone is append-only by batch, except that the purge destroys rows.
-    So a batch whose raw row count differs from the number of rows staged from it
-    has changed: it is new, or the purge took rows from it. (Triage gives every raw
-    row exactly one staged row, so the counts are equal for an unchanged batch.)
+    The landing zone is append-only by batch, except that the purge destroys rows
+    and rewrites some in place. So a batch whose raw row count differs from the
+    number of rows staged from it has changed: it is new, or the purge took rows
+    from it. (Triage gives every raw row exactly one staged row, so the counts are
+    equal for an unchanged batch.) A table the purge rewrites in place (the sources'
+    metadata says which) also has each batch's content checksum recorded after every
+    run: a batch whose checksum differs was rewritten (docs/decisions.md, 65).
 
     A triage *group* is the set of rows the triage compares with each other: the
     rows sharing a normalised key; rows with no usable key are quarantined on their
@@ -232,19 +235,25 @@ triage_rows as {{ inline_cte() }} (
 )
 {%- endmacro %}
 
-{#- Batches whose raw row count differs from the count staged from them (new, or purged). -#}
+{#-
+    Batches that changed since the last run: new, purged (their raw row count differs
+    from the count staged from them) or, for a table the purge rewrites in place
+    (landing_rewritten_in_place), rewritten: their content checksum differs from the
+    one recorded after the last run (triage_record_batch_state). With no record (a
+    table built before records were kept), every batch counts as changed.
+-#}
 {% macro triage_changed_batches(source_relation) -%}
     {{ return(adapter.dispatch('triage_changed_batches', 'cdp')(source_relation)) }}
 {%- endmacro %}
 
 {% macro default__triage_changed_batches(source_relation) -%}
+{%- set checksummed = landing_rewritten_in_place(source_relation) -%}
+{%- set state = triage_batch_state_relation(this) -%}
+{%- set recorded = checksummed and execute and adapter.get_relation(
+    database=state.database, schema=state.schema, identifier=state.identifier) is not none -%}
 select coalesce(raw_batches._batch_id, staged_batches._batch_id) as _batch_id
 from (
-    select
-        _batch_id,
-        count(*) as row_count
-    from {{ source_relation }}
-    group by _batch_id
+    {{ landing_batch_state(source_relation, checksummed) }}
 ) as raw_batches
 full outer join (
     select
@@ -254,7 +263,102 @@ full outer join (
     group by _batch_id
 ) as staged_batches
     on raw_batches._batch_id = staged_batches._batch_id
-where raw_batches.row_count is distinct from staged_batches.row_count
+{%- if recorded %}
+left join {{ state }} as recorded_batches
+    on raw_batches._batch_id = recorded_batches._batch_id
+{%- endif %}
+where
+    raw_batches.row_count is distinct from staged_batches.row_count
+    {%- if recorded %}
+    or raw_batches.checksum is distinct from recorded_batches.checksum
+    {%- elif checksummed %}
+    or true
+    {%- endif %}
+{%- endmacro %}
+
+{#-
+    Per batch of a landing table: its row count and, with `checksum`, an order-free
+    checksum of its rows' whole content (the sum of DuckDB's 64-bit hash of each row;
+    a sum, not a xor, so two equal rows rewritten alike still change it).
+-#}
+{% macro landing_batch_state(source_relation, checksum) -%}
+    {{ return(adapter.dispatch('landing_batch_state', 'cdp')(source_relation, checksum)) }}
+{%- endmacro %}
+
+{% macro default__landing_batch_state(source_relation, checksum) -%}
+    {{ exceptions.raise_compiler_error("cdp: landing_batch_state has no portable implementation for adapter "
+        ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__landing_batch_state (the DuckDB version is "
+        ~ "duckdb__landing_batch_state in macros/staging/incremental.sql)") }}
+{%- endmacro %}
+
+{% macro duckdb__landing_batch_state(source_relation, checksum) -%}
+    select
+        _batch_id,
+        count(*) as row_count
+        {%- if checksum %},
+        sum(hash(raw_rows)) as checksum
+        {%- endif %}
+    from {{ source_relation }} as raw_rows
+    group by _batch_id
+{%- endmacro %}
+
+{#-
+    Does the purge rewrite rows of this landing table in place (the sources' metadata,
+    as cdp.sources reads it: `erasure` null_fields or replace_fields, or free-text
+    columns whose `free_text_erasure` is not delete_rows)? Batch row counts cannot see
+    such a change; a content checksum per batch can.
+-#}
+{% macro landing_rewritten_in_place(source_relation) -%}
+    {{ return(adapter.dispatch('landing_rewritten_in_place', 'cdp')(source_relation)) }}
+{%- endmacro %}
+
+{% macro default__landing_rewritten_in_place(source_relation) -%}
+    {%- set found = [] -%}
+    {%- for node in landing_sources() if node.schema == source_relation.schema and node.name == source_relation.identifier -%}
+        {%- set free_text = [] -%}
+        {%- for column in landing_columns(node) if column.meta.get('free_text') -%}
+            {%- do free_text.append(column.name) -%}
+        {%- endfor -%}
+        {%- if node.meta.get('erasure') in ('null_fields', 'replace_fields')
+            or (free_text and (node.meta.get('free_text_erasure') or 'null_fields') != 'delete_rows') -%}
+            {%- do found.append(node) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(found | length > 0) }}
+{%- endmacro %}
+
+{#- Where an incremental model records its landing batches after each run: `<model>__raw_batches`. -#}
+{% macro triage_batch_state_relation(relation) -%}
+    {{ return(adapter.dispatch('triage_batch_state_relation', 'cdp')(relation)) }}
+{%- endmacro %}
+
+{% macro default__triage_batch_state_relation(relation) -%}
+    {{ return(api.Relation.create(database=relation.database, schema=relation.schema,
+        identifier=relation.identifier ~ '__raw_batches')) }}
+{%- endmacro %}
+
+{#-
+    Post-hook of every staging model (dbt_project.yml): an incremental triaged model
+    whose landing table the purge rewrites in place records each batch's row count and
+    checksum, in the model's transaction, for the next run's triage_changed_batches.
+    Any other model: nothing.
+-#}
+{% macro triage_record_batch_state() -%}
+    {{ return(adapter.dispatch('triage_record_batch_state', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__triage_record_batch_state() -%}
+{%- set read = [] -%}
+{%- for source_name, table_name in model.sources if (source_name, table_name) not in read -%}
+    {%- do read.append((source_name, table_name)) -%}
+{%- endfor -%}
+{%- if model.config.materialized == 'incremental' and model.name.endswith('_triaged') and read | length == 1 -%}
+    {%- set source_relation = source(read[0][0], read[0][1]) -%}
+    {%- if landing_rewritten_in_place(source_relation) -%}
+create or replace table {{ triage_batch_state_relation(this) }} as
+{{ landing_batch_state(source_relation, true) }}
+    {%- endif -%}
+{%- endif -%}
 {%- endmacro %}
 
 {#- True when any part of a triage key is missing: such rows are grouped per batch. -#}

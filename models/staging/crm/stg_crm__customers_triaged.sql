@@ -7,12 +7,13 @@
     triaged. A record changed in the CRM is exported again: the version with
     the latest updated_at is kept.
 
-    A table, not incremental: one row per customer version, triaged whole on
-    every build (docs/decisions.md, 56).
+    Incremental by triage group, like the event models (docs/decisions.md, 33
+    and 65): a run triages again only the customers with a row in a new or
+    purged batch.
 -#}
 {%- set group_keys = {'customer_key': normalise_key('raw_rows.customer_id')} %}
 {%- set pseudonymised_keys = {'customer_key': 'customer_id'} %}
-{{ config(materialized='table') }}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('crm', 'customers'), group_keys, pseudonymised_keys) }},

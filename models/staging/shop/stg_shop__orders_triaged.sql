@@ -9,13 +9,14 @@
     triaged. A changed order is exported again: the version with the latest
     updated_at is kept.
 
-    A table, not incremental: the purge rewrites orders in place (contact and
-    delivery fields nulled), which the batch counts of the incremental triage
-    cannot see; every build triages every order (docs/decisions.md, 56).
+    Incremental by triage group, like the event models (docs/decisions.md, 33).
+    The purge rewrites orders in place (contact and delivery fields nulled),
+    which batch row counts cannot see: a batch is also changed when its content
+    checksum differs from the one recorded after the last run (decision 65).
 -#}
 {%- set group_keys = {'order_key': normalise_key('raw_rows.order_id')} %}
 {%- set pseudonymised_keys = {'order_key': 'order_id'} %}
-{{ config(materialized='table') }}
+{{ config(materialized='incremental', unique_key=group_keys.keys() | list) }}
 with
 
 {{ triage_source(source('shop', 'orders'), group_keys, pseudonymised_keys) }},

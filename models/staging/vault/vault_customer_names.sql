@@ -2,10 +2,104 @@
     Names of the current CRM record version, sealed, keyed by the customer's
     pseudonym: needed only to answer subject access requests. Names never
     leave staging otherwise.
--#}
-with customers as (
 
-    select * from {{ ref('base_crm__customers') }}
+    In flight (never materialised): every raw CRM row's customer id and names,
+    normalised, triaged as stg_crm__customers_triaged triages them (same key,
+    fingerprint columns and version order), so the row kept here is the row
+    kept there; the names of the kept rows are sealed.
+
+    Incremental (docs/decisions.md, 65): while the CRM export only grows, a run
+    triages again the customers with a row in a batch that is new since the
+    last run (all their rows, whatever their batch), and replaces their names;
+    when a recorded CRM batch lost or changed rows (a purge, an erasure), it
+    triages every row and replaces the names, as a full refresh does.
+-#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='vault_append',
+    unique_key=['customer_key', 'name_part'],
+    post_hook="{{ vault_record_landing_batches(['crm.customers']) }}",
+) }}
+with
+{%- if is_incremental() %}
+
+{{ vault_landing_batches(['crm.customers']) }},
+
+-- the customers a new batch names: every row of theirs is triaged again
+vault_scope as (
+
+    select distinct {{ normalise_key('new_rows.customer_id') }} as customer_id
+    from {{ vault_landing_rows(source('crm', 'customers')) }} as new_rows
+    where {{ normalise_key('new_rows.customer_id') }} is not null
+
+),
+{%- endif %}
+
+source as (
+
+    select * from {{ source('crm', 'customers') }}
+    {%- if is_incremental() %}
+    where
+        (select is_replaced from vault_replace)
+        or {{ normalise_key('customer_id') }} in (select customer_id from vault_scope)
+    {%- endif %}
+
+),
+
+-- The normaliser runs in Python: once per distinct name, joined back by value.
+first_names as (
+
+    {{ per_distinct_value('source', 'first_name', normalise_name('first_name'), 'first_name_normalised') }}
+
+),
+
+last_names as (
+
+    {{ per_distinct_value('source', 'last_name', normalise_name('last_name'), 'last_name_normalised') }}
+
+),
+
+middle_names as (
+
+    {{ per_distinct_value('source', 'middle_name', normalise_name('middle_name'), 'middle_name_normalised') }}
+
+),
+
+normalised as (
+
+    select
+        {{ normalise_key('source.customer_id') }} as customer_id,
+        first_names.first_name_normalised,
+        last_names.last_name_normalised,
+        middle_names.middle_name_normalised,
+        source.created_at,
+        source.updated_at,
+        source._loaded_at,
+        source._batch_id,
+        {{ row_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
+            'source.last_name', 'source.middle_name', 'source.birth_date', 'source.gender', 'source.city',
+            'source.postal_code', 'source.address', 'source.country_code', 'source.passport_number',
+            'source.loyalty_card_number', 'source.created_at', 'source.updated_at',
+            'source.is_deleted']) }} as _row_fingerprint
+    from source
+    left join first_names
+        on source.first_name is not distinct from first_names.first_name
+    left join last_names
+        on source.last_name is not distinct from last_names.last_name
+    left join middle_names
+        on source.middle_name is not distinct from middle_names.middle_name
+
+),
+
+triaged as (
+
+    {{ triage(
+        from_cte='normalised',
+        reject_reason="case when customer_id is null then 'missing_key' end",
+        copy_columns=['_row_fingerprint'],
+        key_columns=['customer_id'],
+        version_order='updated_at desc nulls last, created_at desc nulls last'
+    ) }}
 
 ),
 
@@ -16,7 +110,7 @@ current_versions as (
         first_name_normalised,
         last_name_normalised,
         middle_name_normalised
-    from customers
+    from triaged
     where row_status = 'kept'
 
 ),
@@ -68,3 +162,4 @@ final as (
 )
 
 select * from final
+{{ vault_scope_markers('name_part', 'customer_key', pseudonymise("'customer_id'", 'customer_id'), 'vault_scope') }}

@@ -11,14 +11,34 @@
     from that data) and never adds an entry of its own, so a mistyped or
     unknown subject is not sealed (decision 51); a rectification's new
     e-mail or phone is.
+
+    Incremental (docs/decisions.md, 65): every entry comes from one raw row
+    alone, so while the landing zone only grows, a run reads the batches that
+    are new since the last run (vault_landing_batches), and pseudonymises and
+    seals only the identifiers the vault does not hold yet. When a batch
+    recorded after the last run lost or changed rows (a purge or an erasure),
+    an identifier may have left the landing zone: the run reads every batch
+    and replaces the vault (vault_replace), as a full refresh does.
 -#}
 -- depends_on: {{ ref('channels') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='vault_append',
+    unique_key=['pseudonym', 'id_type'],
+    post_hook="{{ vault_record_landing_batches() }}",
+) }}
 {%- set identifier_columns = landing_identifier_columns() %}
 {%- set recipient_columns = landing_columns_typed_by('identifier_type_by_channel') %}
 {%- set subject_columns = landing_columns_typed_by('identifier_type_column') %}
-with subject_requests as (
+with
+{%- if is_incremental() %}
 
-    select * from {{ source('privacy', 'subject_requests') }}
+{{ vault_landing_batches() }},
+{%- endif %}
+
+subject_requests as (
+
+    select * from {{ vault_landing_rows(source('privacy', 'subject_requests')) }}
 
 ),
 
@@ -31,7 +51,7 @@ raw_identifiers as (
     select distinct
         '{{ id_type }}' as id_type,
         {{ normalise_as(id_type, column) }} as id_value
-    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
+    from (select distinct {{ column }} from {{ vault_landing_rows(landing_relation(node)) }}) as distinct_values
     {%- else %}
     select
         cast(null as varchar) as id_type,
@@ -49,7 +69,7 @@ recipients as (
     select distinct
         {{ recipient_type(channel) }} as id_type,
         {{ column }} as recipient
-    from {{ landing_relation(node) }}
+    from {{ vault_landing_rows(landing_relation(node)) }}
     {%- else %}
     select
         cast(null as varchar) as id_type,
@@ -67,7 +87,7 @@ subjects as (
     select distinct
         {{ clean_id_type(type_column) }} as id_type,
         {{ column }} as subject_id
-    from {{ landing_relation(node) }}
+    from {{ vault_landing_rows(landing_relation(node)) }}
     {%- else %}
     select
         cast(null as varchar) as id_type,
@@ -137,6 +157,23 @@ pseudonymised as (
 
 ),
 
+new_identifiers as (
+
+    select *
+    from pseudonymised
+    {%- if is_incremental() %}
+    -- only what the vault does not hold yet (everything when it is replaced)
+    where
+        (select is_replaced from vault_replace)
+        or not exists (
+            select 1
+            from {{ this }} as known
+            where known.pseudonym = pseudonymised.pseudonym and known.id_type = pseudonymised.id_type
+        )
+    {%- endif %}
+
+),
+
 final as (
 
     -- Each sealed value is bound to its row (table, pseudonym, id type, key version).
@@ -145,8 +182,9 @@ final as (
         id_type,
         {{ vault_seal("'vault_identifiers'", 'pseudonym', 'id_type', 'id_value') }} as sealed_value,
         {{ key_version() }} as key_version
-    from pseudonymised
+    from new_identifiers
 
 )
 
 select * from final
+{{ vault_scope_markers('id_type', 'pseudonym') }}
