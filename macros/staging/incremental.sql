@@ -291,6 +291,10 @@ where
         ~ "duckdb__landing_batch_state in macros/staging/incremental.sql)") }}
 {%- endmacro %}
 
+{% macro spark__landing_batch_state(source_relation, checksum) -%}
+    {{ not_ported_to_spark('landing_batch_state', 'macros/staging/incremental.sql') }}
+{%- endmacro %}
+
 {% macro duckdb__landing_batch_state(source_relation, checksum) -%}
     select
         _batch_id,
@@ -359,6 +363,10 @@ create or replace table {{ triage_batch_state_relation(this) }} as
 {{ landing_batch_state(source_relation, true) }}
     {%- endif -%}
 {%- endif -%}
+{%- endmacro %}
+
+{#- Spark: nothing recorded; an incremental run is not ported there (spark__triage_scope_markers). -#}
+{% macro spark__triage_record_batch_state() -%}
 {%- endmacro %}
 
 {#- True when any part of a triage key is missing: such rows are grouped per batch. -#}

@@ -145,6 +145,10 @@ vault_replace as (
         ~ "in macros/staging/vault_incremental.sql)") }}
 {%- endmacro %}
 
+{% macro spark__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
+    {{ not_ported_to_spark('vault_scope_markers', 'macros/staging/vault_incremental.sql') }}
+{%- endmacro %}
+
 {% macro duckdb__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
 {%- if is_incremental() %}
 union all by name
