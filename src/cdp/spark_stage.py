@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 import duckdb
 
-from cdp import dbt_invoke, paths, spark_udf
+from cdp import dbt_invoke, paths, spark_json, spark_udf
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import KeyConfigError
 from cdp.plugin import NORMALISER_FUNCTIONS
@@ -47,6 +47,11 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     "stg_crm__customers",
     "stg_shop__orders_triaged",
     "stg_shop__orders",
+    "stg_shop__order_items_triaged",
+    "stg_shop__order_items",
+    "stg_privacy__subject_requests_triaged",
+    "stg_privacy__subject_requests",
+    "stg_rights__request_closures",
 )
 #: The Spark databases a Spark privacy stage writes (seeds, staging) besides the raw ones.
 BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging")
@@ -138,17 +143,21 @@ def load_landing(spark: SparkSession, raw_db: Path) -> dict[str, int]:
 
 
 def register_normalisers(spark: SparkSession) -> None:
-    """The normalisers as Spark Python UDFs of this session, named as the DuckDB plugin names them.
+    """The normalisers as Spark Python UDFs of this session, named as the DuckDB plugin names them,
+    and DuckDB's JSON reading (:mod:`cdp.spark_json`: ``cdp_json_valid``, ``cdp_json_extract_string``).
 
     The same Python functions (:mod:`cdp.normalise`, the plugin's
     :data:`~cdp.plugin.NORMALISER_FUNCTIONS`) as on DuckDB, so the same values; on Spark they
     run in Python workers, once per distinct value (the models' recipe). A view cannot call
     them (they live in this session): the staging models that do are tables, as on DuckDB.
     """
-    from pyspark.sql.types import StringType
+    from pyspark.sql.types import BooleanType, StringType
 
     for name, function in NORMALISER_FUNCTIONS.items():
         spark.udf.register(name, function, StringType())
+    # DuckDB's JSON reading (cdp.spark_json): no Spark builtin reads JSON as DuckDB does.
+    spark.udf.register("cdp_json_valid", spark_json.json_valid, BooleanType())
+    spark.udf.register("cdp_json_extract_string", spark_json.json_extract_string, StringType())
 
 
 def run_privacy_stage(

@@ -43,13 +43,13 @@ typed as (
         {{ normalise_key('request_id') }} as request_id,
         {{ clean_id_type('subject_id_type') }} as subject_id_type,
         {{ normalise_key('subject_id') }} as subject_id_trimmed,
-        coalesce(starts_with(trim(subject_id), 'erased-by:'), false) as is_subject_erased,
+        coalesce({{ text_starts_with('trim(subject_id)', "'erased-by:'") }}, false) as is_subject_erased,
         subject_id,
         lower(trim(request_type)) as request_type,
         upper(trim(jurisdiction)) as jurisdiction,
         received_at,
         details,
-        coalesce(try(json_valid(details)), false) as is_details_valid,
+        {{ json_is_valid('details') }} as is_details_valid,
         coalesce(is_verified, false) as is_verified,
         _loaded_at,
         _batch_id,
@@ -91,11 +91,11 @@ shaped as (
         subject_ids.subject_id_as_typed,
         subject_ids.subject_id_as_email,
         subject_ids.subject_id_as_phone,
-        coalesce(regexp_full_match(typed.subject_id_trimmed, '\+[0-9][0-9 ()-]*'), false) as is_plus_phone_shaped,
+        coalesce({{ regexp_full_match('typed.subject_id_trimmed', '\\+[0-9][0-9 ()-]*') }}, false) as is_plus_phone_shaped,
         coalesce(
-            regexp_full_match(typed.subject_id_trimmed, '[A-Za-z0-9_-]+')
-            and regexp_matches(typed.subject_id_trimmed, '[0-9]')
-            and regexp_matches(typed.subject_id_trimmed, '[A-Za-z]'),
+            {{ regexp_full_match('typed.subject_id_trimmed', '[A-Za-z0-9_-]+') }}
+            and {{ regexp_contains('typed.subject_id_trimmed', '[0-9]') }}
+            and {{ regexp_contains('typed.subject_id_trimmed', '[A-Za-z]') }},
             false
         ) as is_key_shaped
     from typed
@@ -189,9 +189,9 @@ requests as (
 
     select
         *,
-        case when is_details_valid then lower(trim(json_extract_string(details, '$.field'))) end as details_field,
-        case when is_details_valid then json_extract_string(details, '$.value') end as details_value,
-        case when is_details_valid then lower(trim(json_extract_string(details, '$.purpose_code'))) end as details_purpose_code
+        case when is_details_valid then lower(trim({{ json_extract_text('details', '$.field') }})) end as details_field,
+        case when is_details_valid then {{ json_extract_text('details', '$.value') }} end as details_value,
+        case when is_details_valid then lower(trim({{ json_extract_text('details', '$.purpose_code') }})) end as details_purpose_code
     from triaged
 
 ),

@@ -17,8 +17,13 @@
 {%- set destruction_log = none -%}
 {%- set vault_log = none -%}
 {%- if execute -%}
-    {%- set destruction_log = adapter.get_relation(database='raw', schema='audit', identifier='destruction_log') -%}
-    {%- set vault_log = adapter.get_relation(database='vault', schema='main', identifier='reidentification_log') -%}
+    {#- where the sources say (on Spark the databases raw_audit and vault, dbt-spark has no catalogs) -#}
+    {%- set destruction_source = source('raw_audit', 'destruction_log') -%}
+    {%- set vault_source = source('vault_log', 'reidentification_log') -%}
+    {%- set destruction_log = adapter.get_relation(
+        database=destruction_source.database, schema=destruction_source.schema, identifier='destruction_log') -%}
+    {%- set vault_log = adapter.get_relation(
+        database=vault_source.database, schema=vault_source.schema, identifier='reidentification_log') -%}
     {#- a log written before access exports existed has no request_id: nothing to read from it -#}
     {%- if vault_log is not none -%}
         {%- set vault_log_columns = adapter.get_columns_in_relation(vault_log) | map(attribute='name') | list -%}
@@ -41,7 +46,7 @@ with destructions as (
         group by request_id
     {%- else -%}
         select
-            cast(null as varchar) as request_id,
+            cast(null as {{ text_type() }}) as request_id,
             cast(null as timestamp) as closed_at
         where false
     {%- endif %}
@@ -59,7 +64,7 @@ exports as (
         group by request_id
     {%- else -%}
         select
-            cast(null as varchar) as request_id,
+            cast(null as {{ text_type() }}) as request_id,
             cast(null as timestamp) as closed_at
         where false
     {%- endif %}
