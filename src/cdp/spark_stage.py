@@ -52,6 +52,12 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     "stg_privacy__subject_requests_triaged",
     "stg_privacy__subject_requests",
     "stg_rights__request_closures",
+    "stg_web__events_triaged",
+    "stg_web__events",
+    "stg_messaging__message_events_triaged",
+    "stg_messaging__message_events",
+    "stg_privacy__consent_events_triaged",
+    "stg_privacy__consent_events",
 )
 #: The Spark databases a Spark privacy stage writes (seeds, staging) besides the raw ones.
 BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging")

@@ -168,7 +168,7 @@ final as (
             'future_client_time': 'events.received_at is not null and events.event_at > events.received_at + interval 5 minute',
             'missing_client_time': 'events.event_at is null',
             'late_arrival': "events.received_at is not null and events.event_at is not null and events.received_at > events.event_at + interval 1 day",
-            'invalid_properties_json': 'events.properties is not null and not coalesce(try(json_valid(events.properties)), false)',
+            'invalid_properties_json': 'events.properties is not null and not ' ~ json_is_valid('events.properties'),
             'invalid_ip': "nullif(trim(events.ip_address), '') is not null and events.ip_prefix is null",
         }) }} as data_issues,
         {{ key_version() }} as key_version
