@@ -188,7 +188,7 @@ def test_the_profiles_start_spark_with_the_lockdown() -> None:
     profile = yaml.safe_load((paths.PROJECT_ROOT / "profiles.yml").read_text(encoding="utf-8"))
     outputs = profile["cdp"]["outputs"]
     wanted = spark_udf.session_settings()
-    for target in ("spark", "spark_privacy"):
+    for target in ("spark", "spark_privacy", "spark_vault"):
         params = outputs[target]["server_side_parameters"]
         assert outputs[target]["method"] == "session"
         for name, value in wanted.items():

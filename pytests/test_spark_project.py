@@ -4,9 +4,11 @@ One small generated landing zone and one key file. DuckDB: the project's privacy
 ``cdp build`` runs it (seeds, then the models ported to Spark). Spark: ``python -m
 cdp.spark_stage`` in a fresh JVM (the JVM reads the key file named in its environment):
 the landing zone loaded into Spark tables, the keyed functions registered behind the
-lockdown, the same dbt commands on the ``spark_privacy`` target, every relation it made
-written out as Parquet. Every one of them is compared with DuckDB's: the same columns and
-the same rows (pseudonyms included), no tolerance; the raw tables with their types.
+lockdown, the same dbt commands on the ``spark_privacy`` target (the vault models on
+``spark_vault``, with the vault seal), every relation it made written out as Parquet. Every
+one of them is compared with DuckDB's: the same columns and the same rows (pseudonyms and the
+identifiers' sealed blobs included; names, sealed with a random nonce, opened), no tolerance;
+the raw tables with their types.
 """
 
 from __future__ import annotations
@@ -188,6 +190,31 @@ def _value(value: Any) -> Any:
     return value
 
 
+#: Vault tables sealed with a random nonce per row (names): compared opened, not as bytes.
+#: The identifiers' nonce derives from the row and value, so their blobs are compared as bytes.
+RANDOM_NONCE = {"vault_customer_names": ("customer_key", "name_part", "sealed_value")}
+
+
+def _opened(builds: Builds, table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each row with its sealed value replaced by the plaintext (VaultCipher.unseal, which
+    also proves the blob belongs to its row), for a table sealed with random nonces."""
+    from cdp.keys import load_master_key
+    from cdp.vault import VaultCipher
+
+    cipher = VaultCipher.from_master(load_master_key({"CDP_MASTER_KEY_FILE": str(builds.key_file)}))
+    owner, kind, sealed = RANDOM_NONCE[table]
+    columns = list(pq.read_table(builds.dump / f"vault.{table}.parquet").column_names)
+    at = {name: columns.index(name) for name in (owner, kind, sealed)}
+    opened = []
+    for row in rows:
+        cells = list(row)
+        cells[at[sealed]] = cipher.unseal(
+            table, row[at[owner]], row[at[kind]], row[at[sealed]], deterministic=False
+        )
+        opened.append(tuple(cells))
+    return opened
+
+
 def _rows(columns: list[str], rows: list[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(_value(v) for v in row) for row in rows)
 
@@ -229,7 +256,10 @@ def test_spark_builds_every_ported_relation(builds: Builds) -> None:
         f"{spark_stage.raw_database(schema)}.{table}"
         for schema, table in spark_stage.landing_tables(builds.raw_db)
     }
-    wanted = {f"reference.{s}" for s in seeds} | {f"staging.{m}" for m in spark_stage.PORTED_MODELS}
+    wanted = {f"reference.{s}" for s in seeds} | {
+        f"{'vault' if m in spark_stage.VAULT_MODELS else 'staging'}.{m}"
+        for m in spark_stage.PORTED_MODELS
+    }
     assert dumped == wanted | raw
 
 
@@ -243,11 +273,21 @@ def test_every_spark_relation_equals_duckdb_row_for_row(builds: Builds) -> None:
             schema = database.removeprefix("raw_")
             db, relation = builds.raw_db, f'"{schema}"."{table}"'
             assert columns == _duckdb_columns(db, schema, table), name
+        elif database == "vault":  # DuckDB: the vault file, schema main
+            db, relation = builds.root / "vault.duckdb", f'"main"."{table}"'
+            assert columns == _duckdb_columns(db, "main", table), name
         else:
             db, relation = builds.warehouse_db, f'"{database}"."{table}"'
             assert columns == _duckdb_columns(db, database, table), name
-        spark_rows = _rows(columns, [tuple(r.values()) for r in spark.to_pylist()])
-        duck_rows = _rows(columns, _duckdb_rows(db, relation, columns))
+        spark_list = [tuple(r.values()) for r in spark.to_pylist()]
+        duck_list = _duckdb_rows(db, relation, columns)
+        if table in RANDOM_NONCE:
+            spark_list, duck_list = (
+                _opened(builds, table, spark_list),
+                _opened(builds, table, duck_list),
+            )
+        spark_rows = _rows(columns, spark_list)
+        duck_rows = _rows(columns, duck_list)
         only_spark, only_duck = spark_rows - duck_rows, duck_rows - spark_rows
         assert not only_spark and not only_duck, (
             f"{name}: {sum(only_spark.values())} rows only on Spark, e.g. {list(only_spark)[:2]}; "
@@ -260,6 +300,7 @@ def test_every_spark_relation_equals_duckdb_row_for_row(builds: Builds) -> None:
     keys = [k for k in triaged.column("customer_key").to_pylist() if k]
     assert keys and all(k.startswith("v1_") and len(k) == 67 for k in keys)
     assert len(compared) == len(_dumped(builds))
+    assert {"vault.vault_identifiers", "vault.vault_customer_names"} <= set(compared)
 
 
 def test_raw_types_are_kept(builds: Builds) -> None:

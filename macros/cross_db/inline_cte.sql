@@ -20,3 +20,21 @@
 {% macro postgres__inline_cte() -%}
     not materialized
 {%- endmacro %}
+
+{#-
+    Written between a CTE's name and `as (`'s parenthesis: `name as {{ materialized_cte() }} (`.
+    Asks the engine to compute the CTE once and hold its result (DuckDB would otherwise push
+    a filter of its reader into each branch and run the Python normalisers again). An
+    engine without the clause gets nothing and decides for itself (Spark: `materialized`
+    is no keyword there and fails the statement).
+-#}
+{% macro materialized_cte() -%}
+    {{ return(adapter.dispatch('materialized_cte', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+{%- endmacro %}
+
+{% macro duckdb__materialized_cte() -%}
+    materialized
+{%- endmacro %}

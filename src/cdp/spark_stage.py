@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 #: The Spark target of the privacy stage (profiles.yml).
 PRIVACY_TARGET: Final = "spark_privacy"
+#: The Spark target of the vault stage (profiles.yml): the vault models, with the vault seal.
+VAULT_TARGET: Final = "spark_vault"
 
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
@@ -58,9 +60,13 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     "stg_messaging__message_events",
     "stg_privacy__consent_events_triaged",
     "stg_privacy__consent_events",
+    "vault_identifiers",
+    "vault_customer_names",
 )
-#: The Spark databases a Spark privacy stage writes (seeds, staging) besides the raw ones.
-BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging")
+#: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
+VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
+#: The Spark databases a Spark build writes (seeds, staging, vault) besides the raw ones.
+BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "vault")
 
 #: DuckDB column type -> Spark SQL type, for what a landing zone holds. A type not listed
 #: stops the load: a silent conversion (a decimal to a double, a timestamp to text) would
@@ -172,12 +178,17 @@ def run_privacy_stage(
     *,
     extra: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    vault: bool = False,
 ) -> DbtOutcome:
-    """Register the functions on ``spark`` (raises if they cannot be), then ``dbt <args>``."""
-    spark_udf.register(spark, environ=environ)
+    """Register the functions on ``spark`` (raises if they cannot be), then ``dbt <args>``.
+
+    ``vault``: the vault stage (its target, and the vault seal registered too), as ``cdp
+    build`` runs the vault models after the privacy stage on DuckDB.
+    """
+    spark_udf.register(spark, environ=environ, seal=vault)
     register_normalisers(spark)
     return dbt_invoke.invoke(
-        [*args, "--target", PRIVACY_TARGET],
+        [*args, "--target", VAULT_TARGET if vault else PRIVACY_TARGET],
         extra=extra,
         project_dir=str(paths.project_dir()),
     )
@@ -223,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cdp spark-build",
         description="Load the DuckDB landing zone into a local Spark session and build the "
-        "seeds and the models ported to Spark (privacy stage). The JVM reads the master key "
+        "seeds and the models ported to Spark (privacy stage, then vault stage). The JVM reads the master key "
         "from the file named by CDP_MASTER_KEY_FILE.",
     )
     parser.add_argument("--raw-db", type=Path, default=paths.raw_db(), help="landing zone")
@@ -243,8 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
         extra = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
         dbt_vars = ["--vars", args.vars] if args.vars else []
-        for command in (["seed", *dbt_vars], ["run", *dbt_vars, "--select", *PORTED_MODELS]):
-            outcome = run_privacy_stage(spark, command, extra=extra)
+        privacy = [m for m in PORTED_MODELS if m not in VAULT_MODELS]
+        for command, vault in (
+            (["seed", *dbt_vars], False),
+            (["run", *dbt_vars, "--select", *privacy], False),
+            (["run", *dbt_vars, "--select", *VAULT_MODELS], True),
+        ):
+            outcome = run_privacy_stage(spark, command, extra=extra, vault=vault)
             if not outcome.success:
                 print(outcome.output[-6000:], file=sys.stderr)
                 return 1

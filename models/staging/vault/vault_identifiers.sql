@@ -23,7 +23,7 @@
 -- depends_on: {{ ref('channels') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='vault_append',
+    incremental_strategy=('append' if target.type == 'spark' else 'vault_append'),
     unique_key=['pseudonym', 'id_type'],
     post_hook="{{ vault_record_landing_batches() }}",
 ) }}
@@ -54,8 +54,8 @@ raw_identifiers as (
     from (select distinct {{ column }} from {{ vault_landing_rows(landing_relation(node)) }}) as distinct_values
     {%- else %}
     select
-        cast(null as varchar) as id_type,
-        cast(null as varchar) as id_value
+        cast(null as {{ text_type() }}) as id_type,
+        cast(null as {{ text_type() }}) as id_value
     where false
     {%- endfor %}
 
@@ -72,8 +72,8 @@ recipients as (
     from {{ vault_landing_rows(landing_relation(node)) }}
     {%- else %}
     select
-        cast(null as varchar) as id_type,
-        cast(null as varchar) as recipient
+        cast(null as {{ text_type() }}) as id_type,
+        cast(null as {{ text_type() }}) as recipient
     where false
     {%- endfor %}
 
@@ -90,8 +90,8 @@ subjects as (
     from {{ vault_landing_rows(landing_relation(node)) }}
     {%- else %}
     select
-        cast(null as varchar) as id_type,
-        cast(null as varchar) as subject_id
+        cast(null as {{ text_type() }}) as id_type,
+        cast(null as {{ text_type() }}) as subject_id
     where false
     {%- endfor %}
 
@@ -103,12 +103,12 @@ rectified_values as (
     -- the JSON functions raise on malformed text.
     select distinct
         case
-            when coalesce(try(json_valid(details)), false)
-                then lower(trim(json_extract_string(details, '$.field')))
+            when {{ json_is_valid('details') }}
+                then lower(trim({{ json_extract_text('details', '$.field') }}))
         end as id_type,
         case
-            when coalesce(try(json_valid(details)), false)
-                then json_extract_string(details, '$.value')
+            when {{ json_is_valid('details') }}
+                then {{ json_extract_text('details', '$.value') }}
         end as new_value
     from subject_requests
     where lower(trim(request_type)) = 'rectification'
@@ -117,7 +117,7 @@ rectified_values as (
 
 -- MATERIALIZED: otherwise DuckDB pushes the not-null filter below into each branch and
 -- runs every normaliser once for the filter and again for the value (3x the Python calls).
-all_identifiers as materialized (
+all_identifiers as {{ materialized_cte() }} (
 
     select
         id_type,
