@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import os
-import secrets
-import subprocess
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,77 +22,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdp import paths, spark_stage
-from conftest import generate_landing, run_dbt
+from spark_build import Builds, key_file, run_spark_stage
 
 pytestmark = [pytest.mark.spark, pytest.mark.dbt]
 
-CUSTOMERS = 80
-AS_OF = "2026-11-01 00:00:00"
-VARS = "{as_of: '" + AS_OF + "'}"
-
-
-@dataclass
-class Builds:
-    root: Path
-    raw_db: Path
-    warehouse_db: Path
-    dump: Path
-    key_file: Path
-    spark_seconds: float
-
-
-def _key_file(folder: Path) -> Path:
-    folder.mkdir(mode=0o700)
-    key = folder / "master.key"
-    key.write_text(secrets.token_urlsafe(48))
-    key.chmod(0o600)
-    return key
-
-
-def _spark_env(key_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CDP_MASTER_KEY"}
-    env.update({"CDP_MASTER_KEY_FILE": str(key_file), "TZ": "UTC"})
-    return env
-
-
-def _spark_stage(
-    root: Path, raw_db: Path, key_file: Path, *more: str
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cdp.spark_stage", "--raw-db", str(raw_db)]
-    command += ["--workdir", str(root), "--vars", VARS, *more]
-    return subprocess.run(
-        command, capture_output=True, text=True, env=_spark_env(key_file), timeout=900, check=False
-    )
-
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
-    import time
-
-    root = tmp_path_factory.mktemp("spark_project")
-    raw_db, key_file = root / "raw.duckdb", _key_file(root / "keys")
-    generate_landing(raw_db, root / "truth.duckdb", customers=CUSTOMERS)
-    env = {
-        "CDP_MASTER_KEY_FILE": str(key_file),
-        "CDP_RAW_DB": str(raw_db),
-        "CDP_WAREHOUSE_DB": str(root / "warehouse.duckdb"),
-        "CDP_VAULT_DB": str(root / "vault.duckdb"),
-        "CDP_EVIDENCE_DIR": str(root / "evidence"),
-        "CDP_PUBLISHED_DIR": str(root / "published"),
-        "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
-    }
-    for args in (
-        ["seed", "--vars", VARS],
-        ["run", "--vars", VARS, "--select", *spark_stage.PORTED_MODELS],
-    ):
-        result = run_dbt(args, env, root / "duckdb")
-        assert result.success, result.output[-4000:]
-    started = time.monotonic()
-    done = _spark_stage(root / "spark", raw_db, key_file, "--dump", str(root / "dump"))
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
-    return Builds(
-        root, raw_db, root / "warehouse.duckdb", root / "dump", key_file, time.monotonic() - started
-    )
+def builds(spark_builds: Builds) -> Builds:
+    """The shared build (conftest ``spark_builds``, pytests/spark_build.py)."""
+    return spark_builds
 
 
 def _value(value: Any) -> Any:
@@ -202,9 +135,9 @@ def test_raw_types_are_kept(builds: Builds) -> None:
 
 def test_a_failing_registration_fails_the_build(builds: Builds, tmp_path: Path) -> None:
     """A key file the JVM refuses (group-readable): nothing is built, the reason is given."""
-    bad = _key_file(tmp_path / "keys")
+    bad = key_file(tmp_path / "keys")
     bad.chmod(0o640)
-    done = _spark_stage(tmp_path / "spark", builds.raw_db, bad)
+    done = run_spark_stage(tmp_path / "spark", builds.raw_db, bad)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "accessible to group or others" in done.stderr
     warehouse = tmp_path / "spark" / "spark-warehouse"
