@@ -79,22 +79,38 @@ def keyed_models(target: Path) -> dict[str, str]:
     """unique_id -> compiled SQL of each model of the last run that calls a keyed function.
 
     From dbt's ``run_results.json`` (what ran, and its compiled SQL) and ``manifest.json``
-    (which macros each model calls, and which macros those call).
+    (which macros each model and each ephemeral model it inlines calls, and which macros
+    those call).
     """
     manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
     results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    nodes: dict[str, dict[str, Any]] = manifest["nodes"]
     macro_edges = {
         name: macro.get("depends_on", {}).get("macros", [])
         for name, macro in manifest["macros"].items()
     }
+    # An ephemeral model's SQL is inlined into the models that ref it: so are its calls.
+    inlined = {
+        name: [
+            parent
+            for parent in node.get("depends_on", {}).get("nodes", [])
+            if nodes.get(parent, {}).get("config", {}).get("materialized") == "ephemeral"
+        ]
+        for name, node in nodes.items()
+    }
     found: dict[str, str] = {}
     for result in results["results"]:
         unique_id = result["unique_id"]
-        node: dict[str, Any] = manifest["nodes"].get(unique_id, {})
-        if node.get("resource_type") != "model" or not result.get("compiled_code"):
+        if nodes.get(unique_id, {}).get("resource_type") != "model":
             continue
-        calls = _closure(node.get("depends_on", {}).get("macros", []), macro_edges)
-        if calls.intersection(KEYED_MACROS):
+        if not result.get("compiled_code"):
+            continue
+        macros = [
+            macro
+            for name in _closure([unique_id], inlined)
+            for macro in nodes[name].get("depends_on", {}).get("macros", [])
+        ]
+        if _closure(macros, macro_edges).intersection(KEYED_MACROS):
             found[unique_id] = str(result["compiled_code"])
     return found
 
