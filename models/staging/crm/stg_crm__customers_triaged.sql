@@ -4,8 +4,9 @@
     (names are sealed in the vault for subject access only).
 
     In flight, before pseudonymisation: the CRM export typed, normalised and
-    triaged. A record changed in the CRM is exported again: the version with
-    the latest updated_at is kept.
+    triaged (crm_customers_triage, shared with vault_customer_names). A record
+    changed in the CRM is exported again: the version with the latest
+    updated_at is kept.
 
     Incremental by triage group, like the event models (docs/decisions.md, 33
     and 65): a run triages again only the customers with a row in a new or
@@ -61,11 +62,7 @@ normalised as {{ inline_cte() }} (
         coalesce(source.is_deleted, false) as is_deleted,
         source._loaded_at,
         source._batch_id,
-        {{ triage_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
-            'source.last_name', 'source.middle_name', 'source.birth_date', 'source.gender', 'source.city',
-            'source.postal_code', 'source.address', 'source.country_code', 'source.passport_number',
-            'source.loyalty_card_number', 'source.created_at', 'source.updated_at',
-            'source.is_deleted']) }} as _row_fingerprint
+        {{ triage_fingerprint(crm_customers_fingerprint_columns('source')) }} as _row_fingerprint
     from triage_rows as source  -- noqa: RF04
     left join emails
         on source.email is not distinct from emails.email
@@ -78,13 +75,7 @@ normalised as {{ inline_cte() }} (
 
 triaged as (
 
-    {{ triage(
-        from_cte='normalised',
-        reject_reason="case when customer_id is null then 'missing_key' end",
-        copy_columns=['_row_fingerprint'],
-        key_columns=['customer_id'],
-        version_order='updated_at desc nulls last, created_at desc nulls last'
-    ) }}
+    {{ crm_customers_triage('normalised') }}
 
 ),
 

@@ -4,9 +4,9 @@
     leave staging otherwise.
 
     In flight (never materialised): every raw CRM row's customer id and names,
-    normalised, triaged as stg_crm__customers_triaged triages them (same key,
-    fingerprint columns and version order), so the row kept here is the row
-    kept there; the names of the kept rows are sealed.
+    normalised, triaged as stg_crm__customers_triaged triages them (the same
+    macros: crm_customers_fingerprint_columns and crm_customers_triage), so the
+    row kept here is the row kept there; the names of the kept rows are sealed.
 
     Incremental (docs/decisions.md, 65): while the CRM export only grows, a run
     triages again the customers with a row in a batch that is new since the
@@ -76,11 +76,7 @@ normalised as (
         source.updated_at,
         source._loaded_at,
         source._batch_id,
-        {{ row_fingerprint(['source.customer_id', 'source.email', 'source.phone', 'source.first_name',
-            'source.last_name', 'source.middle_name', 'source.birth_date', 'source.gender', 'source.city',
-            'source.postal_code', 'source.address', 'source.country_code', 'source.passport_number',
-            'source.loyalty_card_number', 'source.created_at', 'source.updated_at',
-            'source.is_deleted']) }} as _row_fingerprint
+        {{ row_fingerprint(crm_customers_fingerprint_columns('source')) }} as _row_fingerprint
     from source
     left join first_names
         on source.first_name is not distinct from first_names.first_name
@@ -93,13 +89,7 @@ normalised as (
 
 triaged as (
 
-    {{ triage(
-        from_cte='normalised',
-        reject_reason="case when customer_id is null then 'missing_key' end",
-        copy_columns=['_row_fingerprint'],
-        key_columns=['customer_id'],
-        version_order='updated_at desc nulls last, created_at desc nulls last'
-    ) }}
+    {{ crm_customers_triage('normalised') }}
 
 ),
 
