@@ -134,7 +134,7 @@ test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: k
 	$(SPARK_BIN)/python -m pytest -m spark -n 0
 
 lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
-	(echo "# Spark: the project's environment plus dbt-spark (session) and pyspark. Regenerate: make lock-spark"; \
+	(echo "# Spark: the project's environment plus dbt-spark (session; PyHive for the thrift method) and pyspark. Regenerate: make lock-spark"; \
 	 echo "-r requirements.txt"; \
 	 $(SPARK_BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' \
 	   | grep -vxF -f <(grep -v '^#' requirements.txt)) > requirements-spark.txt

@@ -59,7 +59,7 @@ DbtResult = DbtOutcome
 # subprocess (the second rule does not see those).
 
 #: Fixtures that build with dbt (shared by every module).
-DBT_FIXTURES = frozenset({"built", "evidenced"})
+DBT_FIXTURES = frozenset({"built", "evidenced", "spark_builds"})
 
 
 # --------------------------------------------------------------------------- opt-in markers
@@ -433,3 +433,13 @@ def evidenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenced]:
     workspace = shared_build(tmp_path_factory, "evidenced", _build_history)
     kept = [workspace.root / f"run_results_{n}.json" for n in range(1, len(HISTORY_AS_OF) + 1)]
     yield Evidenced(workspace, Path(workspace.env["CDP_EVIDENCE_DIR"]), kept)
+
+
+@pytest.fixture(scope="session")
+def spark_builds(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One landing zone built on DuckDB and, audited, on Spark (pytests/spark_build.py); once
+    per run, for the comparison (test_spark_project.py) and the key-leak scan
+    (test_spark_leaks.py). Spark tests run in one process (``-n 0``), so once is once."""
+    import spark_build
+
+    return spark_build.make_builds(tmp_path_factory.mktemp("spark_project"))

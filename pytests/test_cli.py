@@ -133,6 +133,7 @@ OLD_ENTRY_POINTS = {
     "quality": "python -m cdp.gx_checkpoint",
     "disclosure-audit": "python -m cdp.disclosure_audit",
     "spark-build": "python -m cdp.spark_stage",
+    "spark-thrift": "python -m cdp.spark_thrift",
 }
 
 

@@ -12,7 +12,6 @@ key and the HMAC pads, in raw bytes, hex, base64 and SQL literal spellings.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import stat
@@ -29,8 +28,9 @@ import pytest
 from cdp import dbt_invoke, keys, paths, stages, vault
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import MasterKey, pseudonym_key
-from cdp.pseudonym import _IPAD, _OPAD, blob_literal, hmac_pads, pseudonym_macro_sql
+from cdp.pseudonym import _IPAD, _OPAD, pseudonym_macro_sql
 from conftest import Workspace, copy_workspace, environment, generate_landing, make_workspace
+from key_scan import key_markers as shared_key_markers
 
 pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
@@ -56,30 +56,10 @@ def _master(ws: Workspace) -> MasterKey:
 
 
 def key_markers(ws: Workspace) -> list[bytes]:
-    """Every spelling of the key, the derived keys and the HMAC pads an attacker could find."""
-    master = _master(ws)
-    secrets_: list[bytes] = [ws.key.encode(), master.secret]
-    derived = [pseudonym_key(master, d) for d in keys.DOMAINS]
-    derived += [
-        keys.vault_encryption_key(master),
-        keys.vault_nonce_key(master),
-        keys.vault_log_key(master),
-    ]
-    secrets_ += derived
-    for key in derived[: len(keys.DOMAINS)]:
-        secrets_ += list(hmac_pads(key))
-    markers: list[bytes] = []
-    for raw in secrets_:
-        markers += [
-            raw,
-            raw.hex().encode(),
-            raw.hex().upper().encode(),
-            base64.b64encode(raw).rstrip(b"="),
-            base64.urlsafe_b64encode(raw).rstrip(b"="),
-        ]
-        if len(raw) == 64:  # a pad: as the old macro spelled it
-            markers.append(blob_literal(raw)[1:60].encode())
-    return [m for m in markers if len(m) >= 16]
+    """Every spelling of the key, the derived keys and the HMAC pads an attacker could find
+    (:mod:`key_scan`, shared with the Spark scans), and the variable's text as set."""
+    markers = shared_key_markers(_master(ws), extra={"variable": ws.key.encode()})
+    return list(markers.values())
 
 
 def scan(folders: Sequence[Path], markers: Sequence[bytes]) -> tuple[int, list[str]]:

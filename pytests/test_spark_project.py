@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import os
-import secrets
-import subprocess
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,153 +24,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdp import paths, spark_stage
-from conftest import generate_landing, run_dbt
+from spark_build import Builds, key_file, run_spark_stage
 
 pytestmark = [pytest.mark.spark, pytest.mark.dbt]
 
-CUSTOMERS = 80
-AS_OF = "2026-11-01 00:00:00"
-VARS = "{as_of: '" + AS_OF + "'}"
-
-
-@dataclass
-class Builds:
-    root: Path
-    raw_db: Path
-    warehouse_db: Path
-    dump: Path
-    key_file: Path
-    spark_seconds: float
-
-
-def _key_file(folder: Path) -> Path:
-    folder.mkdir(mode=0o700)
-    key = folder / "master.key"
-    key.write_text(secrets.token_urlsafe(48))
-    key.chmod(0o600)
-    return key
-
-
-#: Subject requests added to the generated landing zone as a batch of their own: the shapes
-#: where DuckDB and Spark read text differently, which 80 generated customers hardly ever
-#: produce. Subject ids that match a pattern only in part, or before a final line break
-#: (request_id, subject_id_type, subject_id; an access request, details '{}'):
-HOSTILE_SUBJECTS: tuple[tuple[str, str, str], ...] = (
-    ("DSR-9000001", "email", "abc123"),
-    ("DSR-9000002", "email", "abc 123x"),
-    ("DSR-9000003", "customer_id", "+7 (900) 123-45-67"),
-    ("DSR-9000004", "phone", "AB12\n"),
-    ("DSR-9000005", "phone", "x+79001234567"),
-    ("DSR-9000006", "email", "erased-by:DSR-0000002"),
-)
-#: Details DuckDB reads as JSON and Spark's builtins do not, or the reverse (trailing comma,
-#: text after the value, duplicate keys, NaN), and values that are no string (request_id,
-#: request_type, details; the subject a customer id):
-HOSTILE_DETAILS: tuple[tuple[str, str, str | None], ...] = (
-    ("DSR-9000010", "rectification", '{"field": "email", "value": "New.Person@Example.com",}'),
-    ("DSR-9000011", "rectification", '{"field": "phone", "value": "+7 900 123 45 67"} trailing'),
-    (
-        "DSR-9000012",
-        "rectification",
-        '{"field": "email", "field": "phone", "value": "89007654321"}',
-    ),
-    ("DSR-9000013", "rectification", '{"field": "phone", "value": NaN}'),
-    ("DSR-9000014", "rectification", '{"field": "email", "value": {"a": 1}}'),
-    ("DSR-9000015", "rectification", '{"field": " Email ", "value": "x.y@mail.ru"}'),
-    ("DSR-9000016", "rectification", '{"field": "phone", "value": 79007654321}'),
-    ("DSR-9000017", "objection", '{"purpose_code": " Marketing_Email ",}'),
-    ("DSR-9000018", "objection", '[{"purpose_code": "profiling"}]'),
-    ("DSR-9000019", "rectification", None),
-)
-
-
-def plant_landing(raw_db: Path) -> None:
-    """Add the hostile requests (batch ``batch_spark``) and a destruction log, as the purge writes
-    it, closing two of them (stg_rights__request_closures reads it) to the landing zone."""
-    from cdp.purge.records import LOG_COLUMNS
-
-    loaded, received = dt.datetime(2026, 10, 30, 12), dt.datetime(2026, 10, 20, 9, 30)
-    con = duckdb.connect(str(raw_db))
-    try:
-        requests: list[tuple[str, str, str, str, str | None]] = [
-            (r, t, s, "access", "{}") for r, t, s in HOSTILE_SUBJECTS
-        ]
-        requests += [(r, "customer_id", "C-HOSTILE-1", k, d) for r, k, d in HOSTILE_DETAILS]
-        for request_id, id_type, subject, request_type, details in requests:
-            con.execute(
-                "insert into privacy.subject_requests (request_id, subject_id_type, subject_id, "
-                "request_type, jurisdiction, received_at, details, is_verified, _loaded_at, "
-                "_batch_id) values (?, ?, ?, ?, 'EU', ?, ?, true, ?, 'batch_spark')",
-                [request_id, id_type, subject, request_type, received, details, loaded],
-            )
-        columns = ", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS)
-        con.execute("create schema if not exists audit")
-        con.execute(f"create table audit.destruction_log ({columns})")
-        for number, (closed, reason, destroyed) in enumerate(
-            (
-                ("DSR-9000003", "erasure_request", dt.datetime(2026, 10, 25, 8)),
-                ("DSR-9000003", "erasure_request", dt.datetime(2026, 10, 24, 8)),
-                ("DSR-9000006", "erasure_request", dt.datetime(2026, 10, 26, 8)),
-                (None, "retention_expired", dt.datetime(2026, 10, 26, 9)),
-                ("DSR-9000001", "inactivity_limit", dt.datetime(2026, 10, 26, 9)),
-            )
-        ):
-            con.execute(
-                "insert into audit.destruction_log (destruction_id, run_id, destroyed_at, as_of, "
-                "source_table, data_category, reason, method, row_count, keep_until, operator, "
-                "tool, request_id) values (?, 'run-1', ?, ?, 'privacy.subject_requests', "
-                "'subject_requests', ?, 'delete_rows', 1, ?, 'test', 'purge', ?)",
-                [f"d-{number}", destroyed, destroyed, reason, destroyed, closed],
-            )
-    finally:
-        con.close()
-
-
-def _spark_env(key_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CDP_MASTER_KEY"}
-    env.update({"CDP_MASTER_KEY_FILE": str(key_file), "TZ": "UTC"})
-    return env
-
-
-def _spark_stage(
-    root: Path, raw_db: Path, key_file: Path, *more: str
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cdp.spark_stage", "--raw-db", str(raw_db)]
-    command += ["--workdir", str(root), "--vars", VARS, *more]
-    return subprocess.run(
-        command, capture_output=True, text=True, env=_spark_env(key_file), timeout=900, check=False
-    )
-
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
-    import time
-
-    root = tmp_path_factory.mktemp("spark_project")
-    raw_db, key_file = root / "raw.duckdb", _key_file(root / "keys")
-    generate_landing(raw_db, root / "truth.duckdb", customers=CUSTOMERS)
-    plant_landing(raw_db)
-    env = {
-        "CDP_MASTER_KEY_FILE": str(key_file),
-        "CDP_RAW_DB": str(raw_db),
-        "CDP_WAREHOUSE_DB": str(root / "warehouse.duckdb"),
-        "CDP_VAULT_DB": str(root / "vault.duckdb"),
-        "CDP_EVIDENCE_DIR": str(root / "evidence"),
-        "CDP_PUBLISHED_DIR": str(root / "published"),
-        "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
-    }
-    for args in (
-        ["seed", "--vars", VARS],
-        ["run", "--vars", VARS, "--select", *spark_stage.PORTED_MODELS],
-    ):
-        result = run_dbt(args, env, root / "duckdb")
-        assert result.success, result.output[-4000:]
-    started = time.monotonic()
-    done = _spark_stage(root / "spark", raw_db, key_file, "--dump", str(root / "dump"))
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
-    return Builds(
-        root, raw_db, root / "warehouse.duckdb", root / "dump", key_file, time.monotonic() - started
-    )
+def builds(spark_builds: Builds) -> Builds:
+    """The shared build (conftest ``spark_builds``, pytests/spark_build.py)."""
+    return spark_builds
 
 
 def _value(value: Any) -> Any:
@@ -319,9 +176,9 @@ def test_raw_types_are_kept(builds: Builds) -> None:
 
 def test_a_failing_registration_fails_the_build(builds: Builds, tmp_path: Path) -> None:
     """A key file the JVM refuses (group-readable): nothing is built, the reason is given."""
-    bad = _key_file(tmp_path / "keys")
+    bad = key_file(tmp_path / "keys")
     bad.chmod(0o640)
-    done = _spark_stage(tmp_path / "spark", builds.raw_db, bad)
+    done = run_spark_stage(tmp_path / "spark", builds.raw_db, bad)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "accessible to group or others" in done.stderr
     warehouse = tmp_path / "spark" / "spark-warehouse"

@@ -20,7 +20,6 @@ Without Java, pyspark or the jar these tests fail (they are not skipped).
 
 from __future__ import annotations
 
-import base64
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -36,10 +35,11 @@ from hypothesis import strategies as st
 from cdp import keys, spark_udf
 from cdp.keys import DOMAINS, ENV_KEY, ENV_KEY_FILE, ENV_KEY_VERSION, MasterKey, pseudonym_key
 from cdp.plugin import KEY_VERSION_FUNCTION, PSEUDONYM_FUNCTIONS, SEAL_FUNCTION
-from cdp.pseudonym import hmac_pads, pseudonym
+from cdp.pseudonym import pseudonym
 from cdp.spark_udf import SparkRegistrationError
 from cdp.vault import VaultCipher, VaultTampered
 from conftest import environment
+from key_scan import files_under, key_markers, scan_files
 from test_hostile import building_blocks, unicode_text, very_long
 
 pytestmark = pytest.mark.spark
@@ -512,33 +512,6 @@ def test_python_side_failures_are_clear(scene: Scene, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the key-leak scan
 
 
-def key_markers(master: MasterKey) -> dict[str, bytes]:
-    """Every spelling of the master key and the derived keys (and their HMAC pads)."""
-    named: dict[str, bytes] = {
-        "master key": master.secret,
-        "vault key": keys.vault_encryption_key(master),
-        "vault nonce key": keys.vault_nonce_key(master),
-    }
-    for domain in DOMAINS:
-        derived = pseudonym_key(master, domain)
-        named[f"{domain} key"] = derived
-        ipad, opad = hmac_pads(derived)
-        named[f"{domain} ipad"] = ipad
-        named[f"{domain} opad"] = opad
-    markers: dict[str, bytes] = {}
-    for name, raw in named.items():
-        signed = [b - 256 if b > 127 else b for b in raw]
-        markers |= {
-            f"{name} (raw)": raw,
-            f"{name} (hex)": raw.hex().encode(),
-            f"{name} (HEX)": raw.hex().upper().encode(),
-            f"{name} (base64)": base64.b64encode(raw).rstrip(b"="),
-            f"{name} (base64url)": base64.urlsafe_b64encode(raw).rstrip(b"="),
-            f"{name} (java bytes)": str(signed)[1:-1].encode(),
-        }
-    return {name: m for name, m in markers.items() if len(m) >= 16}
-
-
 @dataclass
 class Artifacts:
     """Everything a Spark session leaves that could hold key material."""
@@ -561,25 +534,16 @@ class Artifacts:
         self.dump("conf.txt", "\n".join(sorted(conf)))
 
     def files(self) -> list[Path]:
-        root = self.scene.root
-        out = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
-        return sorted(p for p in out if root / "key" not in p.parents)
+        return files_under(self.scene.root, exclude=[self.scene.root / "key"])
 
     def sizes(self) -> dict[Path, int]:
         return {p: p.stat().st_size for p in self.files()}
 
     def scan(self, since: dict[Path, int] | None = None) -> tuple[list[Path], list[str]]:
         """(files scanned, 'file: marker' per hit); with ``since``, only what was added."""
-        markers = key_markers(self.scene.master)
-        hits: list[str] = []
         files = self.files()
-        for path in files:
-            data = path.read_bytes()
-            if since is not None and since.get(path, 0) <= len(data):
-                data = data[since.get(path, 0) :]
-            rel = path.relative_to(self.scene.root)
-            hits += [f"{rel}: {name}" for name, m in markers.items() if m in data]
-        return files, hits
+        markers = key_markers(self.scene.master)
+        return files, scan_files(files, markers, root=self.scene.root, since=since)
 
 
 def _kinds(files: Sequence[Path], root: Path) -> set[str]:

@@ -7,7 +7,7 @@
 Every other tool of the package is a subcommand too, run by its module's own
 ``main`` (:data:`DELEGATED`; ``cdp --help`` lists them, ``cdp NAME --help``
 shows each one's options): publish, generate, purge, erase, access, vault,
-keys, rotate, evidence, pack, gate, quality, disclosure-audit, spark-build.
+keys, rotate, evidence, pack, gate, quality, disclosure-audit, spark-build, spark-thrift.
 
 dbt runs in-process (dbtRunner). Every check happens before dbt opens a
 database file, so a configuration error writes nothing.
@@ -219,6 +219,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "spark-build": (
         "cdp.spark_stage",
         "load the landing zone into local Spark and build the part ported to Spark (.venv-spark)",
+    ),
+    "spark-thrift": (
+        "cdp.spark_thrift",
+        "serve the privacy stage's Spark session over Thrift on 127.0.0.1 (.venv-spark)",
     ),
 }
 

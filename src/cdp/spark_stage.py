@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 import duckdb
 
-from cdp import dbt_invoke, paths, spark_json, spark_udf
+from cdp import dbt_invoke, paths, spark_audit, spark_json, spark_udf
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import KeyConfigError
 from cdp.plugin import NORMALISER_FUNCTIONS
@@ -104,9 +104,13 @@ def raw_database(schema: str) -> str:
     return f"raw_{schema}"
 
 
-def start_session(workdir: Path, conf: Mapping[str, str] | None = None) -> SparkSession:
+def start_session(
+    workdir: Path, conf: Mapping[str, str] | None = None, java_options: str = ""
+) -> SparkSession:
     """The local session of a Spark build: warehouse and metastore in ``workdir``, locked down."""
-    return spark_udf.local_session(workdir, app_name="cdp-spark-build", conf=conf)
+    return spark_udf.local_session(
+        workdir, app_name="cdp-spark-build", conf=conf, java_options=java_options
+    )
 
 
 def landing_tables(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
@@ -241,11 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="warehouse, metastore, target")
     parser.add_argument("--dump", type=Path, help="write every built relation here as Parquet")
     parser.add_argument("--vars", default=None, help="dbt --vars (e.g. \"{as_of: '...'}\")")
+    parser.add_argument(
+        "--audit",
+        type=Path,
+        help="leave the key-leak audit's trail here: the event log and tables uncompressed, "
+        "Spark's log, EXPLAIN of the models that call a keyed function (cdp.spark_audit)",
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir.resolve()
-    spark = start_session(workdir, conf=workdir_settings(workdir))
-    spark.sparkContext.setLogLevel("ERROR")
+    conf, options = workdir_settings(workdir), ""
+    if args.audit:
+        audit = args.audit.resolve()
+        conf, options = {**conf, **spark_audit.session_conf(audit)}, spark_audit.java_options(audit)
+    spark = start_session(workdir, conf=conf, java_options=options)
+    if not args.audit:
+        spark.sparkContext.setLogLevel("ERROR")
     try:
         # The functions first (their check reads the key as the JVM does): a key the JVM
         # refuses stops the build before anything is loaded or written.
@@ -264,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not outcome.success:
                 print(outcome.output[-6000:], file=sys.stderr)
                 return 1
+        if args.audit:
+            spark_audit.explain_models(spark, workdir / "target", args.audit.resolve())
         if args.dump:
             databases = [
                 *BUILT_DATABASES,

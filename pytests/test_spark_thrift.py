@@ -1,0 +1,255 @@
+"""dbt's Thrift target against a real Spark Thrift Server (issue 19).
+
+The server is ``python -m cdp.spark_thrift``: the product's locked-down session with the keyed
+functions and the normalisers registered, the shared build's landing zone loaded, served over
+Thrift in one shared session (``spark.sql.hive.thriftServer.singleSession``). dbt runs in this
+process, through dbt-spark's ``thrift`` method (PyHive), on the ``spark_thrift_privacy``
+target: the same seed and run commands as ``cdp spark-build``. Then:
+
+* every relation it built equals the session build's (conftest ``spark_builds``): the same
+  columns and types, the same rows, pseudonyms included;
+* an analyst's own Thrift connection cannot read the key file (the lockdown holds for every
+  statement the server plans); against a planted weak server (plain Spark's Thrift server: no
+  lockdown, a session per connection) the same SQL reads the key, and the keyed functions
+  registered on the driver's session are not there for a connection (so single-session
+  mode is what makes the functions reachable, not an accident);
+* nothing the server or dbt wrote holds key material (:mod:`key_scan`).
+
+This file also runs as a script (the weak server, in its own JVM).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from cdp import dbt_invoke, keys, paths, spark_stage
+from conftest import environment
+from key_scan import files_under, key_markers, scan_files
+from spark_build import VARS, Builds, spark_env
+
+pytestmark = [pytest.mark.spark, pytest.mark.dbt]
+
+READY = "cdp: thrift server ready on"
+TARGET = "spark_thrift_privacy"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    out: Path
+    err: Path
+
+    def stop(self) -> int:
+        """Close its standard input (it dumps, if asked, and stops); its exit code."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            return self.process.wait(timeout=300)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+def _start(command: list[str], folder: Path, key_file: Path, port: int) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    out, err = folder / "server.out", folder / "server.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            env=spark_env(key_file),
+        )
+    server = Server(process, port, out, err)
+    deadline = time.monotonic() + 600
+    while READY not in out.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(f"the thrift server did not start:\n{err.read_text()[-6000:]}")
+        time.sleep(1)
+    return server
+
+
+def _connect(port: int) -> Any:
+    from pyhive import hive
+
+    return hive.connect(host="127.0.0.1", port=port, username="analyst")
+
+
+def _attempt(port: int, statement: str) -> str:
+    """The rows of ``statement`` on a new connection as text, or ``error: <message>``."""
+    connection = _connect(port)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(statement)
+        return repr(cursor.fetchall())
+    except Exception as exc:  # PyHive raises OperationalError with the server's message
+        return f"error: {exc}"
+    finally:
+        connection.close()
+
+
+@dataclass
+class ThriftBuild:
+    root: Path
+    dump: Path
+    port: int
+    attacks: dict[str, str]
+    outcomes: list[dbt_invoke.DbtOutcome]
+
+
+def _attacks(key_file: Path) -> dict[str, str]:
+    return {
+        "select from a file path": f"select * from text.`{key_file}`",
+        "a table located at the key folder": (
+            f"create table t_key using text location '{key_file.parent}'"
+        ),
+        "java_method": "select java_method('java.lang.System', 'getenv', 'CDP_MASTER_KEY_FILE')",
+    }
+
+
+@pytest.fixture(scope="module")
+def thrift_build(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> ThriftBuild:
+    root = tmp_path_factory.mktemp("spark_thrift")
+    port = _free_port()
+    command = [sys.executable, "-m", "cdp.spark_thrift", "--workdir", str(root / "server")]
+    command += ["--port", str(port), "--raw-db", str(spark_builds.raw_db)]
+    command += ["--dump", str(root / "dump"), "--audit", str(root / "server" / "audit")]
+    server = _start(command, root / "server", spark_builds.key_file, port)
+    outcomes = []
+    try:
+        env = {"CDP_SPARK_HOST": "127.0.0.1", "CDP_SPARK_PORT": str(port)}
+        extra = ["--target-path", str(root / "client" / "target")]
+        extra += ["--log-path", str(root / "client" / "logs")]
+        # dbt itself holds no key on this target: the server's JVM reads the file.
+        with environment(env, drop=[keys.ENV_KEY, keys.ENV_KEY_FILE]):
+            for args in (
+                ["seed", "--vars", VARS],
+                ["run", "--vars", VARS, "--select", *spark_stage.PORTED_MODELS],
+            ):
+                outcome = dbt_invoke.invoke(
+                    [*args, "--target", TARGET], extra=extra, project_dir=str(paths.project_dir())
+                )
+                outcomes.append(outcome)
+                assert outcome.success, outcome.output[-6000:]
+        attacks = {
+            name: _attempt(port, sql) for name, sql in _attacks(spark_builds.key_file).items()
+        }
+    finally:
+        code = server.stop()
+    assert code == 0, server.err.read_text()[-6000:]
+    return ThriftBuild(root, root / "dump", port, attacks, outcomes)
+
+
+def _rows(path: Path) -> list[str]:
+    return sorted(repr(tuple(row.values())) for row in pq.read_table(path).to_pylist())
+
+
+def test_dbt_over_thrift_builds_what_the_session_build_builds(
+    spark_builds: Builds, thrift_build: ThriftBuild
+) -> None:
+    session = {
+        p.stem: p
+        for p in spark_builds.dump.glob("*.parquet")
+        if p.stem.split(".", 1)[0] in spark_stage.BUILT_DATABASES
+    }
+    thrift = {p.stem: p for p in thrift_build.dump.glob("*.parquet")}
+    assert thrift.keys() == session.keys()
+    assert {f"staging.{m}" for m in spark_stage.PORTED_MODELS} <= thrift.keys()
+    for name, path in thrift.items():
+        assert pq.read_schema(path) == pq.read_schema(session[name]), name
+        rows = _rows(path)
+        assert rows and rows == _rows(session[name]), name
+    keys_ = pq.read_table(thrift["staging.stg_crm__customers_triaged"]).column("customer_key")
+    assert any(k and k.startswith("v1_") for k in keys_.to_pylist())  # pseudonyms compared
+
+
+def test_the_lockdown_holds_over_thrift(spark_builds: Builds, thrift_build: ThriftBuild) -> None:
+    secret = spark_builds.key_file.read_text().strip()
+    for name, outcome in thrift_build.attacks.items():
+        assert outcome.startswith("error: "), (name, outcome)
+        assert "cdp: " in outcome or "TABLE_OR_VIEW_NOT_FOUND" in outcome, (name, outcome)
+        assert secret not in outcome, name
+
+
+def test_nothing_the_thrift_build_wrote_holds_key_material(
+    spark_builds: Builds, thrift_build: ThriftBuild
+) -> None:
+    files = files_under(thrift_build.root)
+    master = keys.load_master_key({keys.ENV_KEY_FILE: str(spark_builds.key_file)})
+    assert scan_files(files, key_markers(master), root=thrift_build.root) == []
+    trace = b"cdp_pseudonym_identity"
+    for where in ("client/logs", "client/target/run", "server/audit/events"):
+        scanned = [p for p in files if (thrift_build.root / where) in p.parents]
+        assert any(trace in p.read_bytes() for p in scanned), where
+
+
+# --------------------------------------------------------------------------- planted weak
+
+
+@pytest.fixture(scope="module")
+def weak_server(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    root = tmp_path_factory.mktemp("spark_thrift_weak")
+    port = _free_port()
+    command = [sys.executable, __file__, str(root / "server"), str(port)]
+    server = _start(command, root / "server", spark_builds.key_file, port)
+    try:
+        yield port
+    finally:
+        server.stop()
+
+
+def test_a_weak_thrift_server_gives_the_key_away(spark_builds: Builds, weak_server: int) -> None:
+    """Plain Spark's Thrift server: a connection reads the key file; and without single-session
+    mode a connection does not see the functions the driver registered."""
+    secret = spark_builds.key_file.read_text().strip()
+    read = _attempt(weak_server, _attacks(spark_builds.key_file)["select from a file path"])
+    assert secret in read
+    called = _attempt(weak_server, "select cdp_key_version()")
+    assert called.startswith("error: ") and "UNRESOLVED_ROUTINE" in called, called
+
+
+def _weak(workdir: Path, port: int) -> None:  # pragma: no cover - runs as a script
+    """A Thrift server on a plain session (no lockdown, a session per connection), the keyed
+    functions registered on the driver's session as the product registers them."""
+    from cdp import spark_thrift, spark_udf
+
+    settings = {**spark_stage.workdir_settings(workdir), **spark_thrift.thrift_settings(port)}
+    settings["spark.sql.hive.thriftServer.singleSession"] = "false"
+    settings["spark.jars"] = str(spark_udf.JAR)
+    spark = spark_udf.local_session(workdir, conf=settings, lockdown=False)
+    spark.sparkContext.setLogLevel("ERROR")
+    for statement in spark_udf.registration_sql():
+        spark.sql(statement)
+    assert spark.sql("select cdp_key_version()").collect()[0][0] == "v1"
+    server = spark_thrift.serve(spark)
+    spark_thrift.wait_for_port(port)
+    print(f"{READY} 127.0.0.1:{port}", flush=True)
+    sys.stdin.read()
+    server.stop()  # type: ignore[attr-defined]
+    spark.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TZ", "UTC")
+    _weak(Path(sys.argv[1]), int(sys.argv[2]))
