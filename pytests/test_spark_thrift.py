@@ -42,6 +42,9 @@ pytestmark = [pytest.mark.spark, pytest.mark.dbt]
 
 READY = "cdp: thrift server ready on"
 TARGET = "spark_thrift_privacy"
+#: The privacy stage's ported models. The vault models need the vault stage (its own target
+#: and the vault seal registered: cdp.spark_stage), which the Thrift server does not serve.
+PRIVACY_MODELS = [m for m in spark_stage.PORTED_MODELS if m not in spark_stage.VAULT_MODELS]
 
 
 def _free_port() -> int:
@@ -145,7 +148,7 @@ def thrift_build(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory)
         with environment(env, drop=[keys.ENV_KEY, keys.ENV_KEY_FILE]):
             for args in (
                 ["seed", "--vars", VARS],
-                ["run", "--vars", VARS, "--select", *spark_stage.PORTED_MODELS],
+                ["run", "--vars", VARS, "--select", *PRIVACY_MODELS],
             ):
                 outcome = dbt_invoke.invoke(
                     [*args, "--target", TARGET], extra=extra, project_dir=str(paths.project_dir())
@@ -172,10 +175,11 @@ def test_dbt_over_thrift_builds_what_the_session_build_builds(
         p.stem: p
         for p in spark_builds.dump.glob("*.parquet")
         if p.stem.split(".", 1)[0] in spark_stage.BUILT_DATABASES
+        and p.stem.split(".", 1)[0] != "vault"
     }
     thrift = {p.stem: p for p in thrift_build.dump.glob("*.parquet")}
     assert thrift.keys() == session.keys()
-    assert {f"staging.{m}" for m in spark_stage.PORTED_MODELS} <= thrift.keys()
+    assert {f"staging.{m}" for m in PRIVACY_MODELS} <= thrift.keys()
     for name, path in thrift.items():
         assert pq.read_schema(path) == pq.read_schema(session[name]), name
         rows = _rows(path)
