@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{READY} {HOST}:{args.port} (close standard input to stop)", flush=True)
         sys.stdin.read()
         if args.dump:
-            spark_stage.dump_tables(spark, spark_stage.BUILT_DATABASES, args.dump)
+            # the privacy stage's databases: the vault stage is not served here
+            served = [d for d in spark_stage.BUILT_DATABASES if d != "vault"]
+            spark_stage.dump_tables(spark, served, args.dump)
     except (spark_udf.SparkRegistrationError, KeyConfigError, spark_stage.SparkLoadError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
