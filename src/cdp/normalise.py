@@ -248,10 +248,12 @@ def _name_pass(text: str) -> str:
 
 
 def _name_stable(text: str) -> bool:
-    """True when another pass would not change ``text``."""
+    """True when another pass would not change ``text``. Case-folded up to NFKC: a few letters
+    (U+1FD6 GREEK SMALL LETTER IOTA WITH PERISPOMENI) fold to a letter and a combining mark
+    that NFKC composes back, so no text is both NFKC and unchanged by casefold()."""
     return (
         unicodedata.is_normalized("NFKC", text)
-        and text.casefold() == text
+        and unicodedata.normalize("NFKC", text.casefold()) == text
         and text.translate(_NAME_TABLE) == text
         and _NAME_UNSTABLE.search(text) is None
         and text == text.strip(" -'")
