@@ -36,6 +36,7 @@ from cdp import keys, spark_udf
 from cdp.keys import DOMAINS, ENV_KEY, ENV_KEY_FILE, ENV_KEY_VERSION, MasterKey, pseudonym_key
 from cdp.plugin import KEY_VERSION_FUNCTION, PSEUDONYM_FUNCTIONS, SEAL_FUNCTION
 from cdp.pseudonym import pseudonym
+from cdp.spark_audit import LOG4J
 from cdp.spark_udf import SparkRegistrationError
 from cdp.vault import VaultCipher, VaultTampered
 from conftest import environment
@@ -104,17 +105,6 @@ class Scene:
             spark_udf.self_check_sql(self.master, seal=seal),
         ]
         spark_udf.register(self.spark, environ=env, seal=seal)
-
-
-LOG4J = """\
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d %p %c: %m%n%ex
-"""
 
 
 @pytest.fixture(scope="module")
