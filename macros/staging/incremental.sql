@@ -413,9 +413,7 @@ from triage_scope
 -#}
 {% macro spark__triage_scope_markers(group_keys) -%}
 {%- if execute and is_incremental() %}
-    {{ exceptions.raise_compiler_error(
-        "cdp: an incremental run of " ~ this.identifier ~ " is not ported to Spark yet "
-        ~ "(docs/portability.md, Spark); run with --full-refresh") }}
+    {{ incremental_not_ported_to_spark() }}
 {%- endif %}
 {%- endmacro %}
 

@@ -62,9 +62,7 @@
 {#- Spark: an incremental vault run is not ported yet; it stops here, at compile time. -#}
 {% macro spark__vault_landing_batches(tables) -%}
     {%- if execute %}
-    {{ exceptions.raise_compiler_error(
-        "cdp: an incremental run of " ~ this.identifier ~ " is not ported to Spark yet "
-        ~ "(docs/portability.md, Spark); run with --full-refresh") }}
+    {{ incremental_not_ported_to_spark() }}
     {%- endif %}
 {%- endmacro %}
 
@@ -161,9 +159,7 @@ vault_replace as (
 -#}
 {% macro spark__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
 {%- if execute and is_incremental() %}
-    {{ exceptions.raise_compiler_error(
-        "cdp: an incremental run of " ~ this.identifier ~ " is not ported to Spark yet "
-        ~ "(docs/portability.md, Spark); run with --full-refresh") }}
+    {{ incremental_not_ported_to_spark() }}
 {%- endif %}
 {%- endmacro %}
 
