@@ -73,42 +73,21 @@ crm_evidence as (
         coalesce(created_at, updated_at) as observed_at,
         _loaded_at
     from crm_versions
+    {%- for id_type, column in [('email', 'email_key'), ('phone', 'phone_key'), ('loyalty_card', 'loyalty_card_key')] %}
     union all
+    -- each identifier of a version, seen when the version was written
     select
         'stg_crm__customers_triaged' as source_model,
         customer_key as record_key,
         'customer_id' as id_type_a,
         customer_key as id_key_a,
-        'email' as id_type_b,
-        email_key as id_key_b,
+        '{{ id_type }}' as id_type_b,
+        {{ column }} as id_key_b,
         coalesce(updated_at, created_at) as observed_at,
         _loaded_at
     from crm_versions
-    where email_key is not null
-    union all
-    select
-        'stg_crm__customers_triaged' as source_model,
-        customer_key as record_key,
-        'customer_id' as id_type_a,
-        customer_key as id_key_a,
-        'phone' as id_type_b,
-        phone_key as id_key_b,
-        coalesce(updated_at, created_at) as observed_at,
-        _loaded_at
-    from crm_versions
-    where phone_key is not null
-    union all
-    select
-        'stg_crm__customers_triaged' as source_model,
-        customer_key as record_key,
-        'customer_id' as id_type_a,
-        customer_key as id_key_a,
-        'loyalty_card' as id_type_b,
-        loyalty_card_key as id_key_b,
-        coalesce(updated_at, created_at) as observed_at,
-        _loaded_at
-    from crm_versions
-    where loyalty_card_key is not null
+    where {{ column }} is not null
+    {%- endfor %}
 
 ),
 
