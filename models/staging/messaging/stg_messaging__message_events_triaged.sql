@@ -40,7 +40,10 @@ normalised as {{ inline_cte() }} (
 ),
 
 -- Normalised and pseudonymised once per distinct recipient (the normalisers run
--- in Python; a recipient gets many messages), joined back by value.
+-- in Python; a recipient gets many messages), joined back by value. The distinct
+-- values are read from the raw rows (`source`: a column scan), not from
+-- `normalised`, which would count each row's triage group once more
+-- (docs/decisions.md, 72).
 distinct_recipients as (
 
     select
@@ -59,9 +62,9 @@ distinct_recipients as (
             end as recipient_normalised
         from (
             select distinct
-                recipient_type,
+                {{ recipient_type('channel') }} as recipient_type,
                 recipient
-            from normalised
+            from source
         ) as distinct_values
     ) as normalised_recipients
 
