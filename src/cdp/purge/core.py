@@ -293,10 +293,10 @@ class Purger:
         self.rules.append((rule, name))
 
     def has_temp(self, name: str) -> bool:
-        row = self.sql(
+        rows = self.sql(
             "select count(*) from duckdb_tables() where temporary and table_name = ?", [name]
-        ).fetchone()
-        return bool(row[0])
+        ).fetchall()
+        return bool(rows and rows[0][0])
 
     def has_table(self, name: str) -> bool:
         row = self.sql(

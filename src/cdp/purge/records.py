@@ -185,7 +185,7 @@ def records(
         # Not a destruction: what the purge kept, and why (consent proof of the withdrawals
         # whose linking evidence may go now or later), with the category that dates it.
         category = purger.categories["consent_records"]
-        span = purger.sql("select min(event_at), max(event_at) from purge_new_scopes").fetchone()
+        span = purger.sql("select min(event_at), max(event_at) from purge_new_scopes").fetchall()[0]
         out.append(
             DestructionRecord(
                 destruction_id=str(uuid.uuid4()),

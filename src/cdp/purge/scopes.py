@@ -254,8 +254,8 @@ def plan_scope_erasure(purger: Purger) -> None:
 
 
 def new_scope_rows(purger: Purger) -> int:
-    row = purger.sql("select count(*) from purge_new_scopes").fetchone()
-    return int(row[0]) if row else 0
+    rows = purger.sql("select count(*) from purge_new_scopes").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def write_scopes(purger: Purger, run_id: str, recorded_at: dt.datetime) -> None:
