@@ -1,27 +1,25 @@
-"""Withdrawal scopes: the proof of how far a withdrawal reached, kept while the withdrawal is.
+"""Consent scopes: what the warehouse judged per person, kept as proof while it counts.
 
-A withdrawal (a consent-log withdrawal, an unsubscribe, a complaint, an objection) is judged
-per person: it closes the grants of every identifier of the person it was made by, as the
-identity graph stood (``int_consent__person_events``). The graph's links rest on evidence
-that expires sooner than consent records (site events after 13 months, messages after 2
-years, an inactive customer's CRM rows): once the purge destroys the only evidence that tied
-a cookie to a customer, the rebuilt graph splits the person, and a withdrawal made through
-one identifier would stop reaching a grant made through the other: consent given back.
+A withdrawal (consent log, unsubscribe, complaint, objection) and a restriction or erasure
+request are judged per person: they reach every identifier of the person, as the identity
+graph stood; a grant through an identifier several persons share counts for none of them.
+The graph rests on evidence that expires sooner than consent records (site events after 13
+months, messages after 2 years, an inactive customer's CRM rows): once the purge destroys
+the only evidence that tied a cookie to a customer, or that showed a mailbox shared, the
+rebuilt graph splits or un-shares, and the verdict would change: consent given back.
 
-So the purge keeps, in the same transaction as the destruction, each withdrawal's *scope*:
-one row per withdrawal and identifier pseudonym of the person (the persons) it was judged
-for, in ``audit.withdrawal_scopes`` of the raw zone. It is consent proof (which identifiers
-the withdrawal was applied to), category ``consent_records``: kept exactly as long as the
-withdrawal itself counts (``withdrawn_at`` + the consent records' period) and destroyed by
-the purge with it, and with an erased person. It holds identity-domain pseudonyms, the
-warehouse's own withdrawal ids (keyed) and purpose codes only: no plaintext, no unkeyed
-hash. The consent ledger reads it back (``stg_rights__withdrawal_scopes``) and applies a
-withdrawal to the persons of every pseudonym of its scope, and this purge counts it as a
-closer of those persons' episodes; it never joins persons for anything else (no profile,
-audience or activity follows a kept scope: docs/decisions.md, 71).
-
-Only scopes of more than one identifier are kept: a withdrawal through a person's only
-identifier reaches the same identifier after any split.
+So the purge keeps, in the same transaction as the destruction and before it, each verdict's
+*scope* in ``audit.consent_scopes`` of the raw zone: one row per judged event and identifier
+pseudonym (``withdrawal``: the identifiers of each person the withdrawal reached, when more
+than one; ``restriction``: likewise for a request; ``ambiguous_grant``: the grant's shared
+identifier). It is consent proof, category ``consent_records``: a withdrawal's scope is kept
+exactly as long as the withdrawal counts (``event_at`` + the consent records' period) and
+destroyed with it; a restriction's or an ambiguous grant's while its request or grant is;
+all of a person's with their erasure. It holds identity-domain pseudonyms, the warehouse's
+own keyed event ids and codes only: no plaintext, no unkeyed hash. The consent ledger reads
+it back (``stg_rights__consent_scopes``), and this purge counts a kept withdrawal scope as a
+closer of its members' episodes. A scope only ever takes consent away: it never joins persons
+for a grant, the profile, audiences or activity (docs/decisions.md, 71).
 """
 
 from __future__ import annotations
