@@ -67,6 +67,10 @@ EXCEPTIONS: Final[dict[str, dict[str, str]]] = {
         "vault_identifiers": "the vault's models live together in models/staging/vault",
         "vault_customer_names": "the vault's models live together in models/staging/vault",
         "stg_rights__request_closures": "its sources are tool logs, not landing-zone tables",
+        "stg_rights__consent_scopes": (
+            "its source is the purge's kept consent scopes (a tool's record), not a landing-zone "
+            "table; it sits with the purge's other record, stg_rights__request_closures"
+        ),
     },
     "primary_key_test": {
         "audit_quarantine": (

@@ -5,7 +5,9 @@
     evidence kept at least as long as the limit counts: site visits and message
     opens are destroyed after 13 and 24 months, and a verdict that changed when
     they are purged would make the purge destroy more on every run
-    (docs/decisions.md, "Retention"). A person inactive for longer than the
+    (docs/decisions.md, "Retention"). The same holds for the evidence that
+    makes an identifier the person's: a grant through a device the person is
+    linked to only by logins on it does not count (decision 71). A person inactive for longer than the
     limit is not active: they leave the profile and the audiences, and the
     purge depersonalises their raw records.
 -#}
@@ -86,12 +88,22 @@ person_activity as (
         subject_persons.is_unambiguous
         and keyed_activity.activity_at <= {{ as_of() }}
     union all
+    -- a grant through a device attached by site visits only (a login on it) is not the
+    -- person's activity: the login that makes the device theirs is destroyed after 13
+    -- months, and the verdict would change then (decision 71); a device that is a
+    -- person of its own is active through its own grants
     select
-        person_key,
-        effective_at as activity_at,
+        person_events.person_key,
+        person_events.effective_at as activity_at,
         'consent_grant' as activity_source
     from person_events
-    where action = 'grant'
+    inner join subject_persons
+        on
+            person_events.subject_key = subject_persons.subject_key
+            and person_events.person_key = subject_persons.person_key
+    where
+        person_events.action = 'grant'
+        and subject_persons.link_rule not in ('identity_attached_device', 'web_login')
 
 ),
 

@@ -6,7 +6,10 @@
     are withdrawals here too. A grant counts for a person only through an
     identifier that belongs to that person alone; a withdrawal through an
     ambiguous identifier (shared mailbox, family phone) counts for every person
-    it may belong to.
+    it may belong to. The purge keeps what it judged (decision 71): a
+    withdrawal counts for every person of its kept scope, and a grant it
+    judged made through a shared identifier counts for nobody, also after
+    the evidence that linked or shared those identifiers is destroyed.
 
     Retention (consent_records) per person: an event is left out once the
     first withdrawal of the person at or after it is older than the window,
@@ -22,6 +25,34 @@ with consent_history as (
 subject_persons as (
 
     select * from {{ ref('int_consent__subject_persons') }}
+
+),
+
+consent_scopes as (
+
+    select * from {{ ref('stg_rights__consent_scopes') }}
+
+),
+
+withdrawal_scopes as (
+
+    select
+        event_id as withdrawal_id,
+        purpose_code,
+        member_key
+    from consent_scopes
+    where scope_kind = 'withdrawal'
+
+),
+
+-- grants judged, when the purge kept their scope, to be made through a shared identifier
+ambiguous_grants as (
+
+    select distinct
+        event_id as consent_event_id,
+        purpose_code
+    from consent_scopes
+    where scope_kind = 'ambiguous_grant'
 
 ),
 
@@ -58,7 +89,67 @@ attributed as (
     from consent_history
     inner join subject_persons
         on consent_history.subject_key = subject_persons.subject_key
-    where consent_history.action = 'withdraw' or subject_persons.is_unambiguous
+    where
+        consent_history.action = 'withdraw'
+        or (
+            subject_persons.is_unambiguous
+            and not exists (
+                select 1
+                from ambiguous_grants
+                where
+                    ambiguous_grants.consent_event_id = consent_history.consent_event_id
+                    and ambiguous_grants.purpose_code = consent_history.purpose_code
+            )
+        )
+
+),
+
+-- A withdrawal also reaches every person of the scope it was judged for, kept by the
+-- purge as consent proof (stg_rights__consent_scopes, decision 71): the evidence that
+-- linked those identifiers may be gone, the withdrawal's reach is not. Withdrawals only:
+-- a kept scope joins no person for a grant, the profile or activity.
+scoped as (
+
+    select
+        subject_persons.person_key,
+        consent_history.purpose_code,
+        consent_history.consent_event_id,
+        consent_history.subject_id_type,
+        consent_history.subject_key,
+        consent_history.action,
+        consent_history.event_origin,
+        consent_history.channel,
+        consent_history.policy_version,
+        consent_history.evidence_ref,
+        consent_history.captured_at,
+        consent_history.effective_at,
+        consent_history._loaded_at,
+        false as is_subject_unambiguous
+    from consent_history
+    inner join withdrawal_scopes
+        on
+            consent_history.consent_event_id = withdrawal_scopes.withdrawal_id
+            and consent_history.purpose_code = withdrawal_scopes.purpose_code
+    inner join subject_persons
+        on withdrawal_scopes.member_key = subject_persons.subject_key
+    where
+        consent_history.action = 'withdraw'
+        and not exists (
+            select 1
+            from attributed
+            where
+                attributed.person_key = subject_persons.person_key
+                and attributed.consent_event_id = consent_history.consent_event_id
+                and attributed.purpose_code = consent_history.purpose_code
+        )
+
+),
+
+reached as (
+
+    select * from attributed
+    union
+    select * from scoped
 
 ),
 
@@ -72,7 +163,7 @@ episodes as (
             order by effective_at
             range between current row and unbounded following
         ) as consent_ended_at
-    from attributed
+    from reached
 
 ),
 

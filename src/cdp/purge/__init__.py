@@ -38,7 +38,17 @@ crm.customers         customer_master_data         the customer's last activity 
                                                    messages to them deleted; opt-out proof is kept)
 audit.destruction_    destruction_records          destruction time
 log
+audit.consent_        consent_records              a withdrawal's scope: the withdrawal's time (it
+scopes                                             goes with the withdrawal); a restriction's or an
+                                                   ambiguous grant's: once the request or grant is
+                                                   gone from the warehouse
 ====================  ===========================  =================================================
+
+Before destroying anything, the purge keeps in ``audit.consent_scopes`` (same file, same
+transaction) what the warehouse judged per person and the destruction could undo: the
+identifier pseudonyms each withdrawal and restriction reached, and the grants made through a
+shared identifier (:mod:`.scopes`, docs/decisions.md 71). The consent ledger reads them back;
+they only ever take consent away, and never join persons for anything else.
 
 Erasure (a verified erasure request, ``intermediate.int_rights__erased_persons``
 of the built warehouse): every raw row carrying an identifier that belongs to
@@ -83,7 +93,7 @@ date). Usage::
 The package has one module per rule or concern: :mod:`.core` (the planner's state, subject
 keys, the warehouse, ``add_rule``), :mod:`.categories` (the catalogues), :mod:`.retention`
 (``record_time``, ``messages``, ``latest_version``, ``parent``), :mod:`.consent`
-(``consent_log``), :mod:`.inactivity`, :mod:`.erasure` (with :mod:`.free_text` and
+(``consent_log``), :mod:`.scopes` (kept consent scopes), :mod:`.inactivity`, :mod:`.erasure` (with :mod:`.free_text` and
 :mod:`.vault_erasure`), :mod:`.records` (destruction records, the log and proof tables,
 execution), :mod:`.run` (the plan in order, :func:`purge`) and :mod:`.cli`.
 """
@@ -116,6 +126,7 @@ from cdp.purge.erasure import ErasureProof, erasure_proof, erasure_status
 from cdp.purge.free_text import MIN_TOKEN_LENGTH, TOKEN_TYPES, _free_text_owner
 from cdp.purge.records import LOG_COLUMNS, PROOF_COLUMNS, DestructionRecord, PurgeResult
 from cdp.purge.run import purge
+from cdp.purge.scopes import SCOPE_COLUMNS, SCOPE_KINDS, SCOPE_REASON, SCOPE_TABLE
 from cdp.purge.vault_erasure import VAULT_TABLES
 
 __all__ = [
@@ -132,6 +143,10 @@ __all__ = [
     "PROOF_TABLE",
     "RECIPIENT_TYPES",
     "REQUIRED_CATEGORIES",
+    "SCOPE_COLUMNS",
+    "SCOPE_KINDS",
+    "SCOPE_REASON",
+    "SCOPE_TABLE",
     "SUBJECT_ID_TYPES",
     "TOKEN_TYPES",
     "TOOL",

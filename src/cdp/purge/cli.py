@@ -26,7 +26,8 @@ def summary(result: PurgeResult) -> str:
         lines.append(f"{table:<28}{category:<24}{reason:<26}{method:<13}{rows:>9}")
     lines.append(
         f"total: {result.rows('delete_rows')} rows deleted, {result.rows('null_fields')} rows "
-        f"depersonalised, {len(result.records)} destruction records"
+        f"depersonalised, {result.rows('keep_rows')} consent scope rows kept as proof, "
+        f"{len(result.records)} destruction records"
         + ("" if result.dry_run else f" written to {LOG_TABLE}")
     )
     return "\n".join(lines)

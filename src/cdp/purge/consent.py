@@ -76,6 +76,12 @@ def plan_consent_records(purger: Purger) -> None:
                     and purposes.purpose_code in ({quote_list(objectable)})
                 )
         where lower(trim(requests.request_type)) = 'objection' and keys.subject_key is not null
+        union all
+        -- a kept withdrawal scope: the withdrawal closes the episodes of every identifier it
+        -- was judged for, also after the evidence that linked them is gone (scopes.py)
+        select member_key, purpose_code, event_at
+        from purge_scopes
+        where scope_kind = 'withdrawal'
         """
     )
     # Owners of an episode: the persons an identifier belongs to (all candidates for an

@@ -124,6 +124,8 @@ class Purger:
         self.vault_plan: list[tuple[str, str, str, str, str, int]] = []
         self.vault_db: Path | None = None
         self.has_erasure_model = False
+        # The warehouse's person ledger (the withdrawals whose scopes the purge keeps).
+        self.has_person_events = False
         self.proof_key = keys.erasure_proof_key(master)
         # person_key -> the proof of the identifier their erasure request named
         self.person_proofs: dict[str, str] = {}
@@ -212,7 +214,7 @@ class Purger:
         self.sql(
             """
             create or replace temp table purge_subject_persons as
-            select subject_key, person_key, is_unambiguous
+            select subject_id_type, subject_key, person_key, is_unambiguous
             from purge_wh.intermediate.int_consent__subject_persons
             """
         )
@@ -223,6 +225,7 @@ class Purger:
             from purge_wh.intermediate.int_consent__person_activity
             """
         )
+        self.has_person_events = "int_consent__person_events" in found
         # Verified erasure requests (int_rights__erased_persons); a warehouse built before
         # the rights models existed has none to execute.
         self.has_erasure_model = "int_rights__erased_persons" in found
@@ -288,6 +291,12 @@ class Purger:
             params,
         )
         self.rules.append((rule, name))
+
+    def has_temp(self, name: str) -> bool:
+        rows = self.sql(
+            "select count(*) from duckdb_tables() where temporary and table_name = ?", [name]
+        ).fetchall()
+        return bool(rows and rows[0][0])
 
     def has_table(self, name: str) -> bool:
         row = self.sql(

@@ -25,6 +25,7 @@ from cdp.purge.core import (
     TOOL,
     Purger,
 )
+from cdp.purge.scopes import SCOPE_REASON, SCOPE_TABLE, new_scope_rows, write_scopes
 
 LOG_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("destruction_id", "VARCHAR NOT NULL"),
@@ -102,7 +103,12 @@ class PurgeResult:
         return out
 
     def rows(self, method: str | None = None) -> int:
-        return sum(r.row_count for r in self.records if method is None or r.method == method)
+        """Rows destroyed or depersonalised (or of one ``method``); kept rows only by name."""
+        return sum(
+            r.row_count
+            for r in self.records
+            if (r.method == method) or (method is None and r.method != "keep_rows")
+        )
 
     def to_json(self) -> str:
         def encode(value: object) -> object:
@@ -174,6 +180,36 @@ def records(
                     request_id=request_id,
                 )
             )
+    kept = new_scope_rows(purger)
+    if kept:
+        # Not a destruction: what the purge kept, and why (consent proof of the withdrawals
+        # whose linking evidence may go now or later), with the category that dates it.
+        category = purger.categories["consent_records"]
+        span = purger.sql("select min(event_at), max(event_at) from purge_new_scopes").fetchall()[0]
+        out.append(
+            DestructionRecord(
+                destruction_id=str(uuid.uuid4()),
+                run_id=run_id,
+                destroyed_at=destroyed_at,
+                as_of=purger.as_of,
+                source_table=SCOPE_TABLE,
+                source_batch_id=run_id,
+                data_category="consent_records",
+                subject_id_type=None,
+                subject_key=None,
+                reason=SCOPE_REASON,
+                method="keep_rows",
+                fields="scope_kind,event_id,purpose_code,event_at,member_id_type,member_key",
+                row_count=kept,
+                oldest_record_at=span[0] if span else None,
+                newest_record_at=span[1] if span else None,
+                retention_days=category.retention_days,
+                legal_reference=category.legal_reference,
+                keep_until=keep_until,
+                operator=operator,
+                tool=TOOL,
+            )
+        )
     for table, _column, category_name, person_key, request_id, count in purger.vault_plan:
         category = purger.categories[category_name]
         out.append(
@@ -211,6 +247,9 @@ def execute(purger: Purger, destroyed: Sequence[DestructionRecord]) -> None:
     purger.sql(f"create table if not exists {LOG_TABLE} (\n    {columns}\n)")
     # A log written before erasure existed has no request_id column yet.
     purger.sql(f"alter table {LOG_TABLE} add column if not exists request_id varchar")
+    # The withdrawals' scopes are kept before their linking evidence goes (same transaction).
+    if any(r.method == "keep_rows" for r in destroyed):
+        write_scopes(purger, destroyed[0].run_id, destroyed[0].destroyed_at)
     for rule, name in purger.rules:
         schema_table = rule.source_table
         if rule.method == "delete_rows":

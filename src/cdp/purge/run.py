@@ -24,18 +24,23 @@ from cdp.purge.erasure import plan_erasure
 from cdp.purge.inactivity import plan_inactivity
 from cdp.purge.records import PurgeResult, execute, records
 from cdp.purge.retention import plan_time_based
+from cdp.purge.scopes import plan_scope_erasure, plan_scopes
 from cdp.purge.vault_erasure import execute_vault
 
 
 def plan(purger: Purger) -> None:
     """Every rule, in order: within a table an earlier rule's rows are not taken again
     (``Purger.add_rule``), so retention comes first, then consent episodes, inactivity,
-    erasure, and the purge's own records."""
+    erasure, and the purge's own records. The withdrawals' scopes (:mod:`.scopes`) are
+    planned before the consent rule, which counts them as closers."""
     as_of = purger.as_of
     plan_time_based(purger, as_of)
+    # The withdrawals' scopes first: the consent rule counts them as closers.
+    plan_scopes(purger)
     plan_consent_records(purger)
     plan_inactivity(purger)
     plan_erasure(purger)
+    plan_scope_erasure(purger)
     cutoff = purger.cutoff("destruction_records")
     # The purge's own records: destruction log and erasure proofs, kept 3 years.
     for table, name, at in (
