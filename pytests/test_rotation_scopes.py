@@ -199,7 +199,12 @@ def test_rotation_keeps_the_withdrawal_on_the_split_off_cookie(
     )
 
 
-def test_an_unmappable_member_is_deleted_with_a_record(split: Workspace, tmp_path: Path) -> None:
+def test_an_unmappable_member_is_deleted_with_a_record(
+    split: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A member whose identifier left the vault can reach nobody after a rotation: its row is
     deleted in the re-keying transaction, with a destruction record; the rest is re-keyed,
     and re-keying again changes nothing."""
@@ -213,6 +218,28 @@ def test_an_unmappable_member_is_deleted_with_a_record(split: Workspace, tmp_pat
     master = keys.load_master_key({keys.ENV_KEY: ws.key})
     base = rotate_scopes.rekey_scopes(ws.raw_db, ws.vault_db, master, "2", dry_run=True)
     write(ws.vault_db, "delete from main.vault_identifiers where pseudonym = ?", [cookie_v1])
+
+    shapes = query(
+        ws.raw_db,
+        "select scope_kind, regexp_replace(event_id, 'v[0-9]+_[0-9a-f]{64}', 'K'), count(*) "
+        "from audit.consent_scopes group by all order by all",
+    )
+    # Every kind of event token is here to be re-keyed: consent events and requests (plain
+    # keys), objections (a request key inside) and message opt-outs (a message event key).
+    kinds = {shape.split(":")[0] if ":" in shape else "key" for _, shape, _ in shapes}
+    assert {"key", "objection", "unsubscribe", "complaint"} <= kinds, shapes
+    assert {kind for kind, _, _ in shapes} >= {"withdrawal", "restriction"}
+    # The command line says what it would do, and writes nothing.
+    for name, value in ws.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CDP_KEY_VERSION", raising=False)
+    assert rotate.main(["--to-version", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"would re-key consent scopes: {rows} row(s), {rows - base.deleted - held} re-keyed" in out
+    )
+    assert SPLIT_COOKIE not in out and ws.key not in out
+    monkeypatch.setenv("CDP_MASTER_KEY", ws.key)
 
     dry = rotate_scopes.rekey_scopes(ws.raw_db, ws.vault_db, master, "2", dry_run=True)
     assert (dry.rows, dry.deleted, dry.members_unmapped) == (
