@@ -13,10 +13,16 @@ secret) gives unrelated keys. Rotation is therefore a rebuild:
    pseudonyms) and refuse to start while the configured key cannot open the
    current vault (rotating needs the current key: otherwise nobody could check
    that the old vault is the one being replaced);
-3. run ``dbt build --full-refresh`` with ``CDP_KEY_VERSION`` set to the target,
+3. re-key the purge's kept consent scopes (``audit.consent_scopes`` in the raw
+   zone, :mod:`cdp.rotate_scopes`): each old pseudonym is mapped to its
+   identifier (the vault) or raw key (the landing zone) and pseudonymised under
+   the target version, in one raw-zone transaction; a row that cannot be mapped
+   is deleted with a destruction record (docs/decisions.md, 74);
+4. run ``dbt build --full-refresh`` with ``CDP_KEY_VERSION`` set to the target,
    so incremental models are rebuilt too and no old pseudonym survives in them;
-4. verify: no string column of the warehouse or the vault holds a pseudonym of
-   any older version, and every vault entry carries the new version.
+5. verify: no string column of the warehouse or the vault, and none of the raw
+   zone's ``audit.consent_scopes``, holds a pseudonym of any older version, and
+   every vault entry carries the new version.
 
 Old pseudonyms then stop resolving: the vault holds only entries under the
 new version, so ``python -m cdp.vault lookup --pseudonym v1_...`` finds
@@ -46,6 +52,8 @@ import duckdb
 
 from cdp import paths, stages
 from cdp.keys import ENV_KEY_VERSION, OWNER_ONLY_UMASK, KeyConfigError, key_version, load_master_key
+from cdp.purge.scopes import SCOPE_TABLE
+from cdp.rotate_scopes import ScopeRekey, ScopeRekeyError, rekey_scopes
 from cdp.vault import IDENTIFIERS_TABLE, VaultCipher, VaultError, parse_version
 
 _PSEUDONYM: Final = re.compile(r"v([1-9][0-9]{0,3})_[0-9a-f]{64}")
@@ -64,6 +72,7 @@ class RotationReport:
     old_pseudonyms_left: dict[str, int] = field(default_factory=dict)
     vault_versions: list[str] = field(default_factory=list)
     vault_rows: int = 0
+    scopes: ScopeRekey = field(default_factory=ScopeRekey)
 
     @property
     def ok(self) -> bool:
@@ -138,11 +147,21 @@ def _check_current_key_opens(vault: Path, version: str) -> None:
 KEPT_RECORDS: Final = frozenset({"main.reidentification_log"})
 
 
+#: The raw zone's tables that hold pseudonyms the warehouse joins on: rotation re-keys them.
+#: (``audit.destruction_log`` keeps the pseudonyms it recorded, see the module doc.)
+RAW_REKEYED: Final = frozenset({SCOPE_TABLE})
+
+
 def old_pseudonyms(
-    database: Path, current: str, *, exclude: frozenset[str] = KEPT_RECORDS
+    database: Path,
+    current: str,
+    *,
+    exclude: frozenset[str] = KEPT_RECORDS,
+    only: frozenset[str] | None = None,
 ) -> dict[str, int]:
     """``{schema.table.column: n}``: values holding a pseudonym of a version other than
-    ``current``, in every VARCHAR column except the tables in ``exclude``."""
+    ``current``, in every VARCHAR column except the tables in ``exclude`` (of the tables in
+    ``only``, when given)."""
     found: dict[str, int] = {}
     if not database.is_file():
         return found
@@ -156,6 +175,8 @@ def old_pseudonyms(
         ).fetchall()
         for schema, table, column in columns:
             if f"{schema}.{table}" in exclude:
+                continue
+            if only is not None and f"{schema}.{table}" not in only:
                 continue
             # Names come from DuckDB's catalogue and are quoted; the pattern is bound.
             relation = ".".join(_quote(p) for p in (schema, table))
@@ -182,10 +203,15 @@ def rotate(
     *,
     dry_run: bool = False,
     extra: Sequence[str] = (),
+    rekey: bool = True,
 ) -> RotationReport:
-    """Rebuild under key version ``to_version`` and verify; see the module documentation."""
+    """Rebuild under key version ``to_version`` and verify; see the module documentation.
+
+    ``rekey=False`` skips re-keying the consent scopes: the planted weak configuration of
+    the attack test (pytests/test_rotation_scopes.py), not a product option.
+    """
     target = key_version({ENV_KEY_VERSION: to_version})
-    vault, warehouse = paths.vault_db(), paths.warehouse_db()
+    vault, warehouse, raw = paths.vault_db(), paths.warehouse_db(), paths.raw_db()
     current = vault_versions(vault)
     numbers = [int(v[1:]) for v in current]
     if numbers and max(numbers) >= int(target):
@@ -196,6 +222,14 @@ def rotate(
     for version in current:
         _check_current_key_opens(vault, version[1:])
     report = RotationReport(from_versions=current, to_version=target)
+    if rekey:
+        # Before the rebuild (its staging reads the scopes) and while the old vault exists.
+        # The key is the one just checked against the vault (same master secret, any version).
+        master = load_master_key({**os.environ, ENV_KEY_VERSION: target})
+        try:
+            report.scopes = rekey_scopes(raw, vault, master, target, dry_run=dry_run)
+        except ScopeRekeyError as exc:
+            raise RotationError(f"re-keying the consent scopes: {exc}") from None
     if dry_run:
         return report
     saved = os.environ.get(ENV_KEY_VERSION)
@@ -216,6 +250,7 @@ def rotate(
     report.old_pseudonyms_left = {
         **{f"warehouse:{k}": n for k, n in old_pseudonyms(warehouse, target).items()},
         **{f"vault:{k}": n for k, n in old_pseudonyms(vault, target).items()},
+        **{f"raw:{k}": n for k, n in old_pseudonyms(raw, target, only=RAW_REKEYED).items()},
     }
     return report
 
@@ -227,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(
             "Rotate the pseudonymisation key version: rebuild everything (dbt build "
             "--full-refresh) under the new CDP_KEY_VERSION, then verify that no pseudonym of an "
-            "older version is left in the warehouse or the vault. Arguments it does not know "
+            "older version is left in the warehouse, the vault or the purge's kept consent scopes "
+            "(which it re-keys first). Arguments it does not know "
             "go to dbt."
         ),
         epilog="exit status: 0 rotated and verified, 1 refused or failed, 2 usage error",
@@ -245,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = ", ".join(report.from_versions) or "none (no vault yet)"
     if args.dry_run:
         print(f"cdp rotate: vault at {before}; would rebuild under v{report.to_version}")
+        print(f"cdp rotate: would re-key {report.scopes.summary()}")
         return 0
+    print(f"cdp rotate: {report.scopes.summary()}")
     if not report.ok:
         print(
             f"cdp rotate: error: after the rebuild, vault versions {report.vault_versions}, "
