@@ -62,11 +62,34 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     "stg_privacy__consent_events",
     "vault_identifiers",
     "vault_customer_names",
+    *(
+        f"int_identity_{name}"
+        for name in (
+            "junk_identifiers",
+            "edges",
+            "nodes",
+            "components",
+            "devices",
+            "person_identifiers",
+            "persons",
+            "person_edges",
+            "records_resolved",
+            "refused_identifiers",
+        )
+    ),
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
 #: The Spark databases a Spark build writes (seeds, staging, vault) besides the raw ones.
-BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "vault")
+BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "intermediate", "vault")
+
+
+def model_database(model: str) -> str:
+    """The Spark database a ported model is built in (its schema: dbt-spark has no catalogs)."""
+    if model in VAULT_MODELS:
+        return "vault"
+    return "intermediate" if model.startswith("int_") else "staging"
+
 
 #: DuckDB column type -> Spark SQL type, for what a landing zone holds. A type not listed
 #: stops the load: a silent conversion (a decimal to a double, a timestamp to text) would
