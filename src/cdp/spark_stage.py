@@ -274,6 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave the key-leak audit's trail here: the event log and tables uncompressed, "
         "Spark's log, EXPLAIN of the models that call a keyed function (cdp.spark_audit)",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=PORTED_MODELS,
+        default=list(PORTED_MODELS),
+        metavar="MODEL",
+        help="build only these of the ported models (default: all of them)",
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir.resolve()
@@ -292,12 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
         extra = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
         dbt_vars = ["--vars", args.vars] if args.vars else []
-        privacy = [m for m in PORTED_MODELS if m not in VAULT_MODELS]
-        for command, vault in (
-            (["seed", *dbt_vars], False),
-            (["run", *dbt_vars, "--select", *privacy], False),
-            (["run", *dbt_vars, "--select", *VAULT_MODELS], True),
-        ):
+        privacy = [m for m in args.models if m not in VAULT_MODELS]
+        vault_models = [m for m in args.models if m in VAULT_MODELS]
+        commands: list[tuple[list[str], bool]] = [(["seed", *dbt_vars], False)]
+        if privacy:
+            commands.append((["run", *dbt_vars, "--select", *privacy], False))
+        if vault_models:
+            commands.append((["run", *dbt_vars, "--select", *vault_models], True))
+        for command, vault in commands:
             outcome = run_privacy_stage(spark, command, extra=extra, vault=vault)
             if not outcome.success:
                 print(outcome.output[-6000:], file=sys.stderr)
@@ -306,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spark_audit.explain_models(spark, workdir / "target", args.audit.resolve())
         if args.dump:
             databases = [
-                *BUILT_DATABASES,
+                *(d for d in BUILT_DATABASES if spark.catalog.databaseExists(d)),  # --models
                 *sorted({raw_database(s) for s, _ in landing_tables(args.raw_db)}),
             ]
             dump_tables(spark, databases, args.dump)
