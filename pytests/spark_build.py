@@ -129,14 +129,67 @@ HOSTILE_DETAILS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
+#: Hostile identity graphs (batch ``batch_graph``), which 80 generated customers never make:
+#: a chain of CHAIN_LENGTH CRM customers, each with an e-mail of its own that the previous
+#: customer's order also gives (customer i - e-mail i+1 - customer i+1: a component of
+#: 2 * CHAIN_LENGTH identifiers, diameter 2 * CHAIN_LENGTH - 1, its earliest identifier at the
+#: far end, so the smallest label has to cross the whole chain); a star (one customer, STAR_SIZE
+#: phones from its orders: one component); an e-mail given on the orders of STAR_SIZE customers
+#: (refused: linked_to_too_many_customers); a junk e-mail of the seed on the orders of STAR_SIZE
+#: customers (refused: junk_value).
+CHAIN_LENGTH = 60
+STAR_SIZE = 8
+CHAIN_CUSTOMER = "CRM-0900{:04d}"
+STAR_CUSTOMER = "CRM-09100000"
+SHARED_EMAIL = "shared.inbox@graph-test.ru"
+JUNK_EMAIL = "test@test.ru"
+
+
+def plant_graphs(con: duckdb.DuckDBPyConnection) -> None:
+    """The hostile identity graphs above, as CRM records and orders."""
+    loaded, start = dt.datetime(2026, 10, 30, 12), dt.datetime(2026, 9, 1)
+    customers: list[tuple[str, str, dt.datetime]] = []
+    orders: list[tuple[str, str, str | None, str | None, dt.datetime]] = []
+    for i in range(CHAIN_LENGTH):
+        customer = CHAIN_CUSTOMER.format(i)
+        # created later along the chain's start: its earliest identifier is its last customer
+        customers.append((customer, f"chain.{i}@graph-test.ru", start - dt.timedelta(hours=i)))
+        if i + 1 < CHAIN_LENGTH:
+            orders.append((f"SO-09{i:08d}", customer, f"chain.{i + 1}@graph-test.ru", None, start))
+    customers.append((STAR_CUSTOMER, "star.owner@graph-test.ru", start))
+    for k in range(STAR_SIZE):
+        phone = f"+7900555{k:04d}"
+        orders.append((f"SO-091{k:07d}", STAR_CUSTOMER, None, phone, start + dt.timedelta(days=k)))
+        for email, prefix in ((SHARED_EMAIL, "092"), (JUNK_EMAIL, "093")):
+            customer = f"CRM-0920{prefix[-1]}{k:03d}"
+            customers.append((customer, f"own.{prefix}.{k}@graph-test.ru", start))
+            orders.append((f"SO-{prefix}{k:07d}", customer, email, None, start))
+    for customer, email, created in customers:
+        con.execute(
+            "insert into crm.customers (customer_id, email, first_name, last_name, country_code, "
+            "created_at, updated_at, is_deleted, _loaded_at, _batch_id) "
+            "values (?, ?, 'Graph', 'Test', 'RU', ?, ?, false, ?, 'batch_graph')",
+            [customer, email, created, created, loaded],
+        )
+    for order, buyer, given_email, given_phone, ordered in orders:
+        con.execute(
+            "insert into shop.orders (order_id, customer_id, email, phone, ordered_at, status, "
+            "total_amount, currency, channel, payment_method, updated_at, _loaded_at, _batch_id) "
+            "values (?, ?, ?, ?, ?, 'placed', 10.00, 'RUB', 'web', 'card', ?, ?, 'batch_graph')",
+            [order, buyer, given_email, given_phone, ordered, ordered, loaded],
+        )
+
+
 def plant_landing(raw_db: Path) -> None:
-    """Add the hostile requests (batch ``batch_spark``) and a destruction log, as the purge writes
-    it, closing two of them (stg_rights__request_closures reads it) to the landing zone."""
+    """Add the hostile requests (batch ``batch_spark``), a destruction log, as the purge writes
+    it, closing two of them (stg_rights__request_closures reads it), and the hostile identity
+    graphs (:func:`plant_graphs`) to the landing zone."""
     from cdp.purge.records import LOG_COLUMNS
 
     loaded, received = dt.datetime(2026, 10, 30, 12), dt.datetime(2026, 10, 20, 9, 30)
     con = duckdb.connect(str(raw_db))
     try:
+        plant_graphs(con)
         requests: list[tuple[str, str, str, str, str | None]] = [
             (r, t, s, "access", "{}") for r, t, s in HOSTILE_SUBJECTS
         ]

@@ -54,3 +54,60 @@
 {% macro duckdb__identity_set_signature(column) -%}
     cast(count({{ column }}) as varchar) || ':' || cast(bit_xor(hash({{ column }})) as varchar)
 {%- endmacro %}
+
+{#- Spark: the md5 of the sorted values joined by commas (dbt-spark's listagg takes no order). -#}
+{% macro spark__identity_set_signature(column) -%}
+    md5(array_join(array_sort(collect_list({{ column }})), ','))
+{%- endmacro %}
+
+{#-
+    The aggregate `value` of the row with the earliest `seen_at` (an unknown
+    time last), ties going to the smallest `value`: an edge's first record.
+-#}
+{% macro identity_earliest(value, seen_at) -%}
+    {{ return(adapter.dispatch('identity_earliest', 'cdp')(value, seen_at)) }}
+{%- endmacro %}
+
+{% macro default__identity_earliest(value, seen_at) -%}
+    {%- if execute -%}
+        {{ exceptions.raise_compiler_error("cdp: macro identity_earliest has no portable implementation for adapter "
+            ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__identity_earliest (the DuckDB version is "
+            ~ "duckdb__identity_earliest in macros/identity/identity_types.sql)") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- DuckDB: arg_min over the tuple (time, value), an unknown time as infinity. -#}
+{% macro duckdb__identity_earliest(value, seen_at) -%}
+    arg_min({{ value }}, (coalesce({{ seen_at }}, timestamp 'infinity'), {{ value }}))
+{%- endmacro %}
+
+{#-
+    Spark: min_by over the struct (time unknown, time, value); Spark has no
+    infinite timestamp, and `true` sorts after `false` as infinity after any time.
+-#}
+{% macro spark__identity_earliest(value, seen_at) -%}
+    min_by({{ value }}, struct({{ seen_at }} is null, {{ seen_at }}, {{ value }}))
+{%- endmacro %}
+
+{#- The aggregate of the distinct non-null texts of `column`, sorted, joined by commas. -#}
+{% macro identity_sorted_distinct_list(column) -%}
+    {{ return(adapter.dispatch('identity_sorted_distinct_list', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__identity_sorted_distinct_list(column) -%}
+    {%- if execute -%}
+        {{ exceptions.raise_compiler_error("cdp: macro identity_sorted_distinct_list has no portable implementation for adapter "
+            ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__identity_sorted_distinct_list (the DuckDB version is "
+            ~ "duckdb__identity_sorted_distinct_list in macros/identity/identity_types.sql)") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- DuckDB: string_agg with distinct and an order. -#}
+{% macro duckdb__identity_sorted_distinct_list(column) -%}
+    string_agg(distinct {{ column }}, ',' order by {{ column }})
+{%- endmacro %}
+
+{#- Spark: the sorted set joined (an empty group gives null, as string_agg does). -#}
+{% macro spark__identity_sorted_distinct_list(column) -%}
+    nullif(array_join(array_sort(collect_set({{ column }})), ','), '')
+{%- endmacro %}

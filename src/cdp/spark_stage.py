@@ -62,11 +62,34 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     "stg_privacy__consent_events",
     "vault_identifiers",
     "vault_customer_names",
+    *(
+        f"int_identity_{name}"
+        for name in (
+            "junk_identifiers",
+            "edges",
+            "nodes",
+            "components",
+            "devices",
+            "person_identifiers",
+            "persons",
+            "person_edges",
+            "records_resolved",
+            "refused_identifiers",
+        )
+    ),
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
 #: The Spark databases a Spark build writes (seeds, staging, vault) besides the raw ones.
-BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "vault")
+BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "intermediate", "vault")
+
+
+def model_database(model: str) -> str:
+    """The Spark database a ported model is built in (its schema: dbt-spark has no catalogs)."""
+    if model in VAULT_MODELS:
+        return "vault"
+    return "intermediate" if model.startswith("int_") else "staging"
+
 
 #: DuckDB column type -> Spark SQL type, for what a landing zone holds. A type not listed
 #: stops the load: a silent conversion (a decimal to a double, a timestamp to text) would
@@ -251,6 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave the key-leak audit's trail here: the event log and tables uncompressed, "
         "Spark's log, EXPLAIN of the models that call a keyed function (cdp.spark_audit)",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=PORTED_MODELS,
+        default=list(PORTED_MODELS),
+        metavar="MODEL",
+        help="build only these of the ported models (default: all of them)",
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir.resolve()
@@ -269,12 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
         extra = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
         dbt_vars = ["--vars", args.vars] if args.vars else []
-        privacy = [m for m in PORTED_MODELS if m not in VAULT_MODELS]
-        for command, vault in (
-            (["seed", *dbt_vars], False),
-            (["run", *dbt_vars, "--select", *privacy], False),
-            (["run", *dbt_vars, "--select", *VAULT_MODELS], True),
-        ):
+        privacy = [m for m in args.models if m not in VAULT_MODELS]
+        vault_models = [m for m in args.models if m in VAULT_MODELS]
+        commands: list[tuple[list[str], bool]] = [(["seed", *dbt_vars], False)]
+        if privacy:
+            commands.append((["run", *dbt_vars, "--select", *privacy], False))
+        if vault_models:
+            commands.append((["run", *dbt_vars, "--select", *vault_models], True))
+        for command, vault in commands:
             outcome = run_privacy_stage(spark, command, extra=extra, vault=vault)
             if not outcome.success:
                 print(outcome.output[-6000:], file=sys.stderr)
@@ -283,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spark_audit.explain_models(spark, workdir / "target", args.audit.resolve())
         if args.dump:
             databases = [
-                *BUILT_DATABASES,
+                *(d for d in BUILT_DATABASES if spark.catalog.databaseExists(d)),  # --models
                 *sorted({raw_database(s) for s, _ in landing_tables(args.raw_db)}),
             ]
             dump_tables(spark, databases, args.dump)

@@ -116,8 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{READY} {HOST}:{args.port} (close standard input to stop)", flush=True)
         sys.stdin.read()
         if args.dump:
-            # the privacy stage's databases: the vault stage is not served here
-            served = [d for d in spark_stage.BUILT_DATABASES if d != "vault"]
+            # the privacy stage's databases the client built: the vault stage is not served here
+            served = [
+                d
+                for d in spark_stage.BUILT_DATABASES
+                if d != "vault" and spark.catalog.databaseExists(d)
+            ]
             spark_stage.dump_tables(spark, served, args.dump)
     except (spark_udf.SparkRegistrationError, KeyConfigError, spark_stage.SparkLoadError) as exc:
         print(str(exc), file=sys.stderr)

@@ -1,9 +1,14 @@
+{#-
+    On Spark a table, rebuilt whole on every run: Parquet tables refuse the
+    delete of the incremental path (docs/portability.md, "Identity on Spark");
+    the post-hook there drops the connected components' scratch tables.
+-#}
 {{ config(
-    materialized='incremental',
+    materialized=('table' if target.type == 'spark' else 'incremental'),
     incremental_strategy='delete+insert',
     unique_key='id_key',
     on_schema_change='fail',
-    post_hook="
+    post_hook=("{{ identity_connected_components_release() }}" if target.type == 'spark' else "
         delete from {{ this }} as components
         where not exists (
             select 1
@@ -13,7 +18,7 @@
                 and nodes.identifier_tier = 'strong'
                 and not nodes.is_refused
         )
-    ",
+    "),
 ) }}
 
 {#-
@@ -34,7 +39,7 @@
     is closed under the accepted links, so the result equals a full rebuild.
     Identifiers that are gone are deleted by the post-hook.
 -#}
-with nodes as (
+{% set graph %}with nodes as (
 
     select * from {{ ref('int_identity_nodes') }}
 
@@ -162,14 +167,14 @@ links as (
         on edges.id_key_b = target_node.id_key
     where not edges.is_self_pair
 
-),
+){% endset %}{{ graph }},
 
 components as (
 
     select
         node_no,
         component_no
-    from {{ identity_connected_components('numbered', 'links') }} as connected
+    from {{ identity_connected_components('numbered', 'links', graph) }} as connected
 
 ),
 

@@ -140,7 +140,7 @@ customer_attributes as (
     select
         customer_key,
         'birth_year' as attribute_name,
-        cast(birth_year as varchar) as attribute_value
+        cast(birth_year as {{ text_type() }}) as attribute_value
     from crm_versions
     where birth_year > 1900
     union
@@ -277,7 +277,7 @@ conflicts as (
 
     select
         id_key,
-        string_agg(distinct attribute_name, ',' order by attribute_name) as conflicting_attributes
+        {{ identity_sorted_distinct_list('attribute_name') }} as conflicting_attributes
     from pair_attributes
     where is_stated_by_both and not is_agreed
     group by id_key

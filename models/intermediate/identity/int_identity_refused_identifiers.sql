@@ -42,7 +42,7 @@ refused as (
         id_key,
         'device' as identifier_tier,
         refusal_reason,
-        cast(null as varchar) as conflicting_attributes,
+        cast(null as {{ text_type() }}) as conflicting_attributes,
         n_customers,
         n_persons,
         first_seen_at,
