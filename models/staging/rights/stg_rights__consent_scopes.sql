@@ -75,7 +75,8 @@ final as (
         scopes.event_at,
         scopes.member_id_type,
         scopes.member_key,
-        scopes.keep_until
+        scopes.keep_until,
+        case when scopes.scope_kind = 'withdrawal' then scopes.event_at end as retained_since
     from scopes
     cross join retention
     where
