@@ -29,7 +29,7 @@ import duckdb
 import pytest
 from filelock import FileLock
 
-from cdp import keys, paths, pseudonym, stages
+from cdp import keys, normalise, paths, pseudonym, stages
 from cdp.dbt_invoke import DbtOutcome
 
 ROOT = paths.PROJECT_ROOT
@@ -189,6 +189,22 @@ class Workspace:
         value = self.record_keys(id_type)(raw_id)
         assert value is not None
         return value
+
+    def identifier_key(self, id_type: str, value: str, version: str | None = None) -> str:
+        """The identity pseudonym staging writes for an identifier (normalised, then keyed),
+        under key version ``version`` (the configured one when None)."""
+        env = {keys.ENV_KEY: self.key}
+        if version is not None:
+            env[keys.ENV_KEY_VERSION] = version
+        master = keys.load_master_key(env)
+        key = pseudonym.pseudonym(
+            keys.pseudonym_key(master, "identity"),
+            master.version,
+            id_type,
+            normalise.normalise_identifier(id_type, value),
+        )
+        assert key is not None
+        return key
 
 
 @contextmanager

@@ -178,15 +178,7 @@ def plant_split_person(workspace: Workspace) -> None:
 
 
 def identity_key(workspace: Workspace, id_type: str, value: str) -> str:
-    master = keys.load_master_key({"CDP_MASTER_KEY": workspace.key})
-    key = pseudonym.pseudonym(
-        keys.pseudonym_key(master, "identity"),
-        master.version,
-        id_type,
-        normalise.normalise_identifier(id_type, value),
-    )
-    assert key is not None
-    return key
+    return workspace.identifier_key(id_type, value)
 
 
 def permitted_identifiers(db: Path) -> set[tuple[str, str]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp import keys, normalise, pseudonym, rotate, rotate_scopes
+from cdp import keys, rotate, rotate_scopes
 from cdp import vault as vault_tool
 from cdp.as_of import parse_as_of
 from cdp.purge import purge
@@ -60,15 +60,7 @@ def _dbt_paths(ws: Workspace) -> list[str]:
 
 
 def _key(ws: Workspace, id_type: str, value: str, version: str) -> str:
-    master = keys.load_master_key({keys.ENV_KEY: ws.key, keys.ENV_KEY_VERSION: version})
-    key = pseudonym.pseudonym(
-        keys.pseudonym_key(master, "identity"),
-        master.version,
-        id_type,
-        normalise.normalise_identifier(id_type, value),
-    )
-    assert key is not None
-    return key
+    return ws.identifier_key(id_type, value, version)
 
 
 def _scope_versions(raw_db: Path) -> set[str]:
