@@ -16,6 +16,13 @@
     so an old opt-out through one identifier takes the grants it closed
     through others with it (and the purge destroys them together).
 -#}
+{#- the consent log's columns each attributed event carries (attributed and scoped alike) -#}
+{%- set event_columns = [
+    'purpose_code', 'consent_event_id', 'subject_id_type', 'subject_key', 'action',
+    'event_origin', 'channel', 'policy_version', 'evidence_ref', 'captured_at',
+    'effective_at', '_loaded_at',
+] %}
+
 with consent_history as (
 
     select * from {{ ref('int_consent__consent_history') }}
@@ -73,18 +80,9 @@ attributed as (
 
     select
         subject_persons.person_key,
-        consent_history.purpose_code,
-        consent_history.consent_event_id,
-        consent_history.subject_id_type,
-        consent_history.subject_key,
-        consent_history.action,
-        consent_history.event_origin,
-        consent_history.channel,
-        consent_history.policy_version,
-        consent_history.evidence_ref,
-        consent_history.captured_at,
-        consent_history.effective_at,
-        consent_history._loaded_at,
+        {%- for column in event_columns %}
+            consent_history.{{ column }},
+        {%- endfor %}
         subject_persons.is_unambiguous as is_subject_unambiguous
     from consent_history
     inner join subject_persons
@@ -112,18 +110,9 @@ scoped as (
 
     select
         subject_persons.person_key,
-        consent_history.purpose_code,
-        consent_history.consent_event_id,
-        consent_history.subject_id_type,
-        consent_history.subject_key,
-        consent_history.action,
-        consent_history.event_origin,
-        consent_history.channel,
-        consent_history.policy_version,
-        consent_history.evidence_ref,
-        consent_history.captured_at,
-        consent_history.effective_at,
-        consent_history._loaded_at,
+        {%- for column in event_columns %}
+            consent_history.{{ column }},
+        {%- endfor %}
         false as is_subject_unambiguous
     from consent_history
     inner join withdrawal_scopes
