@@ -20,28 +20,43 @@ as a warning (they are never read, but nothing removes them).
 
 The seed is random per run and printed in every assertion message; set
 ``CDP_CRASH_SEED`` to replay one.
+
+The reference build is also the build of the owner-only test (moved here from
+test_key_isolation.py): it is started from a shell whose umask would make files
+world-readable, in a workspace laid out as the demo's, and that test then runs
+pack, purge, access export and the vault tool on it. One ``cdp build`` serves
+both (it was two of the same 60-customer landing zone); each test keeps all its
+assertions. The kills and reruns (warehouse B) build from their own copy of the
+landing zone taken before the reference build, so neither test sees the other's
+writes, whichever runs first.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import random
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from cdp import paths
+from cdp import keys, paths
 from cdp.build_lock import lock_path
-from conftest import generate_landing, make_workspace
+from conftest import Workspace, generate_landing, make_workspace
+
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 AS_OF_VARS = '{as_of: "2026-11-02"}'
 CUSTOMERS = 60
@@ -100,11 +115,16 @@ def _cdp_build(
     *,
     kill_at: float | None = None,
     kill_after_dbt: float | None = None,
+    umask: int | None = None,
+    stderr_dir: Path | None = None,
 ) -> Run:
     """Run ``cdp build``; SIGKILL its process group ``kill_at`` s after start, or
-    ``kill_after_dbt`` s after the dbt phase reported success."""
+    ``kill_after_dbt`` s after the dbt phase reported success; under ``umask`` if given.
+    Its stderr is kept in ``stderr_dir`` (default: ``work``)."""
     work.mkdir(parents=True, exist_ok=True)
-    err_path = work / f"stderr-{time.monotonic_ns()}.txt"
+    err_dir = work if stderr_dir is None else stderr_dir
+    err_dir.mkdir(parents=True, exist_ok=True)
+    err_path = err_dir / f"stderr-{time.monotonic_ns()}.txt"
     command = [
         sys.executable,
         "-m",
@@ -129,6 +149,7 @@ def _cdp_build(
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
+            preexec_fn=None if umask is None else functools.partial(os.umask, umask),
         )
         try:
             while process.poll() is None:
@@ -266,43 +287,83 @@ def _assert_lock_free(env: dict[str, str], context: str) -> None:
         os.close(fd)
 
 
-@pytest.mark.dbt
-@pytest.mark.slow
-def test_build_killed_at_random_points_recovers_to_the_same_result(tmp_path: Path) -> None:
+@dataclass
+class Reference:
+    """The landing zone and the reference build (warehouse A) in ``ws``, as the demo lays it
+    out; the kills' own copy of the landing zone; what A holds, taken before any test runs."""
+
+    ws: Workspace
+    env: dict[str, str]
+    run: Run
+    expected: dict[str, tuple[int, str]]
+    landing_b: Path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
+    """One uninterrupted ``cdp build`` (the reference, and the owner-only test's build),
+    started under umask 022: files it does not restrict itself would be world-readable."""
+    root = tmp_path_factory.mktemp("crash")
+    # The workspace folder is the user's own (owner-only, as `make demo` makes data/): made
+    # here with that mode, not with whatever umask this process has when the fixture runs
+    # (an in-process dbt run earlier on this worker sets 077; before one, it is the shell's).
+    (root / "ws").mkdir(mode=0o700)
+    ws = make_workspace(root / "ws")
+    generate_landing(ws.raw_db, ws.truth_db, customers=CUSTOMERS)
+    # The kills build from the landing zone as it was generated, whatever a test does to A's.
+    landing_b = root / "landing_b"
+    landing_b.mkdir()
+    shutil.copyfile(ws.raw_db, landing_b / ws.raw_db.name)
+    shutil.copyfile(ws.truth_db, landing_b / ws.truth_db.name)
+    env = {
+        **keys.child_environment(),
+        **ws.env,
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_PROFILES_DIR": str(paths.PROJECT_ROOT),
+        "CDP_QUALITY_REPORT_DIR": str(ws.root / "auditor"),
+        "DBT_TARGET_PATH": str(ws.root / "target"),
+        "DBT_LOG_PATH": str(ws.root / "logs"),
+    }
+    # its stderr beside the workspace: the owner-only test judges every file in it
+    run = _cdp_build(env, ws.root, umask=0o022, stderr_dir=root / "stderr")
+    assert run.returncode == 0, f"the reference build failed\n{run.stderr[-3000:]}"
+    assert run.dbt_seconds is not None
+    yield Reference(ws, env, run, _results(env), landing_b)
+
+
+def test_build_killed_at_random_points_recovers_to_the_same_result(
+    reference: Reference, tmp_path: Path
+) -> None:
     seed = int(os.environ.get("CDP_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     rng = random.Random(seed)
-    ws = make_workspace(tmp_path / "landing")
-    generate_landing(ws.raw_db, ws.truth_db, customers=CUSTOMERS)
+    # The reference (fixture): one uninterrupted build, same raw zone, key and as_of.
+    expected = reference.expected
+    assert reference.run.dbt_seconds is not None
+    dbt_seconds = reference.run.dbt_seconds
+    publish_seconds = reference.run.seconds - dbt_seconds
 
-    # The reference: one uninterrupted build, same raw zone, key and as_of.
-    env_a = _env(tmp_path, ws.env, "a")
-    reference = _cdp_build(env_a, tmp_path / "a")
-    assert reference.returncode == 0, f"seed {seed}: reference build failed\n{reference.stderr}"
-    assert reference.dbt_seconds is not None
-    expected = _results(env_a)
-    publish_seconds = reference.seconds - reference.dbt_seconds
-
-    # The checksums can fail: one changed value in one profile row changes them.
-    con = duckdb.connect(env_a["CDP_WAREHOUSE_DB"], read_only=True)
-    try:
-        con.execute("create temp table p as select * from marts.dim_customer_profile")
-        con.execute("update p set person_key = person_key || 'x' where rowid = 0")
-        assert _checksum(con, "p") != expected["warehouse:marts.dim_customer_profile"]
-        assert _checksum(con, "p")[0] == expected["warehouse:marts.dim_customer_profile"][0] > 0
-    finally:
-        con.close()
-
-    # The crashes, against warehouse B.
-    env_b = _env(tmp_path, ws.env, "b")
+    # The crashes, against warehouse B (its own evidence record, the landing zone's copy).
+    env_b = {
+        **_env(tmp_path, reference.ws.env, "b"),
+        "CDP_RAW_DB": str(reference.landing_b / reference.ws.raw_db.name),
+        "CDP_TRUTH_DB": str(reference.landing_b / reference.ws.truth_db.name),
+        "CDP_EVIDENCE_DIR": str(tmp_path / "b" / "evidence"),
+    }
     kills = [
-        ("dbt phase", {"kill_at": rng.uniform(0.1, 0.7) * reference.dbt_seconds}),
+        ("dbt phase", {"kill_at": rng.uniform(0.1, 0.7) * dbt_seconds}),
         ("publish phase", {"kill_after_dbt": rng.uniform(0.05, 0.85) * publish_seconds}),
     ]
     report: list[str] = [
-        f"seed {seed}; reference {reference.seconds:.1f} s (dbt phase {reference.dbt_seconds:.1f} s)"
+        f"seed {seed}; reference {reference.run.seconds:.1f} s (dbt phase {dbt_seconds:.1f} s)"
     ]
     for phase, when in kills:
-        run = _cdp_build(env_b, tmp_path / "b", **when)
+        run = _cdp_build(
+            env_b,
+            tmp_path / "b",
+            kill_at=when.get("kill_at"),
+            kill_after_dbt=when.get("kill_after_dbt"),
+        )
         context = f"seed {seed}, kill in {phase} {when}"
         report.append(
             f"{phase} {when}: killed={run.killed} after {run.seconds:.1f} s, "
@@ -325,3 +386,69 @@ def test_build_killed_at_random_points_recovers_to_the_same_result(tmp_path: Pat
     assert differing == [], f"{summary}\nrelations differ from the reference: {differing}"
     # the rerun's publish sweeps what a killed publish left behind
     assert leftovers == [], f"{summary}\nleft behind after the rerun: {leftovers}"
+
+    # The checksums can fail: one changed value in one profile row changes them.
+    con = duckdb.connect(env_b["CDP_WAREHOUSE_DB"], read_only=True)
+    try:
+        con.execute("create temp table p as select * from marts.dim_customer_profile")
+        con.execute("update p set person_key = person_key || 'x' where rowid = 0")
+        assert _checksum(con, "p") != expected["warehouse:marts.dim_customer_profile"]
+        assert _checksum(con, "p")[0] == expected["warehouse:marts.dim_customer_profile"][0] > 0
+    finally:
+        con.close()
+
+
+# --------------------------------------------------------------------------- files on disk
+
+
+def _group_or_world_readable(folder: Path) -> list[str]:
+    found = []
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            found.append(f"{oct(mode)} {path}")
+    return found
+
+
+def test_every_file_the_entry_points_create_is_owner_only(reference: Reference) -> None:
+    """cdp build (the demo's path; the reference build, see the module doc), pack, purge,
+    access export and the vault tool, started from a shell whose umask would make files
+    world-readable."""
+    ws, env = reference.ws, reference.env
+
+    def run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *argv],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=lambda: os.umask(0o022),
+        )
+
+    assert reference.run.returncode == 0, reference.run.stderr[-3000:]
+    con = duckdb.connect(str(ws.raw_db), read_only=True)
+    (email,) = con.execute(
+        "select email from crm.customers where email like '%@%' limit 1"
+    ).fetchone() or ("",)
+    con.close()
+    steps = [
+        run("-m", "cdp.pack.build", "--out", str(ws.root / "pack")),
+        run(str(paths.PROJECT_ROOT / "scripts" / "purge.py"), "--vault-db", str(ws.vault_db),
+            "--report", str(ws.root / "purge_report.json")),
+        run("-m", "cdp.access", "export", "--id-type", "email", "--value", "-",
+            "--officer", "Test", "--reason", "DSR-7 access", "--out",
+            str(ws.root / "export.json"), "--summary", str(ws.root / "summary.txt"),
+            stdin=email + "\n"),
+        run("-m", "cdp.vault", "--vault", str(ws.vault_db), "verify"),
+    ]  # fmt: skip
+    for step in steps:
+        assert step.returncode in (0, 3), [*step.args[:3], step.stderr[-2000:]]
+    created = sorted(p.name for p in ws.root.iterdir())
+    for expected in ("warehouse.duckdb", "vault.duckdb", "target", "logs", "pack", "published"):
+        assert expected in created
+    assert (ws.root / "export.json").exists()
+    assert _group_or_world_readable(ws.root) == []
