@@ -27,7 +27,10 @@ touches only the analytics stage needs no key. The key is taken out of the
 environment before dbt starts (:func:`cdp.keys.take_master_key`) and handed to
 the plugin in memory. The privacy and vault stages write their dbt artefacts
 under ``<target-path>/privacy`` and ``<target-path>/vault``; the analytics
-stage writes ``<target-path>`` itself, as a plain ``dbt build`` would.
+stage writes ``<target-path>`` itself, as a plain ``dbt build`` would. Each
+stage's ``run_results.json`` is its own; ``manifest.json`` is written once, when
+the command's last stage is done, the same file in each of those dirs (every
+node the command compiled; dbt would rewrite it after every stage).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,15 +163,51 @@ _PATH_SETTINGS: Final = {
 #: counts by its file name only: that names the database; the folder does not enter the
 #: manifest (the parsed manifests of two workspaces differ in nothing else).
 _PARSE_ENV_PREFIXES: Final = ("CDP_", "DBT_")
+#: Vars that only a running node reads: a parse's manifest is the same whatever their value,
+#: so the cache key leaves them out (a test session passes a dozen ``as_of`` values, each a
+#: full parse of about 25 s of CPU). ``pytests/test_parse_cache.py`` fails when one of them
+#: is read where dbt's parse would see it (docs/decisions.md, 76).
+RUN_TIME_VARS: Final = frozenset({"as_of"})
+
+
+def _parse_args_key(parse_args: Sequence[str]) -> list[str]:
+    """``parse_args`` as the cache key reads them: each ``--vars`` mapping without the
+    :data:`RUN_TIME_VARS` (canonical JSON), left out when nothing else remains (no vars and
+    an empty mapping parse alike); anything that is not a mapping as it is."""
+    out: list[str] = []
+    i = 0
+    while i < len(parse_args):
+        arg = parse_args[i]
+        if arg == "--vars" and i + 1 < len(parse_args):
+            flag, text, i = "--vars", parse_args[i + 1], i + 2
+        elif arg.startswith("--vars="):
+            flag, text, i = "--vars=", arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            out += [flag, text] if flag == "--vars" else [flag + text]
+            continue
+        kept = {k: v for k, v in value.items() if k not in RUN_TIME_VARS}
+        if kept:
+            canonical = json.dumps(kept, sort_keys=True, default=repr)
+            out += [flag, canonical] if flag == "--vars" else [flag + canonical]
+    return out
 
 
 def _parse_key(parse_args: Sequence[str], extra: Sequence[str], project_dir: str | None) -> str:
     """A digest of everything a parse reads: the project's files (path, size, mtime), the
-    parse's arguments (``--vars``), dbt's other arguments but its output paths, and the
-    environment variables dbt or the profile may read (never the key's)."""
+    parse's arguments (``--vars``, but the values of :data:`RUN_TIME_VARS`), dbt's other
+    arguments but its output paths, and the environment variables dbt or the profile may
+    read (never the key's)."""
     root = Path(project_dir or paths.project_dir())
     digest = hashlib.sha256()
-    for item in (str(root.resolve()), *parse_args):
+    for item in (str(root.resolve()), *_parse_args_key(parse_args)):
         digest.update(item.encode() + b"\0")
     i = 0
     while i < len(extra):
@@ -210,8 +251,10 @@ def _parse(parse_args: Sequence[str], extra: Sequence[str], project_dir: str | N
             None,
             copy.deepcopy(cached),
         )
+    # --no-write-json: the staged command writes the manifest once, when its stages are done
+    # (:func:`_write_artifacts`); partial_parse.msgpack and perf_info.json are written still.
     parsed = dbt_invoke.invoke(
-        ["parse", *parse_args], extra=extra, echo=False, project_dir=project_dir
+        ["parse", "--no-write-json", *parse_args], extra=extra, echo=False, project_dir=project_dir
     )
     if parsed.success and parsed.result is not None and not parsed.result.env_vars:
         # A manifest that read environment variables through env_var() is not cached: the
@@ -327,27 +370,61 @@ def _run_staged(
         if echo:
             print(key_error, file=sys.stderr, flush=True)
         return DbtOutcome(False, [key_error])
-    for stage, stage_selection in plan:
-        if failure is not None and stage.name != "vault":
-            break  # the vault stage depends on the raw zone only: it still runs
-        stage_path = target_path if not stage.keyed else target_path / stage.name
-        messages.append(f"cdp: {stage.name} stage (target {stage.target})")
-        outcome = dbt_invoke.invoke(
-            [command, *rest, *stage_selection, "--target", stage.target],
-            extra=["--target-path", str(stage_path), *common_extra],
-            echo=echo,
-            manifest=manifest,
-            project_dir=project_dir,
-        )
-        messages += outcome.messages
-        results.append(outcome.result)
-        if not outcome.success:
-            if stage.name == "privacy":
-                return DbtOutcome(False, messages, outcome.exception, StagedResult(results))
-            failure = failure or outcome
+    written: list[Path] = []
+    try:
+        for stage, stage_selection in plan:
+            if failure is not None and stage.name != "vault":
+                break  # the vault stage depends on the raw zone only: it still runs
+            stage_path = target_path if not stage.keyed else target_path / stage.name
+            messages.append(f"cdp: {stage.name} stage (target {stage.target})")
+            # --no-write-json: dbt would write the shared manifest after every stage (about
+            # 2 s each at 300 customers); its run_results are written here instead.
+            outcome = dbt_invoke.invoke(
+                [command, *rest, *stage_selection, "--target", stage.target, "--no-write-json"],
+                extra=["--target-path", str(stage_path), *common_extra],
+                echo=echo,
+                manifest=manifest,
+                project_dir=project_dir,
+            )
+            written.append(stage_path)
+            _write_run_results(outcome.result, stage_path)
+            messages += outcome.messages
+            results.append(outcome.result)
+            if not outcome.success:
+                if stage.name == "privacy":
+                    return DbtOutcome(False, messages, outcome.exception, StagedResult(results))
+                failure = failure or outcome
+    finally:
+        _write_manifest(manifest, [target_path, *written])
     if failure is not None:
         return DbtOutcome(False, messages, failure.exception, StagedResult(results))
     return DbtOutcome(True, messages, None, StagedResult(results))
+
+
+def _write_run_results(result: Any, stage_path: Path) -> None:
+    """A stage's ``run_results.json``, as dbt writes it when ``--write-json`` is on."""
+    if hasattr(result, "write"):
+        result.write(str(stage_path / "run_results.json"))
+
+
+def _write_manifest(manifest: Any, folders: Sequence[Path]) -> None:
+    """The manifest, once the command's stages are done, into every stage's target dir.
+
+    Every stage compiles into the one manifest, so after the last stage it holds every node
+    the command compiled: serialised once (dbt's ``write_manifest``: ``manifest.json`` and
+    ``semantic_manifest.json``), copied to the other dirs.
+    """
+    from dbt.parser.manifest import write_manifest
+
+    unique = list(dict.fromkeys(folders))
+    first, others = unique[0], unique[1:]
+    first.mkdir(parents=True, exist_ok=True)
+    write_manifest(manifest, str(first))
+    for folder in others:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("manifest.json", "semantic_manifest.json"):
+            if (first / name).is_file():
+                shutil.copyfile(first / name, folder / name)
 
 
 def _adds_hash_scan(
