@@ -43,6 +43,8 @@ class Builds:
     dump: Path
     key_file: Path
     spark_seconds: float
+    #: What plant_scopes planted: event ids and the person keys the scopes reach.
+    scopes: dict[str, str]
 
     @property
     def spark_workdir(self) -> Path:
@@ -87,7 +89,7 @@ def run_spark_stage(
         capture_output=True,
         text=True,
         env=spark_env(key_file, env),
-        timeout=900,
+        timeout=1800,  # a loaded 2-core machine: the 80-customer build took over 15 minutes at load 9-11
         check=False,
     )
     workdir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +182,23 @@ def plant_graphs(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+#: Requests of known customers for the consent ledger (request_id, subject_id_type, subject_id,
+#: request_type, details): a restriction (int_consent__person_restrictions; its kept scope below
+#: reaches one more person) and a verified rectification of an e-mail
+#: (int_rights__rectifications, int_consent__person_contacts), which 80 generated customers may
+#: not have.
+LEDGER_REQUESTS: list[tuple[str, str, str, str, str | None]] = [
+    ("DSR-9000020", "customer_id", STAR_CUSTOMER, "restriction", "{}"),
+    (
+        "DSR-9000021",
+        "customer_id",
+        CHAIN_CUSTOMER.format(5),
+        "rectification",
+        '{"field": "email", "value": "Rectified.Five@graph-test.ru"}',
+    ),
+]
+
+
 def plant_landing(raw_db: Path) -> None:
     """Add the hostile requests (batch ``batch_spark``), a destruction log, as the purge writes
     it, closing two of them (stg_rights__request_closures reads it), and the hostile identity
@@ -194,6 +213,7 @@ def plant_landing(raw_db: Path) -> None:
             (r, t, s, "access", "{}") for r, t, s in HOSTILE_SUBJECTS
         ]
         requests += [(r, "customer_id", "C-HOSTILE-1", k, d) for r, k, d in HOSTILE_DETAILS]
+        requests += LEDGER_REQUESTS
         for request_id, id_type, subject, request_type, details in requests:
             con.execute(
                 "insert into privacy.subject_requests (request_id, subject_id_type, subject_id, "
@@ -238,12 +258,17 @@ def make_builds(root: Path) -> Builds:
         "CDP_PUBLISHED_DIR": str(root / "published"),
         "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
-    for args in (
-        ["seed", "--vars", VARS],
-        ["run", "--vars", VARS, "--select", *spark_stage.PORTED_MODELS],
-    ):
+    # staging, identity and the vault; then the purge's scopes, planted from that build; then
+    # the consent ledger, which reads them (one DuckDB build in two parts, no extra build)
+    before = [m for m in spark_stage.PORTED_MODELS if m not in spark_stage.LEDGER_MODELS]
+    for args in (["seed", "--vars", VARS], ["run", "--vars", VARS, "--select", *before]):
         result = run_dbt(args, env, root / "duckdb")
         assert result.success, result.output[-4000:]
+    planted = plant_scopes(root / "warehouse.duckdb", raw_db)
+    result = run_dbt(
+        ["run", "--vars", VARS, "--select", *spark_stage.LEDGER_MODELS], env, root / "duckdb"
+    )
+    assert result.success, result.output[-4000:]
     started = time.monotonic()
     workdir = root / "spark"
     done = run_spark_stage(
@@ -251,5 +276,101 @@ def make_builds(root: Path) -> Builds:
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])
     return Builds(
-        root, raw_db, root / "warehouse.duckdb", root / "dump", key, time.monotonic() - started
+        root,
+        raw_db,
+        root / "warehouse.duckdb",
+        root / "dump",
+        key,
+        time.monotonic() - started,
+        planted,
     )
+
+
+#: An old withdrawal's scope: past the consent records' period at AS_OF, so staging drops it.
+OLD_SCOPE_AT = dt.datetime(2020, 1, 1)
+
+
+def plant_scopes(warehouse_db: Path, raw_db: Path) -> dict[str, str]:
+    """Consent scopes as the purge keeps them (``audit.consent_scopes``, cdp.purge.scopes;
+    decision 71), written into the landing zone from the DuckDB build of staging and identity:
+
+    * ``withdrawal``: the first withdrawal of the consent log, its scope its own identifier and
+      an identifier of another person who granted the same purpose before it (the withdrawal
+      then closes that person's grant too: int_consent__person_events' ``scoped``);
+    * ``restriction``: the planted restriction (:data:`LEDGER_REQUESTS`), its scope one more
+      person's identifier (int_consent__person_restrictions);
+    * ``ambiguous_grant``: the first grant of a third person, which then counts for nobody;
+    * an old withdrawal scope (:data:`OLD_SCOPE_AT`), which staging leaves out by retention.
+
+    The pseudonyms and event ids are the warehouse's own (keyed), as the purge copies them.
+    Returns what was planted: the event ids and the person keys the scopes reach.
+    """
+    from cdp.purge.scopes import SCOPE_COLUMNS
+
+    con = duckdb.connect(str(warehouse_db), read_only=True)
+    try:
+        events = con.execute(
+            """
+            select events.consent_event_key, events.subject_id_type, events.subject_key,
+                events.purpose_code, events.action,
+                least(events.captured_at, events._loaded_at) as effective_at, ids.person_key
+            from staging.stg_privacy__consent_events as events
+            inner join intermediate.int_identity_person_identifiers as ids
+                on events.subject_key = ids.id_key
+            where least(events.captured_at, events._loaded_at) <= cast(? as timestamp)
+            order by events.consent_event_key
+            """,
+            [AS_OF],
+        ).fetchall()
+        (restriction_key,) = con.execute(
+            "select request_key from staging.stg_privacy__subject_requests where request_id = ?",
+            [LEDGER_REQUESTS[0][0]],
+        ).fetchone() or (None,)
+    finally:
+        con.close()
+    assert restriction_key, "the planted restriction was not staged"
+    withdrawal = next(e for e in events if e[4] == "withdraw")
+    granted = next(
+        e
+        for e in events
+        if e[4] == "grant"
+        and e[3] == withdrawal[3]
+        and e[6] != withdrawal[6]
+        and e[5] < withdrawal[5]
+    )
+    restricted = next(e for e in events if e[6] not in (withdrawal[6], granted[6]))
+    ambiguous = next(
+        e
+        for e in events
+        if e[4] == "grant" and e[6] not in (withdrawal[6], granted[6], restricted[6])
+    )
+    recorded = dt.datetime(2026, 10, 31)
+    scopes = [
+        ("withdrawal", withdrawal[0], withdrawal[3], withdrawal[5], withdrawal[1], withdrawal[2]),
+        ("withdrawal", withdrawal[0], withdrawal[3], withdrawal[5], granted[1], granted[2]),
+        ("restriction", restriction_key, None, None, restricted[1], restricted[2]),
+        ("ambiguous_grant", ambiguous[0], ambiguous[3], ambiguous[5], ambiguous[1], ambiguous[2]),
+        ("withdrawal", "old-withdrawal", withdrawal[3], OLD_SCOPE_AT, granted[1], granted[2]),
+    ]
+    con = duckdb.connect(str(raw_db))
+    try:
+        columns = ", ".join(f"{name} {kind}" for name, kind in SCOPE_COLUMNS)
+        con.execute(f"create table audit.consent_scopes ({columns})")
+        for kind, event_id, purpose, event_at, member_type, member_key in scopes:
+            keep_until = event_at + dt.timedelta(days=1096) if kind == "withdrawal" else None
+            con.execute(
+                "insert into audit.consent_scopes (scope_kind, event_id, purpose_code, event_at, "
+                "member_id_type, member_key, run_id, recorded_at, keep_until) "
+                "values (?, ?, ?, ?, ?, ?, 'run-1', ?, ?)",
+                [kind, event_id, purpose, event_at, member_type, member_key, recorded, keep_until],
+            )
+    finally:
+        con.close()
+    return {
+        "withdrawal_id": withdrawal[0],
+        "withdrawal_purpose": withdrawal[3],
+        "scoped_person": granted[6],
+        "restriction_key": restriction_key,
+        "restricted_person": restricted[6],
+        "ambiguous_grant_id": ambiguous[0],
+    }

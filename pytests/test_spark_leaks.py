@@ -39,10 +39,13 @@ pytestmark = [pytest.mark.spark, pytest.mark.dbt]
 
 #: Kind of artifact -> a test on its path relative to the build's root.
 KINDS: dict[str, Callable[[str], bool]] = {
-    "dbt compiled SQL": lambda rel: rel.startswith("spark/target/compiled/"),
-    "dbt run SQL": lambda rel: rel.startswith("spark/target/run/"),
-    "dbt manifest": lambda rel: rel == "spark/target/manifest.json",
-    "dbt run results": lambda rel: rel == "spark/target/run_results.json",
+    # each stage its own (cdp.spark_stage.stage_target_path): target/privacy, target, target/vault
+    "dbt compiled SQL": lambda rel: rel.startswith("spark/target/") and "/compiled/" in rel,
+    "dbt run SQL": lambda rel: rel.startswith("spark/target/") and "/run/" in rel,
+    "dbt manifest": lambda rel: rel.startswith("spark/target/") and rel.endswith("/manifest.json"),
+    "dbt run results": lambda rel: (
+        rel.startswith("spark/target/") and rel.endswith("/run_results.json")
+    ),
     "dbt log": lambda rel: rel.startswith("spark/logs/"),
     "build console": lambda rel: rel in {"spark/build.out", "spark/build.err"},
     "Spark event log": lambda rel: rel.startswith("spark/audit/events/"),
@@ -128,18 +131,38 @@ def test_no_key_material_in_anything_the_spark_build_leaves(product_scan: Scan) 
         assert any(trace in path.read_bytes() for path in kinds[kind]), kind
 
 
-def test_every_model_that_calls_a_keyed_function_was_explained(spark_builds: Builds) -> None:
-    """The plans scanned are those of every model of the build that calls a keyed function,
-    whichever models are ported (read from run_results, not from a list)."""
-    results = json.loads((spark_builds.spark_workdir / "target" / "run_results.json").read_text())
-    keyed = {
-        r["unique_id"]
-        for r in results["results"]
-        if r["unique_id"].startswith("model.") and KEYED_CALL.search(r.get("compiled_code") or "")
+def _stage_targets(workdir: Path) -> dict[str, Path]:
+    return {
+        stage: spark_stage.stage_target_path(workdir / "target", stage)
+        for stage in spark_stage.STAGES
     }
+
+
+def test_every_model_that_calls_a_keyed_function_was_explained(spark_builds: Builds) -> None:
+    """The plans scanned are those of every model of every stage of the build that calls a
+    keyed function, whichever models are ported (read from each stage's run_results, not from
+    a list): staging and identity (privacy stage), the vault; the analytics stage has none."""
+    keyed: dict[str, set[str]] = {}
+    for stage, target in _stage_targets(spark_builds.spark_workdir).items():
+        results = json.loads((target / "run_results.json").read_text())
+        keyed[stage] = {
+            r["unique_id"]
+            for r in results["results"]
+            if r["unique_id"].startswith("model.")
+            and KEYED_CALL.search(r.get("compiled_code") or "")
+        }
+        assert set(spark_audit.keyed_models(target)) == keyed[stage], stage
     explained = {p.stem for p in (spark_builds.audit / "explain").glob("*.txt")}
-    assert keyed and explained == keyed
-    assert set(spark_audit.keyed_models(spark_builds.spark_workdir / "target")) == keyed
+    every = set().union(*keyed.values())
+    assert explained == every
+    # the defect of decision 73 (only the last stage's models were explained) stays fixed
+    assert {
+        "model.cdp.stg_crm__customers_triaged",
+        "model.cdp.int_identity_components",  # reads scratch tables its post-hook drops
+        "model.cdp.int_consent__subject_persons",
+        "model.cdp.vault_identifiers",
+    } <= explained
+    assert not keyed["analytics"] and keyed["privacy"] and keyed["vault"]
     for path in (spark_builds.audit / "explain").glob("*.txt"):
         text = path.read_text()
         assert "== Physical Plan ==" in text  # extended
@@ -220,6 +243,13 @@ def test_the_scan_finds_the_key_in_a_build_with_builtin_hmac(
         "Spark event log",
         "EXPLAIN of keyed models",
     } <= found, scan.hits
+    # The plan of a privacy-stage model, not only the vault stage's (decision 73's defect): a
+    # keyed model of any stage whose plan holds the key is caught.
+    explained = {
+        hit.split(": ", 1)[0] for hit in scan.hits if hit.startswith("spark/audit/explain/")
+    }
+    assert "spark/audit/explain/model.cdp.stg_crm__customers_triaged.txt" in explained, explained
+    assert "spark/audit/explain/model.cdp.vault_identifiers.txt" in explained, explained
     # Only the planted keys, only where SQL goes: the tables themselves hold no key.
     assert all(re.search(r": (identity|person|partner) key \(", hit) for hit in scan.hits)
     assert not found & {"warehouse Parquet", "dumped relations"}

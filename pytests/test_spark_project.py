@@ -259,3 +259,31 @@ def test_hostile_identity_graphs_resolve_alike(builds: Builds) -> None:
     log = (builds.spark_workdir / "logs" / "dbt.log").read_text(encoding="utf-8")
     rounds = [int(r) for r in re.findall(r"connected components converged in (\d+) rounds", log)]
     assert rounds and rounds[-1] > 2, rounds
+
+
+def test_planted_scopes_reach_the_ledger(builds: Builds) -> None:
+    """The purge's kept scopes planted in the landing zone (spark_build.plant_scopes) act on
+    Spark's ledger as decision 71 says; the comparison above holds DuckDB to the same rows. A
+    withdrawal reaches the other person of its scope, a restriction's scope excludes one more
+    person, a grant marked ambiguous counts for nobody, an old scope is left out."""
+    planted = builds.scopes
+    scopes = _spark_rows(builds, "staging.stg_rights__consent_scopes")
+    assert {row["scope_kind"] for row in scopes} == {"withdrawal", "restriction", "ambiguous_grant"}
+    assert "old-withdrawal" not in {row["event_id"] for row in scopes}  # retention
+    events = _spark_rows(builds, "intermediate.int_consent__person_events")
+    scoped = [
+        row
+        for row in events
+        if row["consent_event_id"] == planted["withdrawal_id"]
+        and row["person_key"] == planted["scoped_person"]
+    ]
+    assert len(scoped) == 1 and not scoped[0]["is_subject_unambiguous"], scoped
+    assert planted["ambiguous_grant_id"] not in {row["consent_event_id"] for row in events}
+    restricted = {
+        (row["person_key"], row["request_key"])
+        for row in _spark_rows(builds, "intermediate.int_consent__person_restrictions")
+    }
+    assert (planted["restricted_person"], planted["restriction_key"]) in restricted
+    # the planted rectification reaches the contacts
+    contacts = _spark_rows(builds, "intermediate.int_consent__person_contacts")
+    assert any(row["link_rule"] == "rectification" for row in contacts)

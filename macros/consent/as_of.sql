@@ -112,3 +112,12 @@
 {% macro duckdb__retention_cutoff(days) -%}
     ({{ as_of() }} - to_days(cast({{ days }} as integer)))
 {%- endmacro %}
+
+{#-
+    Spark: the timestamp minus a day-time interval of `days` days (exact days in the session's
+    UTC, as DuckDB's interval on a timestamp). dbt's dateadd on Spark (date_add) returns a
+    date: the time of day would be lost, and a row of as_of's own day kept or dropped wrongly.
+-#}
+{% macro spark__retention_cutoff(days) -%}
+    ({{ as_of() }} - make_dt_interval(cast({{ days }} as int)))
+{%- endmacro %}

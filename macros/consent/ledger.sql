@@ -117,8 +117,44 @@
     where numbered.interval_number > 0
     group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
 {%- endmacro %}
+{#-
+    Spark: no aggregate FILTER clause, no any_value that skips NULLs alike. An interval has
+    exactly one opening event and at most one closing event, so DuckDB's
+    `any_value(x) filter (where effect)` is the value of that one row: max(case ... end)
+    here. arg_max (which skips a NULL value, as DuckDB's does) becomes value_at_max over
+    the grants. The same rows and values as duckdb__consent_intervals (docs/portability.md,
+    "Consent on Spark").
+-#}
 {% macro spark__consent_intervals(relation, partition_by) -%}
-    {{ not_ported_to_spark('consent_intervals', 'macros/consent/ledger.sql') }}
+    select
+        {% for column in partition_by -%}
+        numbered.{{ column }},
+        {% endfor -%}
+        numbered.interval_number,
+        max(case when numbered.consent_effect = 'opens_interval' then numbered.effective_at end) as valid_from,
+        max(case when numbered.consent_effect = 'closes_interval' then numbered.effective_at end) as valid_to,
+        max(case when numbered.consent_effect = 'opens_interval' then numbered.consent_event_id end) as grant_event_id,
+        max(case when numbered.consent_effect = 'opens_interval' then numbered.channel end) as grant_channel,
+        max(case when numbered.consent_effect = 'opens_interval' then numbered.policy_version end) as policy_version,
+        max(case when numbered.consent_effect = 'opens_interval' then numbered.evidence_ref end) as evidence_ref,
+        count(case when numbered.consent_effect = 'reaffirms_grant' then 1 end) as reaffirmation_count,
+        max(case when numbered.action = 'grant' then numbered.effective_at end) as last_granted_at,
+        {{ cdp.value_at_max("case when numbered.action = 'grant' then numbered.policy_version end", ['numbered.event_sequence']) }} as last_policy_version,
+        max(case when numbered.consent_effect = 'closes_interval' then numbered.consent_event_id end) as withdraw_event_id,
+        max(case when numbered.consent_effect = 'closes_interval' then numbered.event_origin end) as withdraw_origin,
+        max(case when numbered.consent_effect = 'closes_interval' then numbered.channel end) as withdraw_channel,
+        max(case when numbered.consent_effect = 'closes_interval' then numbered.evidence_ref end) as withdraw_evidence_ref
+    from (
+        select
+            effects.*,
+            sum(case when effects.consent_effect = 'opens_interval' then 1 else 0 end) over (
+                partition by {{ partition_by | join(', ') }} order by effects.event_sequence
+                rows between unbounded preceding and current row
+            ) as interval_number
+        from {{ relation }} as effects
+    ) as numbered
+    where numbered.interval_number > 0
+    group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
 {%- endmacro %}
 
 {#-

@@ -10,10 +10,14 @@ files it can read, so a build run for the audit writes, besides what it always w
 * the tables' Parquet files uncompressed, for the same reason;
 * the JVM's own log (log4j) at INFO in ``DIR/spark.log`` instead of the console, and its
   temporary files in ``DIR/tmp`` (what Spark does not delete when it stops is scanned too);
-* ``EXPLAIN EXTENDED`` and ``EXPLAIN FORMATTED`` of every model the build ran that calls a
+* ``EXPLAIN EXTENDED`` and ``EXPLAIN FORMATTED`` of every model of every stage that calls a
   keyed function (:func:`keyed_models`: the manifest's macro graph, not a list), in
-  ``DIR/explain/<model>.txt``, explained in the build's own session, where the functions
-  are registered and the tables exist.
+  ``DIR/explain/<model>.txt``. :class:`PlanRecorder` takes them in the build's own session
+  at the moment dbt creates the model's table, just before the statement runs: the
+  functions are registered and everything the query reads exists then (the connected
+  components' scratch tables are dropped by the model's post-hook; a later stage's run
+  overwrites ``run_results.json``). After each stage, :meth:`PlanRecorder.check` holds the
+  recorded queries to that stage's compiled SQL, model by model.
 
 Nothing here reads or names the key.
 """
@@ -21,7 +25,8 @@ Nothing here reads or names the key.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -75,19 +80,11 @@ def _closure(start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[st
     return seen
 
 
-def keyed_models(target: Path) -> dict[str, str]:
-    """unique_id -> compiled SQL of each model of the last run that calls a keyed function.
-
-    From dbt's ``run_results.json`` (what ran, and its compiled SQL) and ``manifest.json``
-    (which macros each model and each ephemeral model it inlines calls, and which macros
-    those call).
-    """
-    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
-    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
-    nodes: dict[str, dict[str, Any]] = manifest["nodes"]
+def _keyed_ids(nodes: Mapping[str, Any], macros: Mapping[str, Any], ids: Iterable[str]) -> set[str]:
+    """Which of the models ``ids`` call a keyed function: their macros, and those of the
+    ephemeral models they inline, followed through the macro graph."""
     macro_edges = {
-        name: macro.get("depends_on", {}).get("macros", [])
-        for name, macro in manifest["macros"].items()
+        name: macro.get("depends_on", {}).get("macros", []) for name, macro in macros.items()
     }
     # An ephemeral model's SQL is inlined into the models that ref it: so are its calls.
     inlined = {
@@ -98,33 +95,141 @@ def keyed_models(target: Path) -> dict[str, str]:
         ]
         for name, node in nodes.items()
     }
-    found: dict[str, str] = {}
-    for result in results["results"]:
-        unique_id = result["unique_id"]
+    found = set()
+    for unique_id in ids:
         if nodes.get(unique_id, {}).get("resource_type") != "model":
             continue
-        if not result.get("compiled_code"):
-            continue
-        macros = [
+        called = [
             macro
             for name in _closure([unique_id], inlined)
             for macro in nodes[name].get("depends_on", {}).get("macros", [])
         ]
-        if _closure(macros, macro_edges).intersection(KEYED_MACROS):
-            found[unique_id] = str(result["compiled_code"])
+        if _closure(called, macro_edges).intersection(KEYED_MACROS):
+            found.add(unique_id)
     return found
 
 
-def explain_models(spark: SparkSession, target: Path, folder: Path) -> list[str]:
-    """``EXPLAIN EXTENDED`` and ``FORMATTED`` of each of :func:`keyed_models` into ``folder``."""
-    out = folder / "explain"
-    out.mkdir(parents=True, exist_ok=True)
-    done = []
-    for unique_id, sql in sorted(keyed_models(target).items()):
+def _manifest(target: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+def keyed_models(target: Path) -> dict[str, str]:
+    """unique_id -> compiled SQL of each model of the run whose artefacts are in ``target``
+    that calls a keyed function.
+
+    From dbt's ``run_results.json`` (what ran, and its compiled SQL) and ``manifest.json``
+    (which macros each model and each ephemeral model it inlines calls, and which macros
+    those call). One dbt invocation: each stage of a Spark build writes its own ``target``.
+    """
+    manifest = _manifest(target)
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    compiled = {
+        str(result["unique_id"]): str(result["compiled_code"])
+        for result in results["results"]
+        if result.get("compiled_code")
+    }
+    keyed = _keyed_ids(manifest["nodes"], manifest["macros"], compiled)
+    return {unique_id: compiled[unique_id] for unique_id in sorted(keyed)}
+
+
+def _relation(name: str) -> str:
+    return name.replace("`", "").lower()
+
+
+def keyed_relations(target: Path) -> dict[str, str]:
+    """``database.table`` -> unique_id of every model of the project that calls a keyed
+    function (whatever is selected: the manifest holds every node)."""
+    manifest = _manifest(target)
+    nodes: dict[str, dict[str, Any]] = manifest["nodes"]
+    keyed = _keyed_ids(nodes, manifest["macros"], nodes)
+    return {
+        _relation(f"{nodes[uid]['schema']}.{nodes[uid].get('alias') or nodes[uid]['name']}"): uid
+        for uid in keyed
+    }
+
+
+#: How dbt-spark creates a model's table (``spark__create_table_as``), after dbt's query comment
+#: (``/* {"app": "dbt", ...} */``): ``create [or replace] table <relation>`` and its clauses (``using parquet``...), then ``as`` on a line of its own,
+#: then the model's compiled SQL.
+_CREATE_AS: Final = re.compile(
+    r"\A\s*(?:/\*.*?\*/\s*)*create\s+(?:or\s+replace\s+)?table\s+(?P<relation>\S+)(?P<clauses>.*?)\n\s*as\s*\n(?P<query>.*)\Z",
+    re.S | re.I,
+)
+
+
+def created_table(statement: str) -> tuple[str, str] | None:
+    """(``database.table``, query) of a statement that creates a table as dbt-spark writes it
+    (``spark__create_table_as``), else None."""
+    found = _CREATE_AS.match(statement)
+    if found is None:
+        return None
+    return _relation(found.group("relation")), found.group("query")
+
+
+def _squeezed(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+class PlanRecorder:
+    """EXPLAIN EXTENDED and FORMATTED of each keyed model's query, taken as dbt creates its
+    table: ``spark.sql`` of the build's session (the one dbt-spark's ``session`` method gets
+    from ``getOrCreate``) is wrapped so that a ``create table <keyed model> ... as <query>``
+    first explains ``<query>``, then runs. Nothing but the statements dbt sends is explained;
+    a plan that cannot be taken fails the statement, so an audited build never passes
+    without its plans.
+    """
+
+    def __init__(self, spark: SparkSession, folder: Path) -> None:
+        self.spark = spark
+        self.folder = folder / "explain"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.relations: dict[str, str] = {}
+        self.queries: dict[str, str] = {}
+        self._sql: Callable[..., Any] = spark.sql
+
+    def install(self, relations: Mapping[str, str]) -> None:
+        """Explain the models of ``relations`` (:func:`keyed_relations`) from now on."""
+        self.relations = dict(relations)
+        recorder = self
+
+        def sql(query: str, *args: Any, **kwargs: Any) -> Any:
+            recorder.statement(query)
+            return recorder._sql(query, *args, **kwargs)
+
+        self.spark.sql = sql
+
+    def uninstall(self) -> None:
+        self.spark.sql = self._sql
+
+    def check(self, target: Path) -> list[str]:
+        """Every keyed model the stage whose artefacts are in ``target`` ran was explained, and
+        what was explained is its compiled SQL (whitespace aside); the models, or raise."""
+        done = []
+        for unique_id, compiled in keyed_models(target).items():
+            query = self.queries.get(unique_id)
+            if query is None:
+                raise AuditIncomplete(f"cdp: the audit has no plan of {unique_id}")
+            if _squeezed(query) != _squeezed(compiled):
+                raise AuditIncomplete(f"cdp: the audit explained another query than {unique_id}'s")
+            done.append(unique_id)
+        return done
+
+    def statement(self, text: str) -> None:
+        created = created_table(text)
+        if created is None:
+            return
+        relation, query = created
+        unique_id = self.relations.get(relation)
+        if unique_id is None:
+            return
         plans = [
-            str(spark.sql(f"explain {mode} {sql}").collect()[0][0])
+            str(self._sql(f"explain {mode} {query}").collect()[0][0])
             for mode in ("extended", "formatted")
         ]
-        (out / f"{unique_id}.txt").write_text("\n\n".join(plans), encoding="utf-8")
-        done.append(unique_id)
-    return done
+        (self.folder / f"{unique_id}.txt").write_text("\n\n".join(plans), encoding="utf-8")
+        self.queries[unique_id] = query
+
+
+class AuditIncomplete(RuntimeError):
+    """A keyed model of a stage was not explained as it ran, or not its own SQL."""

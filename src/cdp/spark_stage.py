@@ -21,6 +21,8 @@ Nothing here reads the key: the JVM reads the file named by ``CDP_MASTER_KEY_FIL
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,11 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import duckdb
+import pyarrow as pa
 
 from cdp import dbt_invoke, paths, spark_audit, spark_json, spark_udf
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import KeyConfigError
 from cdp.plugin import NORMALISER_FUNCTIONS
+from cdp.purge.scopes import SCOPE_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -41,7 +45,35 @@ if TYPE_CHECKING:
 PRIVACY_TARGET: Final = "spark_privacy"
 #: The Spark target of the vault stage (profiles.yml): the vault models, with the vault seal.
 VAULT_TARGET: Final = "spark_vault"
+#: The Spark target of the analytics stage (profiles.yml): the models downstream of staging and
+#: identity (consent, rights), run after the keyed functions are dropped from the session.
+ANALYTICS_TARGET: Final = "spark"
+#: The stages in the order a build runs them (cdp.stages), by the tags of dbt_project.yml.
+STAGES: Final = ("privacy", "analytics", "vault")
 
+#: The consent ledger on Spark (decision 77): the purge's kept scopes, then the ledger's tables in
+#: dependency order, and the two rights models int_consent__person_contacts reads. Its ephemeral
+#: models (consent history, opt-outs, the identity map) are inlined into these.
+LEDGER_MODELS: Final[tuple[str, ...]] = (
+    "stg_rights__consent_scopes",
+    *(
+        f"int_consent__{name}"
+        for name in (
+            "subject_persons",
+            "subject_events",
+            "subject_ledger",
+            "person_events",
+            "person_ledger",
+            "person_restrictions",
+            "person_purposes",
+            "person_activity",
+            "profiled_persons",
+        )
+    ),
+    "int_rights__request_persons",
+    "int_rights__rectifications",
+    "int_consent__person_contacts",
+)
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
 PORTED_MODELS: Final[tuple[str, ...]] = (
@@ -77,11 +109,35 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
             "refused_identifiers",
         )
     ),
+    *LEDGER_MODELS,
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
 #: The Spark databases a Spark build writes (seeds, staging, vault) besides the raw ones.
 BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "intermediate", "vault")
+
+
+def stage_target_path(target: Path, stage: str) -> Path:
+    """Where a stage's dbt artefacts go, as cdp.stages puts them on DuckDB: the privacy and
+    vault stages under ``target/<stage>``, the analytics stage in ``target`` itself."""
+    return target if stage == "analytics" else target / stage
+
+
+def model_stages(manifest_path: Path, models: Sequence[str]) -> dict[str, str]:
+    """model -> its stage, from its tags in the parsed project (dbt_project.yml and the
+    models' own config: ``privacy_stage``, ``vault_stage``, else analytics)."""
+    nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"]
+    stages = {}
+    for model in models:
+        tags = set(nodes[f"model.cdp.{model}"].get("tags", []))
+        stages[model] = (
+            "vault"
+            if "vault_stage" in tags
+            else "privacy"
+            if "privacy_stage" in tags
+            else "analytics"
+        )
+    return stages
 
 
 def model_database(model: str) -> str:
@@ -159,18 +215,38 @@ def landing_tables(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]
     return tables
 
 
+#: Raw tables a Spark build always has, empty when the landing zone has none: the purge's kept
+#: consent scopes (cdp.purge.scopes, decision 71), which only the purge writes, on DuckDB.
+PROVIDED_TABLES: Final[dict[tuple[str, str], list[tuple[str, str]]]] = {
+    ("audit", "consent_scopes"): [
+        (name, kind.removesuffix(" NOT NULL")) for name, kind in SCOPE_COLUMNS
+    ],
+}
+
+
+def tables_to_load(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The landing zone's tables (:func:`landing_tables`) and the :data:`PROVIDED_TABLES` it
+    lacks (loaded empty, of the shape their writer gives them)."""
+    return {**PROVIDED_TABLES, **landing_tables(raw_db)}
+
+
 def load_landing(spark: SparkSession, raw_db: Path) -> dict[str, int]:
     """Copy every landing table into ``raw_<schema>.<table>`` (replaced); rows per table.
 
     The rows go through Arrow with an explicit Spark schema, so every column keeps its type
-    (naive DuckDB timestamps become Spark timestamps read in the session's UTC).
+    (naive DuckDB timestamps become Spark timestamps read in the session's UTC). A table of
+    :data:`PROVIDED_TABLES` the landing zone lacks is created empty.
     """
     counts: dict[str, int] = {}
     con = duckdb.connect(str(raw_db), read_only=True)
+    present = landing_tables(raw_db)
     try:
-        for (schema, table), columns in landing_tables(raw_db).items():
+        for (schema, table), columns in tables_to_load(raw_db).items():
             ddl = ", ".join(f"`{name}` {spark_type(kind)}" for name, kind in columns)
-            arrow = con.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
+            if (schema, table) in present:
+                arrow = con.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
+            else:
+                arrow = pa.table({name: pa.array([], type=pa.null()) for name, _ in columns})
             frame = spark.createDataFrame(arrow, schema=ddl)
             database = raw_database(schema)
             spark.sql(f"create database if not exists `{database}`")
@@ -256,8 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Needs .venv-spark (pyspark, dbt-spark) and the jar (``make spark-jar``).
     """
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="cdp spark-build",
         description="Load the DuckDB landing zone into a local Spark session and build the "
@@ -298,33 +372,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark_udf.register(spark)
         counts = load_landing(spark, args.raw_db)
         print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
-        extra = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
-        dbt_vars = ["--vars", args.vars] if args.vars else []
-        privacy = [m for m in args.models if m not in VAULT_MODELS]
-        vault_models = [m for m in args.models if m in VAULT_MODELS]
-        commands: list[tuple[list[str], bool]] = [(["seed", *dbt_vars], False)]
-        if privacy:
-            commands.append((["run", *dbt_vars, "--select", *privacy], False))
-        if vault_models:
-            commands.append((["run", *dbt_vars, "--select", *vault_models], True))
-        for command, vault in commands:
-            outcome = run_privacy_stage(spark, command, extra=extra, vault=vault)
-            if not outcome.success:
-                print(outcome.output[-6000:], file=sys.stderr)
-                return 1
-        if args.audit:
-            spark_audit.explain_models(spark, workdir / "target", args.audit.resolve())
-        if args.dump:
-            databases = [
-                *(d for d in BUILT_DATABASES if spark.catalog.databaseExists(d)),  # --models
-                *sorted({raw_database(s) for s, _ in landing_tables(args.raw_db)}),
-            ]
-            dump_tables(spark, databases, args.dump)
-    except (spark_udf.SparkRegistrationError, KeyConfigError, SparkLoadError) as exc:
+        return run_stages(spark, workdir, args)
+    except (
+        spark_udf.SparkRegistrationError,
+        KeyConfigError,
+        SparkLoadError,
+        spark_audit.AuditIncomplete,
+    ) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     finally:
         spark.stop()
+
+
+def drop_keyed_functions(spark: SparkSession) -> None:
+    """Take the keyed functions out of the session: the analytics stage runs without them, as it
+    runs without the key on DuckDB (a model of that stage calling one fails there too)."""
+    for name in spark_udf.JAVA_CLASSES:
+        spark.sql(f"drop temporary function if exists {name}")
+
+
+def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> int:
+    """The seeds, then the selected models stage by stage (privacy, analytics, vault), each
+    stage's dbt artefacts in its own folder; with ``--audit``, each keyed model explained as
+    it runs (:class:`cdp.spark_audit.PlanRecorder`), checked after each stage."""
+    target = workdir / "target"
+    dbt_vars = ["--vars", args.vars] if args.vars else []
+
+    def extra(stage: str) -> list[str]:
+        path = stage_target_path(target, stage)
+        return ["--target-path", str(path), "--log-path", str(workdir / "logs")]
+
+    outcome = run_privacy_stage(spark, ["seed", *dbt_vars], extra=extra("privacy"))
+    if not outcome.success:
+        print(outcome.output[-6000:], file=sys.stderr)
+        return 1
+    manifest = stage_target_path(target, "privacy") / "manifest.json"
+    stage_of = model_stages(manifest, args.models)
+    recorder = None
+    if args.audit:
+        recorder = spark_audit.PlanRecorder(spark, args.audit.resolve())
+        recorder.install(spark_audit.keyed_relations(manifest.parent))
+    try:
+        for stage in STAGES:
+            models = [m for m in args.models if stage_of[m] == stage]
+            if not models:
+                continue
+            command = ["run", *dbt_vars, "--select", *models]
+            if stage == "analytics":
+                drop_keyed_functions(spark)
+                outcome = dbt_invoke.invoke(
+                    [*command, "--target", ANALYTICS_TARGET],
+                    extra=extra(stage),
+                    project_dir=str(paths.project_dir()),
+                )
+            else:
+                outcome = run_privacy_stage(
+                    spark, command, extra=extra(stage), vault=stage == "vault"
+                )
+            if not outcome.success:
+                print(outcome.output[-6000:], file=sys.stderr)
+                return 1
+            if recorder is not None:
+                recorder.check(stage_target_path(target, stage))
+    finally:
+        if recorder is not None:
+            recorder.uninstall()
+    if args.dump:
+        databases = [
+            *(d for d in BUILT_DATABASES if spark.catalog.databaseExists(d)),  # --models
+            *sorted({raw_database(s) for s, _ in tables_to_load(args.raw_db)}),
+        ]
+        dump_tables(spark, databases, args.dump)
     return 0
 
 

@@ -93,7 +93,7 @@ message_opt_outs as (
         end as event_origin
     from message_events
     inner join purposes
-        on list_contains(string_split(purposes.message_channels, ';'), message_events.channel)
+        on {{ delimited_list_contains('purposes.message_channels', ';', 'message_events.channel') }}
     where message_events.event_type in ('unsubscribed', 'complained')
 
 ),
@@ -140,7 +140,7 @@ final as (
         'withdraw' as action,  -- noqa: RF04
         event_origin,
         channel,
-        cast(null as varchar) as policy_version,
+        cast(null as {{ text_type() }}) as policy_version,
         evidence_ref,
         captured_at,
         _loaded_at,
@@ -155,7 +155,7 @@ final as (
         'withdraw' as action,  -- noqa: RF04
         event_origin,
         channel,
-        cast(null as varchar) as policy_version,
+        cast(null as {{ text_type() }}) as policy_version,
         evidence_ref,
         captured_at,
         _loaded_at,

@@ -122,7 +122,7 @@ summarised as (
         max(activity_at) as last_activity_at,
         -- on a tie (a CRM record created and updated at the same moment) the greatest
         -- source name, so the same data always gives the same row
-        arg_max(activity_source, (activity_at, activity_source)) as last_activity_source
+        {{ value_at_max('activity_source', ['activity_at', 'activity_source']) }} as last_activity_source
     from person_activity
     group by person_key
 

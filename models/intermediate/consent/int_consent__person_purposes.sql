@@ -53,7 +53,7 @@ last_withdrawal as (
         person_key,
         purpose_code,
         max(valid_to) as last_withdrawn_at,
-        arg_max(withdraw_origin, (valid_to, withdraw_origin)) as last_withdrawal_origin
+        {{ value_at_max('withdraw_origin', ['valid_to', 'withdraw_origin']) }} as last_withdrawal_origin
     from person_ledger
     where valid_to is not null
     group by person_key, purpose_code
@@ -65,7 +65,7 @@ restrictions as (
     select
         person_key,
         min(restricted_since) as restricted_since,
-        arg_min(request_type, restricted_since) as restriction_type
+        {{ value_at_min('request_type', ['restricted_since']) }} as restriction_type
     from person_restrictions
     group by person_key
 

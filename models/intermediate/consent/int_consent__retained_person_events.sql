@@ -48,8 +48,8 @@ source_events as (
         status as event_type,
         ordered_at as event_at,
         channel,
-        cast(null as varchar) as campaign_id,
-        cast(null as varchar) as device_class,
+        cast(null as {{ text_type() }}) as campaign_id,
+        cast(null as {{ text_type() }}) as device_class,
         total_amount as order_amount,
         currency as order_currency,
         'purchase_history' as data_category
@@ -63,9 +63,9 @@ source_events as (
         event_at,
         channel,
         campaign_id,
-        cast(null as varchar) as device_class,
+        cast(null as {{ text_type() }}) as device_class,
         cast(null as decimal(12, 2)) as order_amount,
-        cast(null as varchar) as order_currency,
+        cast(null as {{ text_type() }}) as order_currency,
         'communication_activity' as data_category
     from message_events
     union all
@@ -75,11 +75,11 @@ source_events as (
         coalesce(customer_key, anonymous_key) as subject_key,
         event_type,
         event_at,
-        cast(null as varchar) as channel,
-        cast(null as varchar) as campaign_id,
+        cast(null as {{ text_type() }}) as channel,
+        cast(null as {{ text_type() }}) as campaign_id,
         device_class,
         cast(null as decimal(12, 2)) as order_amount,
-        cast(null as varchar) as order_currency,
+        cast(null as {{ text_type() }}) as order_currency,
         'site_activity' as data_category
     from web_events
 

@@ -151,7 +151,7 @@ linked as (
         subject_key,
         customer_key,
         min(subject_id_type) as subject_id_type,
-        arg_min(link_rule, link_priority) as link_rule,
+        {{ value_at_min('link_rule', ['link_priority']) }} as link_rule,
         min(link_priority) as link_priority
     from customer_links
     group by subject_key, customer_key

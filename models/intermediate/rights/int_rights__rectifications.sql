@@ -44,8 +44,8 @@ final as (
     select
         person_key,
         rectification_field,
-        arg_max(rectification_value_key, (received_at, request_id)) as rectified_value_key,
-        arg_max(request_id, (received_at, request_id)) as request_id,
+        {{ value_at_max('rectification_value_key', ['received_at', 'request_id']) }} as rectified_value_key,
+        {{ value_at_max('request_id', ['received_at', 'request_id']) }} as request_id,
         max(received_at) as rectified_at,
         {{ as_of() }} as as_of
     from verified
