@@ -82,6 +82,30 @@
 {%- endmacro %}
 
 {#-
+    The FROM, WHERE and GROUP BY that both engines' consent_intervals share:
+    `relation`'s events numbered by interval (a running count of opening events
+    per partition, in event_sequence order), those before the first opening
+    left out, grouped by partition and interval as `numbered`.
+-#}
+{% macro consent_interval_numbering(relation, partition_by) -%}
+    {{ return(adapter.dispatch('consent_interval_numbering', 'cdp')(relation, partition_by)) }}
+{%- endmacro %}
+
+{% macro default__consent_interval_numbering(relation, partition_by) -%}
+    from (
+        select
+            effects.*,
+            sum(case when effects.consent_effect = 'opens_interval' then 1 else 0 end) over (
+                partition by {{ partition_by | join(', ') }} order by effects.event_sequence
+                rows between unbounded preceding and current row
+            ) as interval_number
+        from {{ relation }} as effects
+    ) as numbered
+    where numbered.interval_number > 0
+    group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
+{%- endmacro %}
+
+{#-
     DuckDB: filtered aggregates (`filter (where ...)`), any_value and arg_max.
     Another engine needs an equivalent of arg_max (max_by in Spark, Trino,
     Snowflake) and of the aggregate FILTER clause (a case inside the aggregate).
@@ -105,17 +129,7 @@
         any_value(numbered.event_origin) filter (where numbered.consent_effect = 'closes_interval') as withdraw_origin,
         any_value(numbered.channel) filter (where numbered.consent_effect = 'closes_interval') as withdraw_channel,
         any_value(numbered.evidence_ref) filter (where numbered.consent_effect = 'closes_interval') as withdraw_evidence_ref
-    from (
-        select
-            effects.*,
-            sum(case when effects.consent_effect = 'opens_interval' then 1 else 0 end) over (
-                partition by {{ partition_by | join(', ') }} order by effects.event_sequence
-                rows between unbounded preceding and current row
-            ) as interval_number
-        from {{ relation }} as effects
-    ) as numbered
-    where numbered.interval_number > 0
-    group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
+    {{ cdp.consent_interval_numbering(relation, partition_by) }}
 {%- endmacro %}
 {#-
     Spark: no aggregate FILTER clause, no any_value that skips NULLs alike. An interval has
@@ -144,17 +158,7 @@
         max(case when numbered.consent_effect = 'closes_interval' then numbered.event_origin end) as withdraw_origin,
         max(case when numbered.consent_effect = 'closes_interval' then numbered.channel end) as withdraw_channel,
         max(case when numbered.consent_effect = 'closes_interval' then numbered.evidence_ref end) as withdraw_evidence_ref
-    from (
-        select
-            effects.*,
-            sum(case when effects.consent_effect = 'opens_interval' then 1 else 0 end) over (
-                partition by {{ partition_by | join(', ') }} order by effects.event_sequence
-                rows between unbounded preceding and current row
-            ) as interval_number
-        from {{ relation }} as effects
-    ) as numbered
-    where numbered.interval_number > 0
-    group by {% for column in partition_by %}numbered.{{ column }}, {% endfor %}numbered.interval_number
+    {{ cdp.consent_interval_numbering(relation, partition_by) }}
 {%- endmacro %}
 
 {#-
