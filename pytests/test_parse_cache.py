@@ -9,16 +9,17 @@ dbt parses of a copy of the project.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
-from cdp import paths, stages
+from cdp import dbt_invoke, paths, stages
 
 
 @pytest.fixture
@@ -318,3 +319,43 @@ def test_the_run_time_var_rule_fails_on_planted_parse_time_uses(tmp_path: Path) 
     assert [f for f in found if "zz_plant_var.sql reads var('as_of')" in f]
     assert [f for f in found if "_zz_plant.yml uses as_of" in f]
     assert len(found) == 6, found
+
+
+#: Two values of each run-time var far apart (a var added to RUN_TIME_VARS needs its own).
+RUN_TIME_SAMPLES: Final = {"as_of": ("2020-01-01", "2031-06-30 23:59:59")}
+#: What differs between any two parses: when and where the parse ran.
+_PARSE_MOMENT: Final = frozenset({"created_at", "build_path", "generated_at", "invocation_id"})
+
+
+def _without_moment(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_moment(v) for k, v in value.items() if k not in _PARSE_MOMENT}
+    if isinstance(value, list):
+        return [_without_moment(v) for v in value]
+    return value
+
+
+@pytest.mark.dbt
+@pytest.mark.parametrize("var", sorted(stages.RUN_TIME_VARS))
+def test_two_values_of_a_run_time_var_parse_to_the_same_manifest(var: str, tmp_path: Path) -> None:
+    """The rule above, by experiment on the project itself: two real parses (no cache, each
+    in its own target path, so no partial parse either) with two values of the var give the
+    same manifest, every node's refs, sources, config and dependencies included."""
+    assert set(RUN_TIME_SAMPLES) == stages.RUN_TIME_VARS
+    manifests = []
+    for number, value in enumerate(RUN_TIME_SAMPLES[var]):
+        parsed = dbt_invoke.invoke(
+            ["parse", "--no-write-json", "--vars", json.dumps({var: value})],
+            extra=["--target-path", str(tmp_path / f"target{number}"), "--target", "lint"],
+            echo=False,
+            project_dir=str(paths.PROJECT_ROOT),
+        )
+        assert parsed.success, parsed.output[-2000:]
+        written = parsed.result.writable_manifest().to_dict()
+        written.pop("metadata")
+        manifests.append(_without_moment(written))
+    first, second = manifests
+    assert len(first["nodes"]) > 300
+    assert first.keys() == second.keys()
+    for part in first:
+        assert first[part] == second[part], f"the manifest's {part} depends on {var}"
