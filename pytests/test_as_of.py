@@ -141,7 +141,11 @@ def test_iso_moments_are_read_as_utc(value: object, expected: dt.datetime) -> No
         ("\u00a02026-11-01", "not ASCII"),  # a no-break space is not white space here
         ("2026-11-01\u200b", "not ASCII"),
         ("2026\u201011\u201001", "not ASCII"),  # Unicode hyphens
-        ("2026-02-30", "a field is out of range"),
+        ("2026-02-30", "no such day in that month"),
+        ("2026-04-31", "no such day in that month"),
+        ("2026-02-29", "no such day in that month"),  # 2028-02-29 is a day
+        ("2026-13-01", "a field is out of range"),
+        ("2026-01-32", "a field is out of range"),
         ("2026-11-01T24:00", "a field is out of range"),
         ("1899-12-31", "the year is out of range"),
         ("3000-01-01", "the year is out of range"),
@@ -322,3 +326,11 @@ def test_cdp_erase_refuses_a_bad_as_of_before_it_runs_anything(
     assert erase.main(["--as-of", "2026-11-01T09:30+99:00"]) == 1  # not the dbt run of step 1
     assert "the UTC offset is out of range" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_leap_day_is_a_day_only_in_a_leap_year() -> None:
+    assert parse_as_of("2028-02-29") == dt.datetime(2028, 2, 29)
+    assert parse_as_of("2000-02-29T23:59:59") == dt.datetime(2000, 2, 29, 23, 59, 59)
+    for text in ("2026-02-29", "1900-02-29", "2100-02-29"):
+        with pytest.raises(AsOfError, match="no such day in that month"):
+            parse_as_of(text)

@@ -78,6 +78,12 @@ def parse_as_of(value: object, *, now: dt.datetime | None = None) -> dt.datetime
     year, month, day, hour, minute, second, fraction, offset = found.groups()
     if not YEARS[0] <= int(year) <= YEARS[1]:
         raise AsOfError(f"{HINT}; got {_shown(text)} (the year is out of range)")
+    if 1 <= int(month) <= 12 and 29 <= int(day) <= 31:
+        # as the macro (macros/consent/as_of.sql) says it: each refuses what the other would
+        try:
+            dt.date(int(year), int(month), int(day))
+        except ValueError:
+            raise AsOfError(f"{HINT}; got {_shown(text)} (no such day in that month)") from None
     try:
         moment = dt.datetime(
             int(year),
