@@ -150,8 +150,8 @@ def keyed_relations(target: Path) -> dict[str, str]:
 
 
 #: How dbt-spark creates a model's table (``spark__create_table_as``), after dbt's query comment
-#: (``/* {"app": "dbt", ...} */``): ``create [or replace] table <relation>`` and its clauses (``using parquet``...), then ``as`` on a line of its own,
-#: then the model's compiled SQL.
+#: (``/* {"app": "dbt", ...} */``): ``create [or replace] table <relation>`` and its clauses
+#: (``using parquet``...), then ``as`` on a line of its own, then the model's compiled SQL.
 _CREATE_AS: Final = re.compile(
     r"\A\s*(?:/\*.*?\*/\s*)*create\s+(?:or\s+replace\s+)?table\s+(?P<relation>\S+)(?P<clauses>.*?)\n\s*as\s*\n(?P<query>.*)\Z",
     re.S | re.I,

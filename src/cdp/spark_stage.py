@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 import duckdb
 import pyarrow as pa
 
-from cdp import dbt_invoke, paths, spark_audit, spark_json, spark_udf
+from cdp import dbt_invoke, paths, spark_audit, spark_json, spark_udf, stages
 from cdp.dbt_invoke import DbtOutcome
 from cdp.keys import KeyConfigError
 from cdp.plugin import NORMALISER_FUNCTIONS
@@ -48,8 +48,8 @@ VAULT_TARGET: Final = "spark_vault"
 #: The Spark target of the analytics stage (profiles.yml): the models downstream of staging and
 #: identity (consent, rights), run after the keyed functions are dropped from the session.
 ANALYTICS_TARGET: Final = "spark"
-#: The stages in the order a build runs them (cdp.stages), by the tags of dbt_project.yml.
-STAGES: Final = ("privacy", "analytics", "vault")
+#: The stages in the order a build runs them (cdp.stages.STAGES), by the tags of dbt_project.yml.
+STAGES: Final = tuple(stage.name for stage in stages.STAGES)
 
 #: The consent ledger on Spark (decision 77): the purge's kept scopes, then the ledger's tables in
 #: dependency order, and the two rights models int_consent__person_contacts reads. Its ephemeral
@@ -118,26 +118,27 @@ BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "intermediate
 
 
 def stage_target_path(target: Path, stage: str) -> Path:
-    """Where a stage's dbt artefacts go, as cdp.stages puts them on DuckDB: the privacy and
-    vault stages under ``target/<stage>``, the analytics stage in ``target`` itself."""
-    return target if stage == "analytics" else target / stage
+    """Where the stage named ``stage`` writes its dbt artefacts: where cdp.stages puts them on
+    DuckDB (:func:`cdp.stages.stage_target_path`)."""
+    (found,) = (s for s in stages.STAGES if s.name == stage)
+    return stages.stage_target_path(target, found)
 
 
 def model_stages(manifest_path: Path, models: Sequence[str]) -> dict[str, str]:
     """model -> its stage, from its tags in the parsed project (dbt_project.yml and the
     models' own config: ``privacy_stage``, ``vault_stage``, else analytics)."""
     nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"]
-    stages = {}
+    found = {}
     for model in models:
         tags = set(nodes[f"model.cdp.{model}"].get("tags", []))
-        stages[model] = (
+        found[model] = (
             "vault"
             if "vault_stage" in tags
             else "privacy"
             if "privacy_stage" in tags
             else "analytics"
         )
-    return stages
+    return found
 
 
 def model_database(model: str) -> str:

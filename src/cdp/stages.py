@@ -118,10 +118,16 @@ def _target_path(extra: Sequence[str]) -> tuple[Path, list[str]]:
     return found, rest
 
 
+def stage_target_path(target_path: Path, stage: Stage) -> Path:
+    """Where ``stage`` writes its dbt artefacts under the command's ``target_path``: a keyed
+    stage in ``<target-path>/<stage>``, the analytics stage in ``<target-path>`` itself."""
+    return target_path / stage.name if stage.keyed else target_path
+
+
 def stage_target_paths(target_path: Path | None = None) -> list[Path]:
     """Where each stage writes its dbt artefacts, in stage order (for the evidence record)."""
     base, _ = _target_path([] if target_path is None else ["--target-path", str(target_path)])
-    return [base if not stage.keyed else base / stage.name for stage in STAGES]
+    return [stage_target_path(base, stage) for stage in STAGES]
 
 
 def python_models(manifest: Any) -> list[str]:
@@ -375,7 +381,7 @@ def _run_staged(
         for stage, stage_selection in plan:
             if failure is not None and stage.name != "vault":
                 break  # the vault stage depends on the raw zone only: it still runs
-            stage_path = target_path if not stage.keyed else target_path / stage.name
+            stage_path = stage_target_path(target_path, stage)
             messages.append(f"cdp: {stage.name} stage (target {stage.target})")
             # --no-write-json: dbt would write the shared manifest after every stage (about
             # 2 s each at 300 customers); its run_results are written here instead.
