@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from cdp import dbt_invoke, stages
+from conftest import Workspace
 
 pytestmark = pytest.mark.dbt
 
@@ -100,3 +102,18 @@ def test_no_analytics_model_inlines_a_privacy_stage_model(manifest: Any) -> None
         and ephemeral_elsewhere & set(node.depends_on.nodes)
     ]
     assert offenders == []
+
+
+def test_the_session_build_ran_every_unit_test(manifest: Any, built: Workspace) -> None:
+    """The suite's other builds leave dbt's unit tests out (conftest.make_workspace): their
+    outcome depends on the commit, not the data. The session build must have run every unit
+    test the project declares, in whichever stage holds it, and each must have passed."""
+    declared = set(manifest.unit_tests)
+    assert len(declared) >= 10
+    ran: dict[str, str] = {}
+    for target in stages.stage_target_paths(built.root / "target"):
+        run = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+        for result in run["results"]:
+            if str(result["unique_id"]).startswith("unit_test."):
+                ran[result["unique_id"]] = result["status"]
+    assert ran == dict.fromkeys(declared, "pass")
