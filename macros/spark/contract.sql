@@ -38,13 +38,17 @@
         {%- set not_null = [] -%}
         {%- for column in wanted -%}
             {%- for constraint in column['constraints'] or [] -%}
-                {%- if constraint['type'] == 'not_null' and column['name'] not in not_null -%}
+                {%- if constraint['type'] != 'not_null' -%}
+                    {%- do problems.append(column['name'] ~ ' has a ' ~ constraint['type'] ~ ' constraint, which is not checked on Spark') -%}
+                {%- elif column['name'] not in not_null -%}
                     {%- do not_null.append(column['name']) -%}
                 {%- endif -%}
             {%- endfor -%}
         {%- endfor -%}
         {%- for constraint in model.constraints or [] -%}
-            {%- if constraint['type'] == 'not_null' -%}
+            {%- if constraint['type'] != 'not_null' -%}
+                {%- do problems.append('a ' ~ constraint['type'] ~ ' constraint of the model, which is not checked on Spark') -%}
+            {%- else -%}
                 {%- for name in constraint['columns'] or [] if name not in not_null -%}
                     {%- do not_null.append(name) -%}
                 {%- endfor -%}
