@@ -199,6 +199,32 @@ LEDGER_REQUESTS: list[tuple[str, str, str, str, str | None]] = [
 ]
 
 
+#: Requests of known customers for the rights models (decision 78), each its own person (the
+#: shared-e-mail group of plant_graphs): (request_id, subject customer, request_type, details,
+#: jurisdiction, received_at). As of AS_OF: an EU erasure the purge closed (its destruction below)
+#: and an RU erasure it did not, 30 calendar days past (int_rights__erased_persons,
+#: _excluded_persons, _request_executions; awaiting_purge and overdue); an RU access request past
+#: its 10 working days (overdue); an EU objection received on the 31st of August, due on the
+#: 30th of September (a month clamped), executed by the build and so closed late; an RU access
+#: request whose 10 working days cross the 4th of November holiday (not overdue).
+RIGHTS_REQUESTS: list[tuple[str, str, str, str, str, dt.datetime]] = [
+    ("DSR-9000030", "CRM-09202001", "erasure", "{}", "EU", dt.datetime(2026, 10, 10, 9)),
+    ("DSR-9000031", "CRM-09202002", "erasure", "{}", "RU", dt.datetime(2026, 9, 20, 23, 30)),
+    ("DSR-9000032", "CRM-09202003", "access", "{}", "RU", dt.datetime(2026, 10, 1, 10)),
+    (
+        "DSR-9000033",
+        "CRM-09202004",
+        "objection",
+        '{"purpose_code": "marketing_email"}',
+        "EU",
+        dt.datetime(2026, 8, 31, 12),
+    ),
+    ("DSR-9000034", "CRM-09202005", "access", "{}", "RU", dt.datetime(2026, 10, 28, 18)),
+]
+#: The planted erasure the purge closed (RIGHTS_REQUESTS) and when.
+PURGED_ERASURE = ("DSR-9000030", dt.datetime(2026, 10, 20, 8))
+
+
 def plant_landing(raw_db: Path) -> None:
     """Add the hostile requests (batch ``batch_spark``), a destruction log, as the purge writes
     it, closing two of them (stg_rights__request_closures reads it), and the hostile identity
@@ -214,12 +240,14 @@ def plant_landing(raw_db: Path) -> None:
         ]
         requests += [(r, "customer_id", "C-HOSTILE-1", k, d) for r, k, d in HOSTILE_DETAILS]
         requests += LEDGER_REQUESTS
-        for request_id, id_type, subject, request_type, details in requests:
+        dated = [(*request, "EU", received) for request in requests]
+        dated += [(r, "customer_id", c, k, d, j, at) for r, c, k, d, j, at in RIGHTS_REQUESTS]
+        for request_id, id_type, subject, request_type, details, jurisdiction, at in dated:
             con.execute(
                 "insert into privacy.subject_requests (request_id, subject_id_type, subject_id, "
                 "request_type, jurisdiction, received_at, details, is_verified, _loaded_at, "
-                "_batch_id) values (?, ?, ?, ?, 'EU', ?, ?, true, ?, 'batch_spark')",
-                [request_id, id_type, subject, request_type, received, details, loaded],
+                "_batch_id) values (?, ?, ?, ?, ?, ?, ?, true, ?, 'batch_spark')",
+                [request_id, id_type, subject, request_type, jurisdiction, at, details, loaded],
             )
         columns = ", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS)
         con.execute("create schema if not exists audit")
@@ -231,6 +259,7 @@ def plant_landing(raw_db: Path) -> None:
                 ("DSR-9000006", "erasure_request", dt.datetime(2026, 10, 26, 8)),
                 (None, "retention_expired", dt.datetime(2026, 10, 26, 9)),
                 ("DSR-9000001", "inactivity_limit", dt.datetime(2026, 10, 26, 9)),
+                (PURGED_ERASURE[0], "erasure_request", PURGED_ERASURE[1]),
             )
         ):
             con.execute(
@@ -259,15 +288,15 @@ def make_builds(root: Path) -> Builds:
         "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
     # staging, identity and the vault; then the purge's scopes, planted from that build; then
-    # the consent ledger, which reads them (one DuckDB build in two parts, no extra build)
-    before = [m for m in spark_stage.PORTED_MODELS if m not in spark_stage.LEDGER_MODELS]
+    # the consent ledger, which reads them, the rights models and the profile (one DuckDB build
+    # in two parts, no extra build)
+    after = (*spark_stage.LEDGER_MODELS, *spark_stage.RIGHTS_MODELS, *spark_stage.PROFILE_MODELS)
+    before = [m for m in spark_stage.PORTED_MODELS if m not in after]
     for args in (["seed", "--vars", VARS], ["run", "--vars", VARS, "--select", *before]):
         result = run_dbt(args, env, root / "duckdb")
         assert result.success, result.output[-4000:]
     planted = plant_scopes(root / "warehouse.duckdb", raw_db)
-    result = run_dbt(
-        ["run", "--vars", VARS, "--select", *spark_stage.LEDGER_MODELS], env, root / "duckdb"
-    )
+    result = run_dbt(["run", "--vars", VARS, "--select", *after], env, root / "duckdb")
     assert result.success, result.output[-4000:]
     started = time.monotonic()
     workdir = root / "spark"

@@ -214,7 +214,14 @@ def weak_build(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory) -
         *("--audit", str(workdir / "audit"), "--dump", str(root / "dump")),
         # staging and the vault: the keyed calls the scan must find (the identity models would
         # add two minutes and no kind of trail the staging models do not leave)
-        *("--models", *(m for m in spark_stage.PORTED_MODELS if not m.startswith("int_"))),
+        *(
+            "--models",
+            *(
+                m
+                for m in spark_stage.PORTED_MODELS
+                if spark_stage.model_database(m) in ("staging", "vault")
+            ),
+        ),
         env={"DBT_PROJECT_DIR": str(project), "DBT_PROFILES_DIR": str(project)},
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-6000:])

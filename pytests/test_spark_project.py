@@ -287,3 +287,137 @@ def test_planted_scopes_reach_the_ledger(builds: Builds) -> None:
     # the planted rectification reaches the contacts
     contacts = _spark_rows(builds, "intermediate.int_consent__person_contacts")
     assert any(row["link_rule"] == "rectification" for row in contacts)
+
+
+def _working_day(day: dt.date, calendar: dict[dt.date, str]) -> bool:
+    """The production calendar's rule, read from the holiday seed here (not from the model)."""
+    kind = calendar.get(day)
+    return kind == "working_weekend" or (day.weekday() < 5 and kind is None)
+
+
+def _due_date(received: dt.date, count: int, unit: str, calendar: dict[dt.date, str]) -> dt.date:
+    """A deadline as REQUIREMENTS.md counts it, computed in Python: working days of the Russian
+    production calendar from the next day, calendar days, or months with the day clamped."""
+    import calendar as months
+
+    if unit == "calendar_days":
+        return received + dt.timedelta(days=count)
+    if unit == "months":
+        month = received.month - 1 + count
+        year, month = received.year + month // 12, month % 12 + 1
+        return dt.date(year, month, min(received.day, months.monthrange(year, month)[1]))
+    assert unit == "working_days", unit
+    day, left = received, count
+    while left:
+        day += dt.timedelta(days=1)
+        left -= _working_day(day, calendar)
+    return day
+
+
+def test_planted_requests_are_tracked_and_executed(builds: Builds) -> None:
+    """The rights requests planted in the landing zone (spark_build.RIGHTS_REQUESTS) on Spark, the
+    comparison above holding DuckDB to the same rows: each due date equals the one computed here
+    from the seeds (working days across the 4 November holiday, a month clamped to the 30th,
+    calendar days); the erasure the purge logged is closed by it, the other is awaiting the purge
+    and overdue, both persons are on the erasure list and excluded; the late objection is
+    executed by the build and closed late; the old access request is overdue, the recent one not."""
+    import csv
+
+    from spark_build import AS_OF, PURGED_ERASURE, RIGHTS_REQUESTS
+
+    seeds = paths.PROJECT_ROOT / "seeds"
+    with (seeds / "ru_public_holidays.csv").open(encoding="utf-8") as f:
+        calendar = {
+            dt.date.fromisoformat(r["calendar_date"]): r["day_type"] for r in csv.DictReader(f)
+        }
+    with (seeds / "rights_deadlines.csv").open(encoding="utf-8") as f:
+        deadlines = {
+            (r["jurisdiction"], r["request_type"]): (int(r["deadline_count"]), r["deadline_unit"])
+            for r in csv.DictReader(f)
+        }
+    as_of = dt.datetime.fromisoformat(AS_OF).date()
+    tracking = {
+        r["request_id"]: r for r in _spark_rows(builds, "intermediate.int_rights__request_tracking")
+    }
+    for request_id, _, request_type, _, jurisdiction, received in RIGHTS_REQUESTS:
+        row = tracking[request_id]
+        due = _due_date(received.date(), *deadlines[(jurisdiction, request_type)], calendar)
+        assert row["due_date"] == due, (request_id, row["due_date"], due)
+        assert row["is_overdue"] == (row["is_open"] and due < as_of), row
+        assert row["candidate_person_count"] == 1 and row["person_key"], row
+    purged, awaiting, old_access, objection, new_access = (tracking[r[0]] for r in RIGHTS_REQUESTS)
+    assert (purged["request_status"], purged["closed_by"]) == ("closed", "purge_erasure")
+    assert _value(purged["closed_at"]) == PURGED_ERASURE[1]
+    assert awaiting["request_status"] == "awaiting_purge" and awaiting["is_overdue"]
+    assert old_access["request_status"] == "awaiting_export" and old_access["is_overdue"]
+    assert new_access["is_open"] and not new_access["is_overdue"]
+    assert new_access["due_date"] > dt.date(2026, 11, 4) > new_access["received_at"].date()
+    assert (objection["request_status"], objection["closed_by"]) == ("closed", "build")
+    assert objection["due_date"] == dt.date(2026, 9, 30) and objection["is_closed_late"]
+    executed = {
+        r["request_id"] for r in _spark_rows(builds, "intermediate.int_rights__request_executions")
+    }
+    assert {purged["request_id"], awaiting["request_id"], objection["request_id"]} <= executed
+    assert not {old_access["request_id"], new_access["request_id"]} & executed
+    erased = {
+        r["request_id"]: r["person_key"]
+        for r in _spark_rows(builds, "intermediate.int_rights__erased_persons")
+    }
+    assert erased.get(purged["request_id"]) == purged["person_key"]
+    assert erased.get(awaiting["request_id"]) == awaiting["person_key"]
+    excluded = {
+        r["person_key"]: r for r in _spark_rows(builds, "intermediate.int_rights__excluded_persons")
+    }
+    for person in (purged["person_key"], awaiting["person_key"]):
+        assert excluded[person]["is_to_be_erased"] and excluded[person]["has_erasure_request"]
+    assert any(r["has_restriction_request"] for r in excluded.values())  # LEDGER_REQUESTS
+
+
+def test_the_profile_honours_consent_and_exclusions(builds: Builds) -> None:
+    """On Spark, the profile holds only persons who may be profiled, none excluded, one row
+    each; its events only of those persons and within as_of (the comparison holds DuckDB to the
+    same rows)."""
+    profile = _spark_rows(builds, "marts.dim_customer_profile")
+    events = _spark_rows(builds, "marts.fct_profile_events")
+    assert profile and events
+    persons = [r["person_key"] for r in profile]
+    assert len(persons) == len(set(persons))
+    profiled = {
+        r["person_key"] for r in _spark_rows(builds, "intermediate.int_consent__profiled_persons")
+    }
+    excluded = {
+        r["person_key"] for r in _spark_rows(builds, "intermediate.int_rights__excluded_persons")
+    }
+    assert set(persons) <= profiled and not set(persons) & excluded
+    assert {r["person_key"] for r in events} <= profiled
+    assert all(r["permitted_purposes"] == sorted(r["permitted_purposes"]) for r in profile)
+    assert any(r["categories"] for r in profile) and any(r["permitted_purposes"] for r in profile)
+
+
+def test_contracted_models_are_checked_on_spark(builds: Builds) -> None:
+    """Every ported model whose contract dbt enforces on DuckDB is checked on Spark by the
+    post-hook enforce_contract (dbt-spark cannot read the DuckDB type names and enforces no
+    not_null on Parquet: macros/spark/contract.sql), and the Spark build ran it."""
+    import json
+
+    duck = json.loads((builds.root / "duckdb" / "target" / "manifest.json").read_text())["nodes"]
+    spark = json.loads((builds.spark_workdir / "target" / "manifest.json").read_text())["nodes"]
+    contracted = {
+        m
+        for m in spark_stage.PORTED_MODELS
+        if duck[f"model.cdp.{m}"]["config"]["contract"]["enforced"]
+    }
+    assert set(spark_stage.PROFILE_MODELS) <= contracted
+    for model in contracted:
+        hooks = [h["sql"] for h in spark[f"model.cdp.{model}"]["config"]["post-hook"]]
+        assert "{{ enforce_contract() }}" in hooks, model
+    # the check ran: its count of NULLs in each not_null column is in dbt's log
+    log = (builds.spark_workdir / "logs" / "dbt.log").read_text(encoding="utf-8")
+    for model in contracted:
+        columns = spark[f"model.cdp.{model}"]["columns"].values()
+        for column in columns:
+            if any(c["type"] == "not_null" for c in column["constraints"]):
+                assert f"count_if({column['name']} is null)" in log, (model, column["name"])
+    results = json.loads((builds.spark_workdir / "target" / "run_results.json").read_text())
+    ran = {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
+    assert all(ran.get(m) == "success" for m in contracted), ran

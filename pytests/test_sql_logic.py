@@ -53,6 +53,21 @@ def _jinja() -> jinja2.Environment:
     )
 
 
+@functools.cache
+def _duckdb_versions() -> dict[str, Any]:
+    """The cross-database macros (macros/cross_db) the rendered models call, as dbt dispatches
+    them on DuckDB: each name bound to its ``duckdb__`` version, else its ``default__``."""
+    found: dict[str, Any] = {}
+    for path in sorted((MACROS / "cross_db").glob("*.sql")):
+        module = _jinja().from_string(path.read_text(encoding="utf-8")).module
+        macros = {name: getattr(module, name) for name in dir(module) if "__" in name}
+        for name, macro in sorted(macros.items()):
+            adapter, base = name.split("__", 1)
+            if adapter == "duckdb" or (adapter == "default" and base not in found):
+                found[base] = macro
+    return found
+
+
 def _cte(model: Path, name: str) -> str:
     """The body of CTE ``name`` in ``model``, as written there (``name as (`` ... ``),``)."""
     text = model.read_text(encoding="utf-8")
@@ -396,7 +411,11 @@ def _calendar(con: duckdb.DuckDBPyConnection) -> None:
         "'source': 'varchar'})",
         [str(SEEDS / "ru_public_holidays.csv")],
     )
-    sql = _jinja().from_string(CALENDAR.read_text(encoding="utf-8")).render(ref=lambda name: name)
+    sql = (
+        _jinja()
+        .from_string(CALENDAR.read_text(encoding="utf-8"))
+        .render(ref=lambda name: name, **_duckdb_versions())
+    )
     con.execute(f"create table calendar as {sql}")
 
 
@@ -443,7 +462,7 @@ def _due(con: duckdb.DuckDBPyConnection, requests: list[tuple[str, str, str, dt.
     rows = con.execute(
         f"""
         with deadlines as (select * from rights_deadlines),
-        due as ({_cte(TRACKING, "due")})
+        due as ({_jinja().from_string(_cte(TRACKING, "due")).render(**_duckdb_versions())})
         select request_id, due_date from due order by request_id
         """
     ).fetchall()
@@ -586,7 +605,11 @@ def _tracking(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
     sql = (
         _jinja()
         .from_string(TRACKING.read_text(encoding="utf-8"))
-        .render(ref=tables.__getitem__, as_of=lambda: as_of.default__as_of(TRACKED_AS_OF))
+        .render(
+            ref=tables.__getitem__,
+            as_of=lambda: as_of.default__as_of(TRACKED_AS_OF),
+            **_duckdb_versions(),
+        )
     )
     cursor = con.execute(sql)
     names = [column[0] for column in cursor.description]

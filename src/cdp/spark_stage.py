@@ -74,6 +74,22 @@ LEDGER_MODELS: Final[tuple[str, ...]] = (
     "int_rights__rectifications",
     "int_consent__person_contacts",
 )
+#: The rights models after the ledger (decision 78): the production calendar, the erasure and
+#: exclusion lists, the build's executions (incremental: dbt-spark's ``append``, insert only, as
+#: the model inserts only requests no build executed yet) and every request's tracking.
+RIGHTS_MODELS: Final[tuple[str, ...]] = tuple(
+    f"int_rights__{name}"
+    for name in (
+        "calendar",
+        "erased_persons",
+        "excluded_persons",
+        "request_executions",
+        "request_tracking",
+    )
+)
+#: The profile marts (decision 78), their contracts checked on Spark by the post-hook
+#: enforce_contract (macros/spark/contract.sql).
+PROFILE_MODELS: Final[tuple[str, ...]] = ("fct_profile_events", "dim_customer_profile")
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
 PORTED_MODELS: Final[tuple[str, ...]] = (
@@ -110,11 +126,20 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
         )
     ),
     *LEDGER_MODELS,
+    *RIGHTS_MODELS,
+    *PROFILE_MODELS,
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
-#: The Spark databases a Spark build writes (seeds, staging, vault) besides the raw ones.
-BUILT_DATABASES: Final[tuple[str, ...]] = ("reference", "staging", "intermediate", "vault")
+#: The Spark databases a Spark build writes (seeds, staging, intermediate, marts, vault) besides
+#: the raw ones.
+BUILT_DATABASES: Final[tuple[str, ...]] = (
+    "reference",
+    "staging",
+    "intermediate",
+    "marts",
+    "vault",
+)
 
 
 def stage_target_path(target: Path, stage: str) -> Path:
@@ -145,6 +170,8 @@ def model_database(model: str) -> str:
     """The Spark database a ported model is built in (its schema: dbt-spark has no catalogs)."""
     if model in VAULT_MODELS:
         return "vault"
+    if model in PROFILE_MODELS:
+        return "marts"
     return "intermediate" if model.startswith("int_") else "staging"
 
 

@@ -22,7 +22,7 @@ bounds as (
 
 days as (
 
-    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as calendar_date
+    select {{ day_rows('first_day', 'last_day') }} as calendar_date
     from bounds
 
 ),
@@ -35,7 +35,7 @@ classified as (
         holidays.day_name,
         coalesce(
             holidays.day_type = 'working_weekend',
-            isodow(days.calendar_date) <= 5 and holidays.day_type is null
+            {{ iso_day_of_week('days.calendar_date') }} <= 5 and holidays.day_type is null
         ) as is_working_day
     from days
     left join holidays

@@ -42,7 +42,7 @@ earlier as (
     {% if is_incremental() -%}
         select request_id from {{ this }}
     {%- else -%}
-        select cast(null as varchar) as request_id
+        select cast(null as {{ text_type() }}) as request_id
         where false
     {%- endif %}
 

@@ -88,7 +88,7 @@ due as (
         case deadlines.deadline_unit
             when 'working_days' then due_day.calendar_date
             when 'calendar_days' then requests.received_date + deadlines.deadline_count
-            when 'months' then cast(requests.received_date + to_months(deadlines.deadline_count) as date)
+            when 'months' then {{ date_add_months('requests.received_date', 'deadlines.deadline_count') }}
         end as due_date
     from requests
     left join deadlines
@@ -207,7 +207,7 @@ final as (
         coalesce(cast(closed.closed_at as date) > due.due_date, false) as is_closed_late,
         case
             when statuses.request_status not in ('closed', 'unverified')
-                then greatest(cast({{ as_of() }} as date) - due.due_date, 0)
+                then greatest({{ date_minus_date('cast(' ~ as_of() ~ ' as date)', 'due.due_date') }}, 0)
         end as days_past_due,
         {{ as_of() }} as as_of
     from requests

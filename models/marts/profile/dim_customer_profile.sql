@@ -1,4 +1,14 @@
 {#-
+    Its contract (_profile__models.yml) is enforced by dbt on DuckDB; on Spark, whose dbt-spark
+    cannot read the yml's DuckDB type names nor enforce not_null on Parquet, by the post-hook
+    enforce_contract (docs/portability.md, "Rights and the profile on Spark").
+-#}
+{{ config(
+    contract={'enforced': target.type != 'spark'},
+    post_hook="{{ enforce_contract() }}",
+) }}
+
+{#-
     The pseudonymised, consented, minimised unified customer profile: one row
     per person who may be profiled as of `as_of` (int_consent__profiled_persons),
     keyed by person_key. Only what the personalisation purpose needs: the
@@ -64,8 +74,8 @@ person_customer as (
         subject_persons.person_key,
         -- ties on updated_at are broken by the value itself, not by customer_key: the result is
         -- deterministic, and the published region does not derive from an identifier (privacy gate)
-        arg_max(customers.birth_year, (customers.updated_at, customers.birth_year)) as birth_year,
-        arg_max(customers.region, (customers.updated_at, customers.region)) as region
+        {{ value_at_max('customers.birth_year', ['customers.updated_at', 'customers.birth_year']) }} as birth_year,
+        {{ value_at_max('customers.region', ['customers.updated_at', 'customers.region']) }} as region
     from subject_persons
     inner join customers
         on subject_persons.subject_key = customers.customer_key
@@ -78,7 +88,7 @@ consent_flags as (
 
     select
         person_key,
-        list(purpose_code order by purpose_code) filter (where is_permitted) as permitted_purposes
+        {{ sorted_list('purpose_code', where='is_permitted') }} as permitted_purposes
     from person_purposes
     group by person_key
 
@@ -111,8 +121,8 @@ category_summary as (
     select
         person_key,
         count(*) as category_count,
-        first(category order by category_lines desc, category_amount desc, category asc) as top_category,
-        list(category order by category) as categories
+        {{ value_at_first('category', ['category_lines desc', 'category_amount desc', 'category asc']) }} as top_category,
+        {{ sorted_list('category') }} as categories
     from order_categories
     group by person_key
 
@@ -126,7 +136,7 @@ purchase_summary as (
         sum(order_amount) filter (where order_currency = 'RUB') as revenue_rub,
         min(event_at) as first_order_at,
         max(event_at) as last_order_at,
-        date_diff('day', max(event_at), {{ as_of() }}) as recency_days
+        {{ day_boundaries_between('max(event_at)', as_of()) }} as recency_days
     from orders
     group by person_key
 
@@ -228,7 +238,7 @@ preferred_device as (
 final as (
 
     select
-        cast(profiled_persons.person_key as varchar) as person_key,
+        cast(profiled_persons.person_key as {{ text_type() }}) as person_key,
         cast(case
             when person_customer.birth_year is null then null
             when year({{ as_of() }}) - person_customer.birth_year < 18 then 'under_18'
@@ -238,21 +248,21 @@ final as (
             when year({{ as_of() }}) - person_customer.birth_year < 55 then '45-54'
             when year({{ as_of() }}) - person_customer.birth_year < 65 then '55-64'
             else '65_plus'
-        end as varchar) as age_band,
-        cast(person_customer.region as varchar) as region,
+        end as {{ text_type() }}) as age_band,
+        cast(person_customer.region as {{ text_type() }}) as region,
         cast(profiled_persons.consent_valid_from as timestamp) as personalisation_consent_since,
-        cast(profiled_persons.consent_channel as varchar) as personalisation_consent_channel,
-        cast(profiled_persons.policy_version as varchar) as personalisation_policy_version,
+        cast(profiled_persons.consent_channel as {{ text_type() }}) as personalisation_consent_channel,
+        cast(profiled_persons.policy_version as {{ text_type() }}) as personalisation_policy_version,
         {%- for purpose_code in flag_purposes %}
-            cast(list_contains(coalesce(consent_flags.permitted_purposes, []), '{{ purpose_code }}') as boolean)
+            cast({{ list_has('coalesce(consent_flags.permitted_purposes, ' ~ empty_list() ~ ')', "'" ~ purpose_code ~ "'") }} as boolean)
                 as is_{{ purpose_code }}_permitted,
         {%- endfor %}
-        cast(coalesce(consent_flags.permitted_purposes, []) as varchar[]) as permitted_purposes,
+        cast(coalesce(consent_flags.permitted_purposes, {{ empty_list() }}) as {{ text_list_type() }}) as permitted_purposes,
         cast(coalesce(purchase_summary.order_count, 0) as bigint) as order_count,
         cast(coalesce(purchase_summary.revenue_rub, 0) as decimal(18, 2)) as revenue_rub,
         cast(coalesce(category_summary.category_count, 0) as bigint) as category_count,
-        cast(category_summary.top_category as varchar) as top_category,
-        cast(coalesce(category_summary.categories, []) as varchar[]) as categories,
+        cast(category_summary.top_category as {{ text_type() }}) as top_category,
+        cast(coalesce(category_summary.categories, {{ empty_list() }}) as {{ text_list_type() }}) as categories,
         cast(purchase_summary.first_order_at as timestamp) as first_order_at,
         cast(purchase_summary.last_order_at as timestamp) as last_order_at,
         cast(purchase_summary.recency_days as bigint) as recency_days,
@@ -267,16 +277,16 @@ final as (
             when rfm.rfm_recency_score <= 2 and rfm.rfm_frequency_score >= 3 then 'at_risk'
             when rfm.rfm_recency_score <= 2 then 'hibernating'
             else 'regular'
-        end as varchar) as rfm_segment,
+        end as {{ text_type() }}) as rfm_segment,
         cast(coalesce(message_summary.messages_sent, 0) as bigint) as messages_sent,
         cast(coalesce(message_summary.messages_opened, 0) as bigint) as messages_opened,
         cast(coalesce(message_summary.messages_clicked, 0) as bigint) as messages_clicked,
-        cast(preferred_channel.preferred_channel as varchar) as preferred_channel,
+        cast(preferred_channel.preferred_channel as {{ text_type() }}) as preferred_channel,
         cast(coalesce(site_summary.site_event_count, 0) as bigint) as site_event_count,
         cast(coalesce(site_summary.product_view_count, 0) as bigint) as product_view_count,
         cast(coalesce(site_summary.add_to_cart_count, 0) as bigint) as add_to_cart_count,
         cast(site_summary.last_site_visit_at as timestamp) as last_site_visit_at,
-        cast(preferred_device.preferred_device_class as varchar) as preferred_device_class,
+        cast(preferred_device.preferred_device_class as {{ text_type() }}) as preferred_device_class,
         cast(profiled_persons.last_activity_at as timestamp) as last_activity_at,
         cast({{ as_of() }} as timestamp) as as_of
     from profiled_persons

@@ -1,4 +1,14 @@
 {#-
+    Its contract (_profile__models.yml) is enforced by dbt on DuckDB; on Spark, whose dbt-spark
+    cannot read the yml's DuckDB type names nor enforce not_null on Parquet, by the post-hook
+    enforce_contract (docs/portability.md, "Rights and the profile on Spark").
+-#}
+{{ config(
+    contract={'enforced': target.type != 'spark'},
+    post_hook="{{ enforce_contract() }}",
+) }}
+
+{#-
     The activity the customer profile is built from, one row per event:
     orders, message events and site events of people who may be profiled.
     An event is here only if the person may be profiled as of `as_of`
@@ -43,17 +53,17 @@ consented_events as (
 final as (
 
     select
-        cast(event_source || ':' || event_key as varchar) as profile_event_id,
-        cast(person_key as varchar) as person_key,
-        cast(event_source as varchar) as event_source,
-        cast(event_key as varchar) as event_key,
-        cast(event_type as varchar) as event_type,
+        cast(event_source || ':' || event_key as {{ text_type() }}) as profile_event_id,
+        cast(person_key as {{ text_type() }}) as person_key,
+        cast(event_source as {{ text_type() }}) as event_source,
+        cast(event_key as {{ text_type() }}) as event_key,
+        cast(event_type as {{ text_type() }}) as event_type,
         cast(event_at as timestamp) as event_at,
-        cast(channel as varchar) as channel,
-        cast(device_class as varchar) as device_class,
+        cast(channel as {{ text_type() }}) as channel,
+        cast(device_class as {{ text_type() }}) as device_class,
         cast(order_amount as decimal(12, 2)) as order_amount,
-        cast(order_currency as varchar) as order_currency,
-        cast(data_category as varchar) as data_category,
+        cast(order_currency as {{ text_type() }}) as order_currency,
+        cast(data_category as {{ text_type() }}) as data_category,
         cast({{ as_of() }} as timestamp) as as_of
     from consented_events
 
