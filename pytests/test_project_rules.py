@@ -6,7 +6,7 @@ no root models; every ``source()`` and ``ref()`` a model writes is in its graph
 model reads sources (and seeds, and its table's ``base_`` model) only, and the view
 of kept rows reads its triaged model only; one staging model per source table, and
 it is a triaged model made by the one staging recipe; a primary-key test on every
-model; model names carry their folder's prefix; no model file repeats its folder's
+model; not_null checked by one not_null_columns test per model, never per column; model names carry their folder's prefix; no model file repeats its folder's
 config; a model that calls the plugin's functions is never a view; every model and
 every macro is documented in yml. They hold for the project and for a copy with a raw
 table added the README's way (one line of stage_landing_table), so a new table's staging
@@ -115,6 +115,8 @@ RECIPE_MACROS: Final = (
 )
 GRAIN_TEST: Final = "accounts_for_every_raw_row"
 COMBINATION_TEST: Final = "unique_combination_of_columns"
+#: The project's not_null test: the columns of one model checked in one scan (decision 79).
+NOT_NULL_TEST: Final = "not_null_columns"
 
 
 @pytest.fixture(scope="module", params=["project", "with_a_new_table"])
@@ -339,7 +341,8 @@ def test_staging_models_live_in_their_source_folder(manifest: Any) -> None:
 
 
 def _tests_of(manifest: Any, unique_id: str) -> dict[str, set[str]]:
-    """{generic test name: columns it tests ('' for a model-level test)} of a model."""
+    """{generic test name: columns it tests ('' for a model-level test)} of a model. The
+    columns of a not_null_columns test count as not_null (decision 79)."""
     tests: dict[str, set[str]] = {}
     for node in manifest.nodes.values():
         metadata = getattr(node, "test_metadata", None)
@@ -348,6 +351,8 @@ def _tests_of(manifest: Any, unique_id: str) -> dict[str, set[str]]:
         if getattr(node, "attached_node", None) != unique_id:
             continue
         tests.setdefault(metadata.name, set()).add(str(getattr(node, "column_name", None) or ""))
+        if metadata.name == NOT_NULL_TEST:
+            tests.setdefault("not_null", set()).update(map(str, metadata.kwargs["column_names"]))
     return tests
 
 
@@ -396,6 +401,53 @@ def test_every_model_has_a_primary_key_test(manifest: Any) -> None:
             continue
         offenders[node.name] = "no primary-key test"
     _check("primary_key_test", offenders, offenders)
+
+
+def _field(item: Any, name: str) -> Any:
+    """A field of a manifest node, read from dbt's object or from manifest.json's dict."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def not_null_offenders(nodes: Iterable[Any]) -> dict[str, str]:
+    """The project's not_null checks that are not in their node's one not_null_columns test
+    (decision 79): a per-column not_null test (one node per column where one scan of the model
+    checks them all), or a second not_null_columns test of the same node with the same severity
+    and where (its columns belong in the first one's list). ``nodes``: a manifest's nodes, as
+    dbt's objects or as manifest.json's dicts. {test name: why}."""
+    offenders: dict[str, str] = {}
+    first: dict[tuple[str, ...], str] = {}
+    for node in nodes:
+        metadata = _field(node, "test_metadata")
+        if _field(node, "resource_type") != "test" or not metadata:
+            continue
+        if _field(node, "package_name") != PROJECT:
+            continue
+        name, kind = str(_field(node, "name")), str(_field(metadata, "name"))
+        depends_on = _field(_field(node, "depends_on"), "nodes") or []
+        tested = str(_field(node, "attached_node") or ",".join(depends_on))
+        if kind == "not_null":
+            offenders[name] = (
+                f"a per-column not_null test of {tested}.{_field(node, 'column_name')}: list "
+                f"the column in the {NOT_NULL_TEST} test of its model (one scan, one node)"
+            )
+        elif kind == NOT_NULL_TEST:
+            config = _field(node, "config")
+            key = (tested, *(str(_field(config, k)) for k in ("severity", "where", "error_if")))
+            if key in first:
+                offenders[name] = (
+                    f"a second {NOT_NULL_TEST} test of {tested} with the same config as "
+                    f"{first[key]}: one list of columns per model"
+                )
+            first.setdefault(key, name)
+    return offenders
+
+
+def test_not_null_is_one_test_per_model(manifest: Any) -> None:
+    """Every not_null check of a model, seed or source is one not_null_columns test listing its
+    columns (one per distinct severity or where), never a per-column not_null (decision 79);
+    a contracted model's not_null is its constraint (decision 66)."""
+    offenders = not_null_offenders(manifest.nodes.values())
+    _check("not_null_columns", offenders, offenders)
 
 
 def _prefixes_for(path: str) -> tuple[str, tuple[str, ...]] | None:

@@ -1,8 +1,8 @@
 {#-
     Retention: no row of the model is older than its data category's window
     (seed data_categories.retention_days) as of `as_of`. A row whose retention
-    time is null has no end yet (an open consent interval) and passes; add a
-    not_null test where a null would be an error.
+    time is null has no end yet (an open consent interval) and passes; list the
+    column in the model's not_null_columns test where a null would be an error.
 
     Settings, from the model's meta unless given as test arguments:
       data_category           the category of every row, or
