@@ -31,10 +31,11 @@ RELATION = f"marts.{MODEL}"
 MODEL_SQL = Path("models") / "marts" / "profile" / f"{MODEL}.sql"
 MODEL_YML = Path("models") / "marts" / "profile" / "_profile__models.yml"
 # The planted defect: the events of the person with the smallest key lose their person.
-KEPT = "cast(person_key as varchar) as person_key,"
+# (The cast's type is the text_type() macro since decision 78: varchar on DuckDB.)
+KEPT = "cast(person_key as {{ text_type() }}) as person_key,"
 PLANTED = (
-    "cast(nullif(person_key, (select min(person_key) from consented_events)) as varchar)"
-    " as person_key,"
+    "cast(nullif(person_key, (select min(person_key) from consented_events))"
+    " as {{ text_type() }}) as person_key,"
 )
 CONSTRAINED = """\
       - name: person_key
