@@ -378,6 +378,10 @@ def run_ok(result: DbtResult) -> DbtResult:
     return result
 
 
+# Where the session build keeps a copy of each stage's run_results.json (see _build).
+SESSION_RUN_RESULTS = "session_run_results"
+
+
 def _build(workspace: Workspace) -> None:
     generate_landing(workspace.raw_db, workspace.truth_db)
     # The one build of the run that runs dbt's unit tests too (make_workspace excludes them).
@@ -385,6 +389,13 @@ def _build(workspace: Workspace) -> None:
     result = run_dbt(["build"], with_unit_tests, workspace.root)
     if not result.success:
         pytest.fail("dbt build failed on the generated landing zone:\n" + result.output[-6000:])
+    # Tests run dbt again in this workspace (``built.dbt("test", ...)``), each overwriting
+    # target/<stage>/run_results.json: keep this build's own record where none of them writes.
+    record = workspace.root / SESSION_RUN_RESULTS
+    record.mkdir()
+    targets = stages.stage_target_paths(workspace.root / "target")
+    for stage, target in zip(stages.STAGES, targets, strict=True):
+        shutil.copyfile(target / "run_results.json", record / f"{stage.name}.json")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cdp import dbt_invoke, stages
-from conftest import Workspace
+from conftest import SESSION_RUN_RESULTS, Workspace
 
 pytestmark = pytest.mark.dbt
 
@@ -111,8 +111,11 @@ def test_the_session_build_ran_every_unit_test(manifest: Any, built: Workspace) 
     declared = set(manifest.unit_tests)
     assert len(declared) >= 10
     ran: dict[str, str] = {}
-    for target in stages.stage_target_paths(built.root / "target"):
-        run = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    # The session build's own copies: later tests' `dbt test` runs in this workspace overwrite
+    # target/<stage>/run_results.json (the order xdist gives them decides which).
+    record = built.root / SESSION_RUN_RESULTS
+    for stage in stages.STAGES:
+        run = json.loads((record / f"{stage.name}.json").read_text(encoding="utf-8"))
         for result in run["results"]:
             if str(result["unique_id"]).startswith("unit_test."):
                 ran[result["unique_id"]] = result["status"]
