@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp import keys, rotate, rotate_scopes
+from cdp import keys, preflight, rotate, rotate_scopes
 from cdp import vault as vault_tool
 from cdp.as_of import parse_as_of
 from cdp.purge import purge
@@ -143,8 +143,15 @@ def test_rotation_keeps_the_withdrawal_on_the_split_off_cookie(
     customer_v2 = _key(product, "customer_id", SPLIT_CUSTOMER, "2")
     cookie_v2 = _key(product, "anonymous_id", SPLIT_COOKIE, "2")
 
-    # The planted weak configuration: the same rotation without re-keying the scopes.
-    report = _rotate(weak, monkeypatch, rekey=False)
+    # A rotation without re-keying the scopes: the preflight refuses its rebuild, since the
+    # scopes would stay at v1 under a v2 build (decision 84)...
+    with pytest.raises(rotate.RotationError, match="failed"):
+        _rotate(weak, monkeypatch, rekey=False)
+    # ...so the planted weak configuration is that rotation with the preflight check taken out
+    # too, as the product was before decisions 74 and 84.
+    with monkeypatch.context() as patch:
+        patch.setattr(preflight, "check_scope_key_version", lambda *_args: None)
+        report = _rotate(weak, monkeypatch, rekey=False)
     assert report.vault_versions == ["v2"] and not report.ok
     # Its verification sees the stale scopes (in the raw zone and staging's copy of them).
     assert set(report.old_pseudonyms_left) == {
@@ -289,3 +296,64 @@ def test_a_tampered_vault_entry_stops_the_rekeying(split: Workspace, tmp_path: P
     assert query(ws.raw_db, "select * from audit.consent_scopes order by all") == query(
         before, "select * from audit.consent_scopes order by all"
     )
+
+
+def test_a_rotation_whose_rebuild_failed_is_finished_before_any_other_build(
+    split: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rotation re-keys the scopes, then rebuilds; if the rebuild fails, the scopes are at
+    the new version and the warehouse and vault at the old one (decision 84). A plain build
+    under the old version would then read scopes that match nothing: the attack, against the
+    planted weak preflight (the check taken out), gives the split-off cookie its consent back.
+    The product refuses that build, writing nothing, until the rotation is run again."""
+    ws = copy_workspace(split, tmp_path / "failed")
+    cookie_v1 = _key(ws, "anonymous_id", SPLIT_COOKIE, "1")
+    assert (cookie_v1, SPLIT_PURPOSE) not in permitted_identifiers(ws.warehouse_db)
+    for name, value in ws.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CDP_KEY_VERSION", raising=False)
+    # A rebuild that fails after the re-keying: an as_of the preflight refuses.
+    failing = [*SELECT[: -len(VARS)], "--vars", "{as_of: 'not-a-date'}", *_dbt_paths(ws)]
+    with pytest.raises(rotate.RotationError, match="failed"):
+        rotate.rotate("2", failing)
+    monkeypatch.setenv("CDP_MASTER_KEY", ws.key)
+    assert _scope_versions(ws.raw_db) == {"2"}
+    assert rotate.vault_versions(ws.vault_db) == ["v1"]
+
+    # The product: a plain build under v1 is refused before anything is written.
+    before = (ws.warehouse_db.read_bytes(), ws.vault_db.read_bytes())
+    refused = ws.dbt("build", *SELECT)
+    assert not refused.success
+    assert "did not finish its rebuild" in refused.output
+    assert "cdp rotate --to-version 2" in refused.output
+    assert ws.key not in refused.output
+    assert (ws.warehouse_db.read_bytes(), ws.vault_db.read_bytes()) == before
+
+    # The planted weak configuration: the same build without the check gives consent back.
+    with monkeypatch.context() as weak:
+        weak.setattr(preflight, "check_scope_key_version", lambda *_args: None)
+        run_ok(ws.dbt("build", *SELECT))
+    assert (cookie_v1, SPLIT_PURPOSE) in permitted_identifiers(ws.warehouse_db), (
+        "scopes at v2 under a v1 build match no identifier: the withdrawal no longer reaches"
+    )
+
+    # Running the rotation again finishes it: the withdrawal reaches the cookie again.
+    report = _rotate(ws, monkeypatch, rekey=True)
+    assert report.ok, report
+    cookie_v2 = _key(ws, "anonymous_id", SPLIT_COOKIE, "2")
+    assert person_of(ws.warehouse_db, cookie_v2)
+    assert (cookie_v2, SPLIT_PURPOSE) not in permitted_identifiers(ws.warehouse_db)
+
+
+def test_a_new_key_version_without_the_rotation_is_refused(
+    split: Workspace, tmp_path: Path
+) -> None:
+    """A new CDP_KEY_VERSION built with a plain `--full-refresh` (the vault's own check allows
+    a full rebuild) would leave the scopes at the old version: refused, naming `cdp rotate`."""
+    ws = copy_workspace(split, tmp_path / "manual")
+    before = ws.warehouse_db.read_bytes()
+    refused = ws.dbt("build", "--full-refresh", *SELECT, env={"CDP_KEY_VERSION": "2"})
+    assert not refused.success
+    assert "kept consent scopes" in refused.output
+    assert "Run `cdp rotate --to-version 2`" in refused.output
+    assert ws.warehouse_db.read_bytes() == before

@@ -15,7 +15,8 @@ fix them:
    by :mod:`cdp.as_of`);
 4. the files: the landing zone matches the contract
    (:func:`check_landing_zone`, also ``cdp check``), the vault's key version
-   matches the configured one (:func:`check_key_version`).
+   matches the configured one (:func:`check_key_version`), and so do the purge's
+   kept consent scopes in the raw zone (:func:`check_scope_key_version`).
 
 The build lock is taken after these pass (:mod:`cdp.build_lock`). No message
 here holds a key, a var's whole value or a row of data.
@@ -171,6 +172,24 @@ def _dbt_full_refresh() -> bool:
         return False
 
 
+def _key_versions(database: Path, sql: str) -> set[int]:
+    """The key versions (``v<n>_`` prefixes) ``sql`` returns from ``database``, read-only; an
+    empty set when the file or the table is not there (dbt's own attach reports the file)."""
+    if not database.is_file():
+        return set()
+    try:
+        con = duckdb.connect(str(database), read_only=True)
+    except duckdb.Error:
+        return set()
+    try:
+        rows = con.execute(sql).fetchall()
+    except duckdb.Error:
+        rows = []  # no such table yet: no purge ran, or no vault built
+    finally:
+        con.close()
+    return {int(m.group(1)) for (v,) in rows if (m := re.fullmatch(r"v?([1-9][0-9]{0,3})", str(v)))}
+
+
 def check_key_version(vault: Path, configured: str, *, full_refresh: bool) -> None:
     """Refuse to mix pseudonym generations (see :mod:`cdp.rotate`).
 
@@ -179,22 +198,11 @@ def check_key_version(vault: Path, configured: str, *, full_refresh: bool) -> No
     rotated-out pseudonyms); a newer one is a rotation and needs a full rebuild,
     or incremental models would hold two generations that never join.
     """
-    if not vault.is_file():
-        return
-    try:
-        con = duckdb.connect(str(vault), read_only=True)
-    except duckdb.Error:
-        return  # in use or unreadable: dbt's own attach reports it
-    try:
-        rows = con.execute(
-            "SELECT DISTINCT key_version FROM main.vault_identifiers WHERE key_version IS NOT NULL"
-        ).fetchall()
-    except duckdb.Error:
-        rows = []  # no vault table yet
-    finally:
-        con.close()
     built = sorted(
-        {int(m.group(1)) for (v,) in rows if (m := re.fullmatch(r"v?([1-9][0-9]{0,3})", str(v)))}
+        _key_versions(
+            vault,
+            "SELECT DISTINCT key_version FROM main.vault_identifiers WHERE key_version IS NOT NULL",
+        )
     )
     if not built or built == [int(configured)]:
         return
@@ -211,6 +219,52 @@ def check_key_version(vault: Path, configured: str, *, full_refresh: bool) -> No
             f"incremental models would mix two pseudonym generations. Run `cdp rotate "
             f"--to-version {configured}` (or dbt build --full-refresh); nothing was written"
         )
+
+
+def check_scope_key_version(raw: Path, vault: Path, configured: str) -> None:
+    """Refuse a build whose kept consent scopes are under another key version (decision 84).
+
+    The purge's kept scopes (``audit.consent_scopes`` in the raw zone) hold identity-domain
+    pseudonyms, which carry the key version. Staging reads them back; under another version
+    they match no identifier, and a split person's withdrawal silently stops reaching the
+    other part (consent given back, decisions 71 and 74). Two ways there:
+
+    * a ``cdp rotate`` re-keyed the scopes, then its rebuild failed: the scopes are at the new
+      version, the warehouse and vault still at the old one, and a plain build would run;
+    * a new ``CDP_KEY_VERSION`` built with ``dbt build --full-refresh`` instead of
+      ``cdp rotate``: the scopes stay at the old version.
+
+    Runs after :func:`check_key_version`, which already refuses a version older than the
+    vault's (a finished rotation).
+    """
+    from cdp.purge.scopes import SCOPE_TABLE  # the purge package is not needed otherwise
+
+    pseudonym = r"v([1-9][0-9]{0,3})_[0-9a-f]{64}"
+    scopes = _key_versions(
+        raw,
+        f"SELECT DISTINCT unnest(regexp_extract_all(coalesce(member_key, '') || ' ' || "
+        f"coalesce(event_id, ''), '{pseudonym}', 1)) FROM {SCOPE_TABLE}",
+    )
+    version = int(configured)
+    if not scopes or scopes == {version}:
+        return
+    listed = ", ".join(f"v{v}" for v in sorted(scopes))
+    if max(scopes) > version:
+        built = _key_versions(vault, "SELECT DISTINCT key_version FROM main.vault_identifiers")
+        at = ", ".join(f"v{v}" for v in sorted(built)) or "none"
+        raise ConfigurationError(
+            f"cdp: the purge's kept consent scopes in {raw} ({SCOPE_TABLE}) are at key version "
+            f"{listed}, the vault at {at} and CDP_KEY_VERSION is {configured}: a `cdp rotate "
+            f"--to-version {max(scopes)}` re-keyed the scopes and did not finish its rebuild. "
+            f"Run it again before any other build (it is safe to repeat); a build under "
+            f"v{configured} would give withdrawn consent back; nothing was written"
+        )
+    raise ConfigurationError(
+        f"cdp: the purge's kept consent scopes in {raw} ({SCOPE_TABLE}) are at key version "
+        f"{listed} but CDP_KEY_VERSION is {configured}: under v{configured} they would match "
+        f"no identifier and give withdrawn consent back. Run `cdp rotate --to-version "
+        f"{configured}`, which re-keys them before its rebuild; nothing was written"
+    )
 
 
 def check_stage(plugin_config: Mapping[str, Any], creds: Any) -> tuple[str, MasterKey | None]:
@@ -287,11 +341,16 @@ def check_stage(plugin_config: Mapping[str, Any], creds: Any) -> tuple[str, Mast
             )
     # Configuration checks, in the order a user would fix them, before any file exists.
     check_vars(_dbt_cli_vars())
+    files: dict[str, Path] = {}
     for attachment in attachments:
         alias = getattr(attachment, "alias", None)
         path = local_file(getattr(attachment, "path", None))
+        if path is not None and alias in ("raw", "vault"):
+            files[str(alias)] = path
         if alias == "raw" and path is not None:
             check_landing_zone(path)
         if alias == "vault" and path is not None and master is not None:
             check_key_version(path, master.version, full_refresh=_dbt_full_refresh())
+    if master is not None and "raw" in files and "vault" in files:
+        check_scope_key_version(files["raw"], files["vault"], master.version)
     return stage, master
