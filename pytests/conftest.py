@@ -137,12 +137,40 @@ def _dbt_refused(nodeid: str) -> Iterator[None]:
         setattr(dbtRunner, "invoke", original)  # noqa: B010
 
 
+#: CDP_TEST_CPU=<file>: record each test's CPU seconds (user + system, setup and teardown
+#: included: a shared fixture counts where it is first built) of this process and of the child
+#: processes it waited for, one JSON per process (<file>.<xdist worker>.json); CPU time,
+#: unlike wall time, means something on a loaded machine. scripts/suite_cpu.py sums them.
+CPU_REPORT = "CDP_TEST_CPU"
+_cpu_seconds: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    import resource
+
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    if item.get_closest_marker("dbt") is not None:
-        return (yield)
-    with _dbt_refused(item.nodeid):
-        return (yield)
+    start = _cpu_now()
+    try:
+        if item.get_closest_marker("dbt") is not None:
+            return (yield)
+        with _dbt_refused(item.nodeid):
+            return (yield)
+    finally:
+        _cpu_seconds[item.nodeid] = _cpu_now() - start
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    report = os.environ.get(CPU_REPORT)
+    if report and _cpu_seconds:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(f"{report}.{worker}.json").write_text(json.dumps(_cpu_seconds, indent=0))
 
 
 @dataclass
