@@ -90,6 +90,16 @@ RIGHTS_MODELS: Final[tuple[str, ...]] = tuple(
 #: The profile marts (decision 78), their contracts checked on Spark by the post-hook
 #: enforce_contract (macros/spark/contract.sql).
 PROFILE_MODELS: Final[tuple[str, ...]] = ("fct_profile_events", "dim_customer_profile")
+#: The audiences (decision 82), their contracts checked on Spark by enforce_contract, and the
+#: audit views over every triaged staging model (views on Spark too: they call no function of
+#: the session).
+AUDIENCE_MODELS: Final[tuple[str, ...]] = (
+    "rpt_marketing_audiences",
+    "rpt_email_audience",
+    "rpt_push_audience",
+    "rpt_sms_audience",
+)
+AUDIT_MODELS: Final[tuple[str, ...]] = ("audit_quarantine", "audit_row_accounting")
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
 PORTED_MODELS: Final[tuple[str, ...]] = (
@@ -128,16 +138,19 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     *LEDGER_MODELS,
     *RIGHTS_MODELS,
     *PROFILE_MODELS,
+    *AUDIENCE_MODELS,
+    *AUDIT_MODELS,
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
-#: The Spark databases a Spark build writes (seeds, staging, intermediate, marts, vault) besides
+#: The Spark databases a Spark build writes (seeds, staging, intermediate, marts, audit, vault) besides
 #: the raw ones.
 BUILT_DATABASES: Final[tuple[str, ...]] = (
     "reference",
     "staging",
     "intermediate",
     "marts",
+    "audit",
     "vault",
 )
 
@@ -170,8 +183,10 @@ def model_database(model: str) -> str:
     """The Spark database a ported model is built in (its schema: dbt-spark has no catalogs)."""
     if model in VAULT_MODELS:
         return "vault"
-    if model in PROFILE_MODELS:
+    if model in PROFILE_MODELS or model in AUDIENCE_MODELS:
         return "marts"
+    if model in AUDIT_MODELS:
+        return "audit"
     return "intermediate" if model.startswith("int_") else "staging"
 
 
