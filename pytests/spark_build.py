@@ -398,14 +398,15 @@ def plant_scopes(warehouse_db: Path, raw_db: Path) -> dict[str, str]:
     finally:
         con.close()
     assert restriction_key, "the planted restriction was not staged"
-    withdrawal = next(e for e in events if e[4] == "withdraw")
-    granted = next(
-        e
-        for e in events
-        if e[4] == "grant"
-        and e[3] == withdrawal[3]
-        and e[6] != withdrawal[6]
-        and e[5] < withdrawal[5]
+    # the first withdrawal (in the order of its keyed id, so it depends on the random key) that
+    # another person's earlier grant of the same purpose exists for: the first withdrawal alone
+    # had none under some keys, and the build then stopped here (StopIteration)
+    withdrawal, granted = next(
+        (w, g)
+        for w in events
+        if w[4] == "withdraw"
+        for g in events
+        if g[4] == "grant" and g[3] == w[3] and g[6] != w[6] and g[5] < w[5]
     )
     restricted = next(e for e in events if e[6] not in (withdrawal[6], granted[6]))
     ambiguous = next(
