@@ -225,16 +225,50 @@ RIGHTS_REQUESTS: list[tuple[str, str, str, str, str, dt.datetime]] = [
 PURGED_ERASURE = ("DSR-9000030", dt.datetime(2026, 10, 20, 8))
 
 
+#: Raw rows staging quarantines, one of each reason of the two landing tables the generator
+#: leaves without one (the audit views, decision 82), in batch ``batch_quarantine``: subject
+#: requests (request_id, request_type, jurisdiction, received_at: no key, an unknown type, an
+#: unknown jurisdiction, no time) and a CRM customer without its key (QUARANTINED_CUSTOMER).
+QUARANTINED_REQUESTS: list[tuple[str | None, str, str, dt.datetime | None]] = [
+    (None, "access", "EU", dt.datetime(2026, 10, 21, 9)),
+    ("DSR-9000040", "data_sale_opt_out", "EU", dt.datetime(2026, 10, 21, 9)),
+    ("DSR-9000041", "access", "US", dt.datetime(2026, 10, 21, 9)),
+    ("DSR-9000042", "access", "RU", None),
+]
+QUARANTINED_CUSTOMER = "quarantined.customer@graph-test.ru"
+
+
+def plant_quarantined(con: duckdb.DuckDBPyConnection) -> None:
+    """The quarantined rows above, into the landing zone."""
+    loaded = dt.datetime(2026, 10, 30, 12)
+    for request_id, request_type, jurisdiction, received in QUARANTINED_REQUESTS:
+        con.execute(
+            "insert into privacy.subject_requests (request_id, subject_id_type, subject_id, "
+            "request_type, jurisdiction, received_at, details, is_verified, _loaded_at, "
+            "_batch_id) values (?, 'customer_id', 'CRM-09202001', ?, ?, ?, '{}', true, ?, "
+            "'batch_quarantine')",
+            [request_id, request_type, jurisdiction, received, loaded],
+        )
+    con.execute(
+        "insert into crm.customers (customer_id, email, first_name, last_name, country_code, "
+        "created_at, updated_at, is_deleted, _loaded_at, _batch_id) "
+        "values (null, ?, 'No', 'Key', 'RU', ?, ?, false, ?, 'batch_quarantine')",
+        [QUARANTINED_CUSTOMER, loaded, loaded, loaded],
+    )
+
+
 def plant_landing(raw_db: Path) -> None:
     """Add the hostile requests (batch ``batch_spark``), a destruction log, as the purge writes
-    it, closing two of them (stg_rights__request_closures reads it), and the hostile identity
-    graphs (:func:`plant_graphs`) to the landing zone."""
+    it, closing two of them (stg_rights__request_closures reads it), the hostile identity
+    graphs (:func:`plant_graphs`) and the quarantined rows (:func:`plant_quarantined`) to the
+    landing zone."""
     from cdp.purge.records import LOG_COLUMNS
 
     loaded, received = dt.datetime(2026, 10, 30, 12), dt.datetime(2026, 10, 20, 9, 30)
     con = duckdb.connect(str(raw_db))
     try:
         plant_graphs(con)
+        plant_quarantined(con)
         requests: list[tuple[str, str, str, str, str | None]] = [
             (r, t, s, "access", "{}") for r, t, s in HOSTILE_SUBJECTS
         ]
@@ -288,9 +322,15 @@ def make_builds(root: Path) -> Builds:
         "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
     # staging, identity and the vault; then the purge's scopes, planted from that build; then
-    # the consent ledger, which reads them, the rights models and the profile (one DuckDB build
-    # in two parts, no extra build)
-    after = (*spark_stage.LEDGER_MODELS, *spark_stage.RIGHTS_MODELS, *spark_stage.PROFILE_MODELS)
+    # the consent ledger, which reads them, the rights models, the profile, the audiences and the
+    # audit views (one DuckDB build in two parts, no extra build)
+    after = (
+        *spark_stage.LEDGER_MODELS,
+        *spark_stage.RIGHTS_MODELS,
+        *spark_stage.PROFILE_MODELS,
+        *spark_stage.AUDIENCE_MODELS,
+        *spark_stage.AUDIT_MODELS,
+    )
     before = [m for m in spark_stage.PORTED_MODELS if m not in after]
     for args in (["seed", "--vars", VARS], ["run", "--vars", VARS, "--select", *before]):
         result = run_dbt(args, env, root / "duckdb")
@@ -358,14 +398,15 @@ def plant_scopes(warehouse_db: Path, raw_db: Path) -> dict[str, str]:
     finally:
         con.close()
     assert restriction_key, "the planted restriction was not staged"
-    withdrawal = next(e for e in events if e[4] == "withdraw")
-    granted = next(
-        e
-        for e in events
-        if e[4] == "grant"
-        and e[3] == withdrawal[3]
-        and e[6] != withdrawal[6]
-        and e[5] < withdrawal[5]
+    # the first withdrawal (in the order of its keyed id, so it depends on the random key) that
+    # another person's earlier grant of the same purpose exists for: the first withdrawal alone
+    # had none under some keys, and the build then stopped here (StopIteration)
+    withdrawal, granted = next(
+        (w, g)
+        for w in events
+        if w[4] == "withdraw"
+        for g in events
+        if g[4] == "grant" and g[3] == w[3] and g[6] != w[6] and g[5] < w[5]
     )
     restricted = next(e for e in events if e[6] not in (withdrawal[6], granted[6]))
     ambiguous = next(

@@ -407,7 +407,7 @@ def test_contracted_models_are_checked_on_spark(builds: Builds) -> None:
         for m in spark_stage.PORTED_MODELS
         if duck[f"model.cdp.{m}"]["config"]["contract"]["enforced"]
     }
-    assert set(spark_stage.PROFILE_MODELS) <= contracted
+    assert {*spark_stage.PROFILE_MODELS, *spark_stage.AUDIENCE_MODELS} <= contracted
     for model in contracted:
         hooks = [h["sql"] for h in spark[f"model.cdp.{model}"]["config"]["post-hook"]]
         assert "{{ enforce_contract() }}" in hooks, model
@@ -421,3 +421,125 @@ def test_contracted_models_are_checked_on_spark(builds: Builds) -> None:
     results = json.loads((builds.spark_workdir / "target" / "run_results.json").read_text())
     ran = {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
     assert all(ran.get(m) == "success" for m in contracted), ran
+
+
+def test_the_audiences_honour_consent_and_channels(builds: Builds) -> None:
+    """On Spark, rpt_marketing_audiences is exactly what the seeds and the ledger say, computed
+    here from the Spark ledger's tables and the seed files: one row per permitted, active person,
+    marketing purpose and own contact of a type the purpose's channels send to (seeds purposes,
+    channels); the channel audiences are its slices (the comparison holds DuckDB to the same
+    rows). The landing zone has what this needs: persons in one purpose's audience only, and
+    withdrawn consents, which keep their persons out."""
+    import csv
+
+    seeds = paths.PROJECT_ROOT / "seeds"
+    with (seeds / "channels.csv").open(encoding="utf-8") as f:
+        recipient = {r["channel"]: r["recipient_type"] for r in csv.DictReader(f)}
+    with (seeds / "purposes.csv").open(encoding="utf-8") as f:
+        sends_to = {
+            r["purpose_code"]: {recipient[c.strip()] for c in r["message_channels"].split(";")}
+            for r in csv.DictReader(f)
+            if r["message_channels"]
+        }
+    purposes = _spark_rows(builds, "intermediate.int_consent__person_purposes")
+    active = {
+        r["person_key"]
+        for r in _spark_rows(builds, "intermediate.int_consent__person_activity")
+        if r["is_active"]
+    }
+    contacts = _spark_rows(builds, "intermediate.int_consent__person_contacts")
+    expected = {
+        (p["purpose_code"], p["person_key"], c["contact_id_type"], c["contact_key"])
+        for p in purposes
+        if p["is_permitted"] and p["person_key"] in active and p["purpose_code"] in sends_to
+        for c in contacts
+        if c["person_key"] == p["person_key"]
+        and c["contact_id_type"] in sends_to[p["purpose_code"]]
+    }
+    audience = _spark_rows(builds, "marts.rpt_marketing_audiences")
+    got = [
+        (r["purpose_code"], r["person_key"], r["contact_id_type"], r["contact_key"])
+        for r in audience
+    ]
+    assert len(got) == len(set(got)) and set(got) == expected, (len(got), len(expected))
+    assert {r[0] for r in got} == set(sends_to)  # every purpose with channels has an audience
+    for purpose, model in (
+        ("email_marketing", "rpt_email_audience"),
+        ("push_marketing", "rpt_push_audience"),
+        ("sms_marketing", "rpt_sms_audience"),
+    ):
+        sliced = Counter(
+            tuple(_value(v) for k, v in r.items() if k != "purpose_code")
+            for r in audience
+            if r["purpose_code"] == purpose
+        )
+        rows = Counter(
+            tuple(_value(v) for v in r.values()) for r in _spark_rows(builds, f"marts.{model}")
+        )
+        assert rows == sliced and rows, model
+    # the cases the comparison needs: persons in one purpose's audience only, and in several;
+    # withdrawn consents of active persons with a contact the purpose sends to, left out
+    per_person = Counter(r[1] for r in set(got))
+    assert 1 in per_person.values() and max(per_person.values()) > 1
+    reachable = {(c["person_key"], c["contact_id_type"]) for c in contacts}
+    withdrawn = {
+        (p["purpose_code"], p["person_key"])
+        for p in purposes
+        if p["last_withdrawn_at"] is not None
+        and not p["is_permitted"]
+        and p["purpose_code"] in sends_to
+        and p["person_key"] in active
+        and any((p["person_key"], t) in reachable for t in sends_to[p["purpose_code"]])
+    }
+    assert withdrawn and not withdrawn & {(r[0], r[1]) for r in got}
+
+
+def test_the_audit_views_account_for_every_raw_row(builds: Builds) -> None:
+    """On Spark, audit_row_accounting counts every raw row of every landing table with a
+    staging model once (raw = kept + duplicate + superseded + quarantined, each table's raw rows
+    those of its Spark raw table), names each table as the landing zone does, and
+    audit_quarantine lists each quarantined row, the planted ones (spark_build.
+    QUARANTINED_REQUESTS, QUARANTINED_CUSTOMER) with their reasons (the comparison holds DuckDB
+    to the same rows)."""
+    accounting = _spark_rows(builds, "audit.audit_row_accounting")
+    quarantine = _spark_rows(builds, "audit.audit_quarantine")
+    raw: Counter[str] = Counter()
+    for row in accounting:
+        counted = ("kept_rows", "duplicate_rows", "superseded_rows", "quarantined_rows")
+        assert row["raw_rows"] == sum(row[c] for c in counted), row
+        raw[row["source_table"]] += row["raw_rows"]
+    triaged = {
+        p.name.removeprefix("staging.stg_").removesuffix("_triaged.parquet").replace("__", ".")
+        for p in builds.dump.glob("staging.stg_*_triaged.parquet")
+    }
+    assert set(raw) == triaged and len(triaged) == 7
+    for table, rows in raw.items():
+        assert pq.read_metadata(builds.dump / f"raw_{table}.parquet").num_rows == rows, table
+    listed = Counter((r["source_table"], r["_batch_id"]) for r in quarantine)
+    assert listed == Counter(
+        {
+            (r["source_table"], r["_batch_id"]): r["quarantined_rows"]
+            for r in accounting
+            if r["quarantined_rows"]
+        }
+    )
+    assert {table for table, _ in listed} == triaged  # a quarantined row in every landing table
+    planted = {
+        (r["source_table"], r["reject_reason"])
+        for r in quarantine
+        if r["_batch_id"] == "batch_quarantine"
+    }
+    assert planted == {
+        ("crm.customers", "missing_key"),
+        *(
+            ("privacy.subject_requests", reason)
+            for reason in (
+                "missing_key",
+                "unknown_request_type",
+                "unknown_jurisdiction",
+                "missing_timestamp",
+            )
+        ),
+    }
+    located = [r for r in quarantine if r["source_table"] == "privacy.subject_requests"]
+    assert sum(r["record_locator"] is not None for r in located) == 3  # the one without a key: none

@@ -18,20 +18,20 @@ with unioned as (
     {%- for model, source_node in triaged %}
     {% if not loop.first %}union all{% endif %}
     select
-        '{{ source_node.schema }}.{{ source_node.name }}' as source_table,
+        '{{ landing_table_name(source_node) }}' as source_table,
         _batch_id,
         _loaded_at,
-        {{ model.config.meta.get('record_locator', 'cast(null as varchar)') }} as record_locator,
+        {{ model.config.meta.get('record_locator', 'cast(null as ' ~ text_type() ~ ')') }} as record_locator,
         reject_reason
     from {{ node_relation(model) }}
     where row_status = 'quarantined'
     {%- else %}
     select
-        cast(null as varchar) as source_table,
-        cast(null as varchar) as _batch_id,
+        cast(null as {{ text_type() }}) as source_table,
+        cast(null as {{ text_type() }}) as _batch_id,
         cast(null as timestamp) as _loaded_at,
-        cast(null as varchar) as record_locator,
-        cast(null as varchar) as reject_reason
+        cast(null as {{ text_type() }}) as record_locator,
+        cast(null as {{ text_type() }}) as reject_reason
     where false
     {%- endfor %}
 

@@ -17,15 +17,15 @@ with unioned as (
     {%- for model, source_node in triaged %}
     {% if not loop.first %}union all{% endif %}
     select
-        '{{ source_node.schema }}.{{ source_node.name }}' as source_table,
+        '{{ landing_table_name(source_node) }}' as source_table,
         _batch_id,
         row_status
     from {{ node_relation(model) }}
     {%- else %}
     select
-        cast(null as varchar) as source_table,
-        cast(null as varchar) as _batch_id,
-        cast(null as varchar) as row_status
+        cast(null as {{ text_type() }}) as source_table,
+        cast(null as {{ text_type() }}) as _batch_id,
+        cast(null as {{ text_type() }}) as row_status
     where false
     {%- endfor %}
 

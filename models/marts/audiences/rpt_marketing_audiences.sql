@@ -1,4 +1,14 @@
 {#-
+    Its contract (_audiences__models.yml) is enforced by dbt on DuckDB; on Spark, whose dbt-spark
+    cannot read the yml's DuckDB type names nor enforce not_null on Parquet, by the post-hook
+    enforce_contract (docs/portability.md, "The audiences and the audit views on Spark").
+-#}
+{{ config(
+    contract={'enforced': target.type != 'spark'},
+    post_hook="{{ enforce_contract() }}",
+) }}
+
+{#-
     Who may be sent messages for which marketing purpose as of `as_of`, one
     row per purpose, person and contact identifier type. A purpose has an
     audience when the purposes catalogue lists channels for it
@@ -47,7 +57,7 @@ purpose_channels as (
         purposes.purpose_code,
         trim(listed.channel) as channel
     from purposes
-    cross join unnest(string_split(purposes.message_channels, ';')) as listed (channel)
+    {{ cross_join_split('purposes.message_channels', ';', 'listed', 'channel') }}
 
 ),
 
@@ -72,14 +82,14 @@ permitted as (
 final as (
 
     select
-        cast(permitted.purpose_code as varchar) as purpose_code,
-        cast(permitted.person_key as varchar) as person_key,
-        cast(person_contacts.contact_id_type as varchar) as contact_id_type,
-        cast(person_contacts.contact_key as varchar) as contact_key,
+        cast(permitted.purpose_code as {{ text_type() }}) as purpose_code,
+        cast(permitted.person_key as {{ text_type() }}) as person_key,
+        cast(person_contacts.contact_id_type as {{ text_type() }}) as contact_id_type,
+        cast(person_contacts.contact_key as {{ text_type() }}) as contact_key,
         cast(permitted.consent_valid_from as timestamp) as consent_valid_from,
-        cast(permitted.consent_channel as varchar) as consent_channel,
-        cast(permitted.policy_version as varchar) as policy_version,
-        cast(permitted.evidence_ref as varchar) as evidence_ref,
+        cast(permitted.consent_channel as {{ text_type() }}) as consent_channel,
+        cast(permitted.policy_version as {{ text_type() }}) as policy_version,
+        cast(permitted.evidence_ref as {{ text_type() }}) as evidence_ref,
         cast(person_activity.last_activity_at as timestamp) as last_activity_at,
         cast({{ as_of() }} as timestamp) as as_of
     from permitted

@@ -1,4 +1,13 @@
 {#-
+    Its contract (_audiences__models.yml) is enforced by dbt on DuckDB; on Spark by the post-hook
+    enforce_contract (docs/portability.md, "The audiences and the audit views on Spark").
+-#}
+{{ config(
+    contract={'enforced': target.type != 'spark'},
+    post_hook="{{ enforce_contract() }}",
+) }}
+
+{#-
     Who may receive marketing push notifications as of `as_of`: the push_marketing rows of
     rpt_marketing_audiences (consent in force and not stopped by an
     objection, unsubscribe, complaint, restriction or erasure since it was
