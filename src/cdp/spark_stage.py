@@ -90,6 +90,20 @@ RIGHTS_MODELS: Final[tuple[str, ...]] = tuple(
 #: The profile marts (decision 78), their contracts checked on Spark by the post-hook
 #: enforce_contract (macros/spark/contract.sql).
 PROFILE_MODELS: Final[tuple[str, ...]] = ("fct_profile_events", "dim_customer_profile")
+#: The BI marts (decision 83): their person-level inputs, the five anonymised marts (contracts
+#: checked on Spark by enforce_contract), the population sketch and the disclosure ledger
+#: (incremental: dbt-spark's ``append``; each build adds its own release's rows).
+BI_MODELS: Final[tuple[str, ...]] = (
+    "int_bi__analytics_persons",
+    "int_bi__analytics_events",
+    "bi_sales_by_region_month",
+    "bi_customer_segments",
+    "bi_campaign_performance",
+    "bi_consent_coverage",
+    "bi_cohort_retention",
+    "audit_bi_population_sketch",
+    "audit_bi_disclosure_ledger",
+)
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
 PORTED_MODELS: Final[tuple[str, ...]] = (
@@ -128,6 +142,7 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     *LEDGER_MODELS,
     *RIGHTS_MODELS,
     *PROFILE_MODELS,
+    *BI_MODELS,
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
@@ -138,6 +153,8 @@ BUILT_DATABASES: Final[tuple[str, ...]] = (
     "staging",
     "intermediate",
     "marts",
+    "bi",
+    "audit",
     "vault",
 )
 
@@ -172,6 +189,8 @@ def model_database(model: str) -> str:
         return "vault"
     if model in PROFILE_MODELS:
         return "marts"
+    if model in BI_MODELS and not model.startswith("int_"):
+        return "audit" if model.startswith("audit_") else "bi"
     return "intermediate" if model.startswith("int_") else "staging"
 
 
