@@ -366,6 +366,9 @@ def dump_tables(spark: SparkSession, databases: Sequence[str], folder: Path) -> 
     written = []
     for database in databases:
         for row in spark.sql(f"show tables in `{database}`").collect():
+            # a session's view (dbt-spark's incremental <model>__dbt_tmp): listed in every database
+            if row.isTemporary:
+                continue
             name = f"{database}.{row.tableName}"
             pq.write_table(
                 spark.table(f"`{database}`.`{row.tableName}`").toArrow(), folder / f"{name}.parquet"
