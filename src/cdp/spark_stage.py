@@ -153,10 +153,12 @@ BUILT_DATABASES: Final[tuple[str, ...]] = (
     "staging",
     "intermediate",
     "marts",
-    "bi",
-    "audit",
     "vault",
 )
+#: The databases of the BI marts (``bi``) and their ledgers (``audit``), analytics stage only
+#: (decision 83): dumped with BUILT_DATABASES, kept apart from it because the Thrift comparison
+#: (cdp.spark_thrift, test_spark_thrift.py) builds the privacy stage and serves those.
+MART_DATABASES: Final[tuple[str, ...]] = ("bi", "audit")
 
 
 def stage_target_path(target: Path, stage: str) -> Path:
@@ -490,7 +492,11 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
             recorder.uninstall()
     if args.dump:
         databases = [
-            *(d for d in BUILT_DATABASES if spark.catalog.databaseExists(d)),  # --models
+            *(
+                d
+                for d in (*BUILT_DATABASES, *MART_DATABASES)
+                if spark.catalog.databaseExists(d)  # --models
+            ),
             *sorted({raw_database(s) for s, _ in tables_to_load(args.raw_db)}),
         ]
         dump_tables(spark, databases, args.dump)
