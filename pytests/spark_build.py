@@ -257,10 +257,65 @@ def plant_quarantined(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+#: People for the BI marts (decision 83), which 80 generated customers leave with every cohort
+#: and campaign cell below k (k = 10): BI_PEOPLE customers of their own, each granting analytics
+#: consent, ordering in June and in July 2026 (one cohort of BI_PEOPLE, active in its months 0
+#: and 1) and sent, delivered and opened one e-mail in the week of 7 September 2026. The
+#: generated data keeps many cells below k beside them, so both sides of the rules are built.
+BI_PEOPLE = 12
+BI_CUSTOMER = "CRM-0930{:04d}"
+BI_ORDER_MONTHS = (dt.datetime(2026, 6, 10, 12), dt.datetime(2026, 7, 10, 12))
+BI_MESSAGE_AT = dt.datetime(2026, 9, 8, 10)
+
+
+def plant_bi_people(con: duckdb.DuckDBPyConnection) -> None:
+    """The BI_PEOPLE customers above, their consent, orders and message events."""
+    loaded, created = dt.datetime(2026, 10, 30, 12), dt.datetime(2026, 5, 1, 9)
+    for i in range(BI_PEOPLE):
+        customer, email = BI_CUSTOMER.format(i), f"bi.person.{i}@bi-test.ru"
+        con.execute(
+            "insert into crm.customers (customer_id, email, first_name, last_name, birth_date, "
+            "city, country_code, created_at, updated_at, is_deleted, _loaded_at, _batch_id) "
+            "values (?, ?, 'Bi', 'Test', ?, 'Москва', 'RU', ?, ?, false, ?, 'batch_bi')",
+            [customer, email, dt.date(1990, 1, 1 + i), created, created, loaded],
+        )
+        con.execute(
+            "insert into privacy.consent_events (consent_event_id, subject_id_type, subject_id, "
+            "purpose_code, action, channel, policy_version, evidence_ref, captured_at, _loaded_at, "
+            "_batch_id) values (?, 'customer_id', ?, 'analytics', 'grant', 'web_form', 'v2.1', ?, "
+            "?, ?, 'batch_bi')",
+            [f"00000000-0000-4000-8000-bi{i:010d}", customer, f"WF-BI{i:04d}", created, loaded],
+        )
+        for month, ordered in enumerate(BI_ORDER_MONTHS):
+            con.execute(
+                "insert into shop.orders (order_id, customer_id, email, ordered_at, status, "
+                "total_amount, currency, channel, payment_method, updated_at, _loaded_at, "
+                "_batch_id) values (?, ?, ?, ?, 'placed', ?, 'RUB', 'web', 'card', ?, ?, "
+                "'batch_bi')",
+                [f"SO-094{month}{i:06d}", customer, email, ordered, 100 + i, ordered, loaded],
+            )
+        for step, event_type in enumerate(("sent", "delivered", "opened")):
+            con.execute(
+                "insert into messaging.message_events (message_event_id, message_id, customer_id, "
+                "recipient, channel, campaign_id, event_type, event_at, _loaded_at, _batch_id) "
+                "values (?, ?, ?, ?, 'email', 'CMP-BI-1', ?, ?, ?, 'batch_bi')",
+                [
+                    f"00000000-0000-4000-9000-bi{i:07d}{step:03d}",
+                    f"MSG-BI{i:08d}",
+                    customer,
+                    email,
+                    event_type,
+                    BI_MESSAGE_AT + dt.timedelta(minutes=step),
+                    loaded,
+                ],
+            )
+
+
 def plant_landing(raw_db: Path) -> None:
     """Add the hostile requests (batch ``batch_spark``), a destruction log, as the purge writes
     it, closing two of them (stg_rights__request_closures reads it), the hostile identity
-    graphs (:func:`plant_graphs`) and the quarantined rows (:func:`plant_quarantined`) to the
+    graphs (:func:`plant_graphs`), the quarantined rows (:func:`plant_quarantined`) and the BI
+    marts' people (:func:`plant_bi_people`) to the
     landing zone."""
     from cdp.purge.records import LOG_COLUMNS
 
@@ -269,6 +324,7 @@ def plant_landing(raw_db: Path) -> None:
     try:
         plant_graphs(con)
         plant_quarantined(con)
+        plant_bi_people(con)
         requests: list[tuple[str, str, str, str, str | None]] = [
             (r, t, s, "access", "{}") for r, t, s in HOSTILE_SUBJECTS
         ]
@@ -322,14 +378,15 @@ def make_builds(root: Path) -> Builds:
         "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
     # staging, identity and the vault; then the purge's scopes, planted from that build; then
-    # the consent ledger, which reads them, the rights models, the profile, the audiences and the
-    # audit views (one DuckDB build in two parts, no extra build)
+    # the consent ledger, which reads them, the rights models, the profile, the audiences, the
+    # audit views and the BI marts (one DuckDB build in two parts, no extra build)
     after = (
         *spark_stage.LEDGER_MODELS,
         *spark_stage.RIGHTS_MODELS,
         *spark_stage.PROFILE_MODELS,
         *spark_stage.AUDIENCE_MODELS,
         *spark_stage.AUDIT_MODELS,
+        *spark_stage.BI_MODELS,
     )
     before = [m for m in spark_stage.PORTED_MODELS if m not in after]
     for args in (["seed", "--vars", VARS], ["run", "--vars", VARS, "--select", *before]):

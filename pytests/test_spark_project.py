@@ -99,6 +99,23 @@ def _signatures_as_sets(columns: list[str], rows: list[tuple[Any, ...]]) -> list
     return rows
 
 
+#: Columns a build stamps with its own run (dbt's invocation id and start time: the disclosure
+#: ledger's release): each engine's must hold one value over all rows, compared as "this build's".
+PER_BUILD = {"audit_bi_disclosure_ledger": ("release_id", "released_at")}
+
+
+def _per_build(
+    table: str, columns: list[str], rows: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """``rows`` with each per-build column (:data:`PER_BUILD`) checked to hold one value and
+    replaced by a marker."""
+    for column in PER_BUILD.get(table, ()):
+        at = columns.index(column)
+        assert len({row[at] for row in rows}) == 1, (table, column)
+        rows = [(*row[:at], "this build's", *row[at + 1 :]) for row in rows]
+    return rows
+
+
 def _rows(columns: list[str], rows: list[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(_value(v) for v in row) for row in rows)
 
@@ -169,6 +186,10 @@ def test_every_spark_relation_equals_duckdb_row_for_row(builds: Builds) -> None:
                 _opened(builds, table, spark_list),
                 _opened(builds, table, duck_list),
             )
+        spark_list, duck_list = (
+            _per_build(table, columns, spark_list),
+            _per_build(table, columns, duck_list),
+        )
         spark_rows = _rows(columns, _signatures_as_sets(columns, spark_list))
         duck_rows = _rows(columns, _signatures_as_sets(columns, duck_list))
         only_spark, only_duck = spark_rows - duck_rows, duck_rows - spark_rows
@@ -543,3 +564,54 @@ def test_the_audit_views_account_for_every_raw_row(builds: Builds) -> None:
     }
     located = [r for r in quarantine if r["source_table"] == "privacy.subject_requests"]
     assert sum(r["record_locator"] is not None for r in located) == 3  # the one without a key: none
+
+
+def test_bi_marts_suppress_small_cells_and_publish_the_rest(builds: Builds) -> None:
+    """The k-anonymity rules on Spark over the shared landing zone, which holds cells on both
+    sides of k (the generated data's small cells, spark_build.plant_bi_people's cohort and
+    campaign week): every sales and campaign cell whose true number of people is below k is
+    suppressed, and at least one of k or more is published, at k or more after the perturbation;
+    the planted cohort is published. The comparison above holds DuckDB to the same rows, so both
+    engines suppress the same cells."""
+    from spark_build import BI_MESSAGE_AT, BI_ORDER_MONTHS, BI_PEOPLE
+
+    k = 10  # var k_anonymity's default, which both builds use
+    events = _spark_rows(builds, "intermediate.int_bi__analytics_events")
+    sales: dict[tuple[Any, ...], set[str]] = {}
+    campaign: dict[tuple[Any, ...], set[str]] = {}
+    for row in events:
+        day = _value(row["event_at"]).date()
+        if row["event_source"] == "order" and row["event_type"] not in ("cancelled", "returned"):
+            sales.setdefault((day.replace(day=1), row["region"]), set()).add(row["person_key"])
+        if row["event_source"] == "message":
+            monday = day - dt.timedelta(days=day.weekday())
+            campaign.setdefault((row["channel"], monday), set()).add(row["person_key"])
+    for mart, cells, key, count in (
+        ("bi_sales_by_region_month", sales, ("order_month", "region"), "customer_count"),
+        ("bi_campaign_performance", campaign, ("channel", "campaign_week"), "recipient_count"),
+    ):
+        published = {
+            tuple(row[c] for c in key): row
+            for row in _spark_rows(builds, f"bi.{mart}")
+            if not row.get("is_total")
+        }
+        assert set(published) == set(cells), mart
+        small = [cell for cell, people in cells.items() if len(people) < k]
+        assert small and all(published[cell]["is_suppressed"] for cell in small), mart
+        assert all(published[cell][count] is None for cell in small), mart
+        shown = [
+            cell
+            for cell, people in cells.items()
+            if len(people) >= k and not published[cell]["is_suppressed"]
+        ]
+        assert shown and all(published[cell][count] >= k for cell in shown), mart
+    week = BI_MESSAGE_AT.date() - dt.timedelta(days=BI_MESSAGE_AT.weekday())
+    assert len(campaign[("email", week)]) >= BI_PEOPLE
+    cohorts = _spark_rows(builds, "bi.bi_cohort_retention")
+    planted = {
+        row["months_since_first"]: row
+        for row in cohorts
+        if row["cohort_month"] == BI_ORDER_MONTHS[0].date().replace(day=1)
+    }
+    assert {0, 1} <= set(planted), cohorts
+    assert all(not row["is_suppressed"] and row["active_customers"] >= k for row in cohorts)

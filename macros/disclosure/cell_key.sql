@@ -34,8 +34,13 @@
     {%- endif -%}
     cast(('0x' || substr(sha256('cdp-cell-key:v1:' || {{ person_key }}), {{ 1 + 8 * stream }}, 8)) as bigint)
 {%- endmacro %}
+
+{#- Spark: sha2 gives the same lowercase hex; conv reads the 8 hex digits (decision 83). -#}
 {% macro spark__record_key(person_key, stream) -%}
-    {{ not_ported_to_spark('record_key', 'macros/disclosure/cell_key.sql') }}
+    {%- if stream is not number or stream < 0 or stream > 7 -%}
+        {{ exceptions.raise_compiler_error("record_key: stream must be 0..7; got " ~ stream) }}
+    {%- endif -%}
+    cast(conv(substr(sha2('cdp-cell-key:v1:' || {{ person_key }}, 256), {{ 1 + 8 * stream }}, 8), 16, 10) as bigint)
 {%- endmacro %}
 
 {#-

@@ -100,6 +100,20 @@ AUDIENCE_MODELS: Final[tuple[str, ...]] = (
     "rpt_sms_audience",
 )
 AUDIT_MODELS: Final[tuple[str, ...]] = ("audit_quarantine", "audit_row_accounting")
+#: The BI marts (decision 83): their person-level inputs, the five anonymised marts (contracts
+#: checked on Spark by enforce_contract), the population sketch and the disclosure ledger
+#: (incremental: dbt-spark's ``append``; each build adds its own release's rows).
+BI_MODELS: Final[tuple[str, ...]] = (
+    "int_bi__analytics_persons",
+    "int_bi__analytics_events",
+    "bi_sales_by_region_month",
+    "bi_customer_segments",
+    "bi_campaign_performance",
+    "bi_consent_coverage",
+    "bi_cohort_retention",
+    "audit_bi_population_sketch",
+    "audit_bi_disclosure_ledger",
+)
 #: The models ported to Spark so far (issue 19), besides the seeds: what ``main`` builds and
 #: pytests/test_spark_project.py compares with DuckDB, relation by relation.
 PORTED_MODELS: Final[tuple[str, ...]] = (
@@ -140,11 +154,12 @@ PORTED_MODELS: Final[tuple[str, ...]] = (
     *PROFILE_MODELS,
     *AUDIENCE_MODELS,
     *AUDIT_MODELS,
+    *BI_MODELS,
 )
 #: The ported models of the vault stage (models/staging/vault; the Spark database ``vault``).
 VAULT_MODELS: Final[tuple[str, ...]] = ("vault_identifiers", "vault_customer_names")
 #: The Spark databases a Spark build writes (seeds, staging, intermediate, marts, vault) besides
-#: the raw ones and AUDIT_DATABASE.
+#: the raw ones and MART_DATABASES.
 BUILT_DATABASES: Final[tuple[str, ...]] = (
     "reference",
     "staging",
@@ -152,11 +167,10 @@ BUILT_DATABASES: Final[tuple[str, ...]] = (
     "marts",
     "vault",
 )
-#: The Spark database of the audit views (decision 82), dumped with BUILT_DATABASES. Kept apart
-#: from them because pytests/test_spark_thrift.py, which this change may not edit, compares the
-#: Thrift build's dump with the session build's over BUILT_DATABASES less the databases it lists
-#: as not built over Thrift (vault, intermediate, marts), and "audit" is not among them.
-AUDIT_DATABASE: Final = "audit"
+#: The databases of the BI marts (``bi``), their ledgers and the audit views (``audit``),
+#: analytics stage only (decisions 82, 83): dumped with BUILT_DATABASES, kept apart from it because the Thrift comparison
+#: (cdp.spark_thrift, test_spark_thrift.py) builds the privacy stage and serves those.
+MART_DATABASES: Final[tuple[str, ...]] = ("bi", "audit")
 
 
 def stage_target_path(target: Path, stage: str) -> Path:
@@ -190,7 +204,9 @@ def model_database(model: str) -> str:
     if model in PROFILE_MODELS or model in AUDIENCE_MODELS:
         return "marts"
     if model in AUDIT_MODELS:
-        return AUDIT_DATABASE
+        return "audit"
+    if model in BI_MODELS and not model.startswith("int_"):
+        return "audit" if model.startswith("audit_") else "bi"
     return "intermediate" if model.startswith("int_") else "staging"
 
 
@@ -366,6 +382,9 @@ def dump_tables(spark: SparkSession, databases: Sequence[str], folder: Path) -> 
     written = []
     for database in databases:
         for row in spark.sql(f"show tables in `{database}`").collect():
+            # a session's view (dbt-spark's incremental <model>__dbt_tmp): listed in every database
+            if row.isTemporary:
+                continue
             name = f"{database}.{row.tableName}"
             pq.write_table(
                 spark.table(f"`{database}`.`{row.tableName}`").toArrow(), folder / f"{name}.parquet"
@@ -489,7 +508,7 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
         databases = [
             *(
                 d
-                for d in (*BUILT_DATABASES, AUDIT_DATABASE)
+                for d in (*BUILT_DATABASES, *MART_DATABASES)
                 if spark.catalog.databaseExists(d)  # --models
             ),
             *sorted({raw_database(s) for s, _ in tables_to_load(args.raw_db)}),

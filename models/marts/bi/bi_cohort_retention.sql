@@ -1,4 +1,11 @@
 {#-
+    Its contract (_bi__models.yml; the folder's, enforced) is enforced by dbt on DuckDB; on Spark
+    dbt's is turned off here and the post-hook enforce_contract checks it (decisions 78, 83).
+-#}
+{{ config(post_hook="{{ enforce_contract() }}") }}
+{%- if target.type == 'spark' %}{{ config(contract={'enforced': false}) }}{% endif %}
+
+{#-
     Cohort retention for BI: people grouped by the month of their first order
     (within the purchase-history window, with analytics consent), and for each
     of the 12 months after it how many of them ordered again. A cohort of
@@ -70,7 +77,7 @@ final as (
         cast(months_since_first as integer) as months_since_first,
         cast(cohort_size as bigint) as cohort_size,
         cast(active_customers as bigint) as active_customers,
-        cast(round(active_customers / cohort_size, 4) as double) as retention_rate,
+        cast({{ round_places('active_customers / cohort_size', 4) }} as double) as retention_rate,
         cast(is_suppressed as boolean) as is_suppressed,
         cast({{ as_of() }} as timestamp) as as_of
     from joined

@@ -1,4 +1,11 @@
 {#-
+    Its contract (_bi__models.yml; the folder's, enforced) is enforced by dbt on DuckDB; on Spark
+    dbt's is turned off here and the post-hook enforce_contract checks it (decisions 78, 83).
+-#}
+{{ config(post_hook="{{ enforce_contract() }}") }}
+{%- if target.type == 'spark' %}{{ config(contract={'enforced': false}) }}{% endif %}
+
+{#-
     Consent coverage for BI and the privacy officer: per consent-based purpose,
     capture channel of the grant in force and month (the last 24 months), the
     people whose consent was in force at the end of the month (or at as_of for
@@ -32,11 +39,10 @@ months as (
     select
         cast(month_range.month_start as date) as coverage_month,
         least(month_range.month_start + interval 1 month, {{ as_of() }}) as measured_at
-    from range(
-            date_trunc('month', {{ as_of() }}) - interval 23 month,
-            date_trunc('month', {{ as_of() }}) + interval 1 month,
-            interval 1 month
-        ) as month_range (month_start)
+    from {{ timestamp_series(
+            "date_trunc('month', " ~ as_of() ~ ") - interval 23 month",
+            "date_trunc('month', " ~ as_of() ~ ") + interval 1 month",
+            'interval 1 month', 'month_range', 'month_start') }}
 
 ),
 
@@ -84,9 +90,9 @@ cells as (
 final as (
 
     select
-        cast(purpose_code as varchar) as purpose_code,
+        cast(purpose_code as {{ text_type() }}) as purpose_code,
         cast(coverage_month as date) as coverage_month,
-        cast(consent_channel as varchar) as consent_channel,
+        cast(consent_channel as {{ text_type() }}) as consent_channel,
         cast(is_total as boolean) as is_total,
         cast(persons_in_force as bigint) as persons_in_force,
         cast(is_suppressed as boolean) as is_suppressed,

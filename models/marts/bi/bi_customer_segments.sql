@@ -1,4 +1,11 @@
 {#-
+    Its contract (_bi__models.yml; the folder's, enforced) is enforced by dbt on DuckDB; on Spark
+    dbt's is turned off here and the post-hook enforce_contract checks it (decisions 78, 83).
+-#}
+{{ config(post_hook="{{ enforce_contract() }}") }}
+{%- if target.type == 'spark' %}{{ config(contract={'enforced': false}) }}{% endif %}
+
+{#-
     Customer segments for BI: people per age band, region and RFM segment, with
     their orders and RUB revenue, plus a total row per age band and region
     (rfm_segment '(all)'). People in the customer profile who also consented to
@@ -59,13 +66,13 @@ cells as (
 final as (
 
     select
-        cast(age_band as varchar) as age_band,
-        cast(region as varchar) as region,
-        cast(rfm_segment as varchar) as rfm_segment,
+        cast(age_band as {{ text_type() }}) as age_band,
+        cast(region as {{ text_type() }}) as region,
+        cast(rfm_segment as {{ text_type() }}) as rfm_segment,
         cast(is_total as boolean) as is_total,
         cast(customer_count as bigint) as customer_count,
         cast(round(order_count) as bigint) as order_count,
-        cast(revenue_rub as decimal(18, 2)) as revenue_rub,
+        {{ decimal_cast('revenue_rub', 18, 2) }} as revenue_rub,
         cast(is_suppressed as boolean) as is_suppressed,
         cast({{ as_of() }} as timestamp) as as_of
     from cells__published

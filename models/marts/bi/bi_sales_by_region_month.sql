@@ -1,4 +1,11 @@
 {#-
+    Its contract (_bi__models.yml; the folder's, enforced) is enforced by dbt on DuckDB; on Spark
+    dbt's is turned off here and the post-hook enforce_contract checks it (decisions 78, 83).
+-#}
+{{ config(post_hook="{{ enforce_contract() }}") }}
+{%- if target.type == 'spark' %}{{ config(contract={'enforced': false}) }}{% endif %}
+
+{#-
     Sales by region and month for BI: people who bought, orders and RUB revenue
     per order month and region, plus a total row per month (region '(all)').
     Orders that were not cancelled or returned, of people with analytics consent
@@ -71,12 +78,12 @@ final as (
 
     select
         cast(order_month as date) as order_month,
-        cast(region as varchar) as region,
+        cast(region as {{ text_type() }}) as region,
         cast(is_total as boolean) as is_total,
         cast(customer_count as bigint) as customer_count,
         cast(round(order_count) as bigint) as order_count,
-        cast(revenue_rub as decimal(18, 2)) as revenue_rub,
-        cast(round(revenue_rub / nullif(round(order_count), 0), 2) as decimal(18, 2)) as average_order_value_rub,
+        {{ decimal_cast('revenue_rub', 18, 2) }} as revenue_rub,
+        {{ decimal_cast(round_places('revenue_rub / nullif(round(order_count), 0)', 2), 18, 2) }} as average_order_value_rub,
         cast(is_suppressed as boolean) as is_suppressed,
         cast({{ as_of() }} as timestamp) as as_of
     from cells__published

@@ -46,19 +46,19 @@ consented_events as (
 final as (
 
     select
-        cast(event_source || ':' || event_key as varchar) as analytics_event_id,
-        cast(person_key as varchar) as person_key,
-        cast(event_source as varchar) as event_source,
-        cast(event_key as varchar) as event_key,
-        cast(event_type as varchar) as event_type,
+        cast(event_source || ':' || event_key as {{ text_type() }}) as analytics_event_id,
+        cast(person_key as {{ text_type() }}) as person_key,
+        cast(event_source as {{ text_type() }}) as event_source,
+        cast(event_key as {{ text_type() }}) as event_key,
+        cast(event_type as {{ text_type() }}) as event_type,
         cast(event_at as timestamp) as event_at,
-        cast(channel as varchar) as channel,
-        cast(campaign_id as varchar) as campaign_id,
+        cast(channel as {{ text_type() }}) as channel,
+        cast(campaign_id as {{ text_type() }}) as campaign_id,
         cast(order_amount as decimal(12, 2)) as order_amount,
-        cast(order_currency as varchar) as order_currency,
-        cast(data_category as varchar) as data_category,
-        cast(age_band as varchar) as age_band,
-        cast(region as varchar) as region,
+        cast(order_currency as {{ text_type() }}) as order_currency,
+        cast(data_category as {{ text_type() }}) as data_category,
+        cast(age_band as {{ text_type() }}) as age_band,
+        cast(region as {{ text_type() }}) as region,
         cast({{ as_of() }} as timestamp) as as_of
     from consented_events
 

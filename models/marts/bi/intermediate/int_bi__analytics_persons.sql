@@ -52,8 +52,8 @@ person_customer as (
         subject_persons.person_key,
         -- ties on updated_at are broken by the value itself, not by customer_key: the result is
         -- deterministic, and the published region does not derive from an identifier (privacy gate)
-        arg_max(customers.birth_year, (customers.updated_at, customers.birth_year)) as birth_year,
-        arg_max(customers.region, (customers.updated_at, customers.region)) as region
+        {{ value_at_max('customers.birth_year', ['customers.updated_at', 'customers.birth_year']) }} as birth_year,
+        {{ value_at_max('customers.region', ['customers.updated_at', 'customers.region']) }} as region
     from subject_persons
     inner join customers
         on subject_persons.subject_key = customers.customer_key
@@ -65,9 +65,9 @@ person_customer as (
 final as (
 
     select
-        cast(permitted.person_key as varchar) as person_key,
-        cast({{ age_band('person_customer.birth_year') }} as varchar) as age_band,
-        cast({{ generalise_rare('person_customer.region', 5 * k_anonymity_k()) }} as varchar) as region,
+        cast(permitted.person_key as {{ text_type() }}) as person_key,
+        cast({{ age_band('person_customer.birth_year') }} as {{ text_type() }}) as age_band,
+        cast({{ generalise_rare('person_customer.region', 5 * k_anonymity_k()) }} as {{ text_type() }}) as region,
         cast(permitted.last_activity_at as timestamp) as last_activity_at,
         cast({{ as_of() }} as timestamp) as as_of
     from permitted

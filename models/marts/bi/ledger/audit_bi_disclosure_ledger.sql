@@ -39,19 +39,19 @@ with releases as (
 final as (
 
     select
-        cast('{{ invocation_id }}' as varchar) as release_id,
-        cast(mart_name as varchar) as mart_name,
+        cast('{{ invocation_id }}' as {{ text_type() }}) as release_id,
+        cast(mart_name as {{ text_type() }}) as mart_name,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as released_at,
         cast({{ as_of() }} as timestamp) as as_of,
         cast({{ k_anonymity_k() }} as integer) as k_anonymity,
         cast({{ l_diversity_l() }} as integer) as l_diversity,
-        cast({{ "'cell_key'" if cell_key_perturbation_on() else "'none'" }} as varchar) as perturbation,
+        cast({{ "'cell_key'" if cell_key_perturbation_on() else "'none'" }} as {{ text_type() }}) as perturbation,
         cast({{ parameters['max_count_noise'] if cell_key_perturbation_on() else 0 }} as integer)
             as perturbation_max_count_noise,
         cast({{ parameters['sum_magnitude'] if cell_key_perturbation_on() else 0 }} as double)
             as perturbation_sum_magnitude,
         cast({{ suppression_protection_level() }} as integer) as suppression_protection,
-        cast('{{ weakened | join(",") }}' as varchar) as weakened,
+        cast('{{ weakened | join(",") }}' as {{ text_type() }}) as weakened,
         cast(published_rows as bigint) as published_rows,
         cast(suppressed_rows as bigint) as suppressed_rows
     from releases

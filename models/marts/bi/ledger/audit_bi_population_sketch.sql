@@ -11,6 +11,27 @@
     until it reaches the release threshold (decision 45). No person key, no
     fingerprint leaves this model: only (bucket, people).
 -#}
+{#- The texts the consent state and the fingerprint are made of (dispatched around: macros/cross_db/bi.sql). -#}
+{%- set consent_state -%}
+            concat_ws(
+                ':', person_ledger.purpose_code, person_ledger.grant_channel,
+                cast(person_ledger.valid_from as {{ text_type() }}), cast(person_ledger.valid_to as {{ text_type() }})
+            )
+{%- endset -%}
+{%- set consent_order -%}
+person_ledger.purpose_code, person_ledger.valid_from
+{% endset -%}
+{%- set fingerprint_text -%}
+concat_ws(
+            '#',
+            'cdp-population-sketch:v1',
+            population.person_key,
+            coalesce(person_cells.cell_state, '-'),
+            coalesce(person_events.event_state, '-'),
+            coalesce(person_consents.consent_state, '-'),
+            cast(population.person_key in (select person_restrictions.person_key from person_restrictions) as {{ text_type() }})
+        )
+{%- endset -%}
 with analytics_persons as (
 
     select * from {{ ref('int_bi__analytics_persons') }}
@@ -63,7 +84,7 @@ person_events as (
 
     select
         person_key,
-        string_agg(analytics_event_id || ':' || event_type, ',' order by analytics_event_id, event_type)
+        {{ ordered_text_agg("analytics_event_id || ':' || event_type", "','", 'analytics_event_id, event_type') }}
             as event_state
     from analytics_events
     group by person_key
@@ -74,13 +95,7 @@ person_consents as (
 
     select
         person_ledger.person_key,
-        string_agg(
-            concat_ws(
-                ':', person_ledger.purpose_code, person_ledger.grant_channel,
-                cast(person_ledger.valid_from as varchar), cast(person_ledger.valid_to as varchar)
-            ),
-            ',' order by person_ledger.purpose_code, person_ledger.valid_from
-        ) as consent_state
+        {{ ordered_text_agg("\n            " ~ consent_state, "\n            ','", consent_order) }} as consent_state
     from person_ledger
     inner join purposes
         on person_ledger.purpose_code = purposes.purpose_code
@@ -100,15 +115,7 @@ population as (
 fingerprints as (
 
     select
-        sha256(concat_ws(
-            '#',
-            'cdp-population-sketch:v1',
-            population.person_key,
-            coalesce(person_cells.cell_state, '-'),
-            coalesce(person_events.event_state, '-'),
-            coalesce(person_consents.consent_state, '-'),
-            cast(population.person_key in (select person_restrictions.person_key from person_restrictions) as varchar)
-        )) as fingerprint
+        {{ sha256_hex(fingerprint_text) }} as fingerprint
     from population
     left join person_cells
         on population.person_key = person_cells.person_key
@@ -121,7 +128,7 @@ fingerprints as (
 
 buckets as (
 
-    select range as bucket
+    select {{ integer_range_column() }} as bucket
     from range(256)
 
 ),
@@ -133,7 +140,7 @@ final as (
         cast(count(fingerprints.fingerprint) as bigint) as people
     from buckets
     left join fingerprints
-        on buckets.bucket = cast(('0x' || left(fingerprints.fingerprint, 2)) as integer)
+        on buckets.bucket = {{ hex_to_integer('left(fingerprints.fingerprint, 2)') }}
     group by buckets.bucket
 
 )
