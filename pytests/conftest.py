@@ -139,7 +139,7 @@ def _dbt_refused(nodeid: str) -> Iterator[None]:
 
 #: CDP_TEST_CPU=<file>: record each test's CPU seconds (user + system, setup and teardown
 #: included: a shared fixture counts where it is first built) of this process and of the child
-#: processes it waited for, one JSON per process (<file>.<xdist worker>.json); CPU time,
+#: processes it waited for, one JSON per process (<file>.<xdist worker>.<pid>.json); CPU time,
 #: unlike wall time, means something on a loaded machine. scripts/suite_cpu.py sums them.
 CPU_REPORT = "CDP_TEST_CPU"
 _cpu_seconds: dict[str, float] = {}
@@ -170,7 +170,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     report = os.environ.get(CPU_REPORT)
     if report and _cpu_seconds:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        Path(f"{report}.{worker}.json").write_text(json.dumps(_cpu_seconds, indent=0))
+        # the pid too: CI's bench and Spark suites both run without xdist, as "main"
+        file = Path(f"{report}.{worker}.{os.getpid()}.json")
+        file.write_text(json.dumps(_cpu_seconds, indent=0))
 
 
 @dataclass

@@ -3,7 +3,7 @@
     CDP_TEST_CPU=/tmp/cpu .venv/bin/python -m pytest ...
     .venv/bin/python scripts/suite_cpu.py /tmp/cpu [--top 25]
 
-Each pytest process (one per xdist worker) writes ``<prefix>.<worker>.json``: per test, the CPU
+Each pytest process (one per xdist worker) writes ``<prefix>.<worker>.<pid>.json``: per test, the CPU
 seconds (user + system) of that process and of the children it waited for, setup and teardown
 included, so a shared fixture counts on the first test that needs it (pytests/conftest.py).
 CPU time is what the suite costs on any machine, loaded or not; divided by the cores, it is
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = Path(args.prefix)
     files = sorted(prefix.parent.glob(prefix.name + ".*.json"))
     if not files:
-        print(f"error: no {prefix}.<worker>.json: run pytest with CDP_TEST_CPU={prefix}")
+        print(f"error: no {prefix}.<worker>.<pid>.json: run pytest with CDP_TEST_CPU={prefix}")
         return 1
     tests: dict[str, float] = {}
     for file in files:
