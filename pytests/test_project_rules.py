@@ -521,6 +521,21 @@ def test_no_model_file_repeats_its_folder_config(manifest: Any) -> None:
     _check("repeated_config", offenders, offenders)
 
 
+def test_a_contracted_model_says_how_each_engine_enforces_it(manifest: Any) -> None:
+    """dbt enforces a contract on DuckDB; dbt-spark cannot (it casts to DuckDB's type names
+    and skips not_null on Parquet), so a contracted model calls enforced_contract(), which
+    turns dbt's check off on Spark and runs the post-hook enforce_contract there instead
+    (macros/spark/contract.sql). A new contracted mart without it would build unchecked on
+    Spark, or not at all."""
+    offenders = {
+        node.name: "its contract is enforced but it does not call {{ enforced_contract() }}"
+        for node in _models(manifest).values()
+        if node.contract.enforced
+        and f"macro.{PROJECT}.enforced_contract" not in node.depends_on.macros
+    }
+    _check("contract_without_engine_check", offenders, offenders)
+
+
 def _plugin_macros(manifest: Any) -> set[str]:
     """Macros that call a function the cdp plugin registers (cdp_*), and every macro
     that calls one of them."""

@@ -8,6 +8,25 @@
     post-hook, which holds the table just built to the same three promises and drops it when
     one fails (docs/portability.md, "Rights and the profile on Spark").
 -#}
+{#-
+    Called at the top of each model whose contract is enforced (by its yml or its folder in
+    dbt_project.yml), as `{{ enforced_contract() }}`: one place says how each engine holds the
+    model to it. A config() in the model file, because dbt renders a Jinja value in the yml or
+    dbt_project.yml to text, and any text ("False" too) enables the contract.
+-#}
+{% macro enforced_contract() -%}
+    {{ return(adapter.dispatch('enforced_contract', 'cdp')()) }}
+{%- endmacro %}
+
+{#- dbt enforces the contract (DuckDB): nothing to change. -#}
+{% macro default__enforced_contract() -%}
+{%- endmacro %}
+
+{#- Spark: dbt's check off, the post-hook enforce_contract instead. -#}
+{% macro spark__enforced_contract() -%}
+    {%- do config(contract={'enforced': false}, post_hook="{{ enforce_contract() }}") -%}
+{%- endmacro %}
+
 {% macro enforce_contract() -%}
     {{ return(adapter.dispatch('enforce_contract', 'cdp')()) }}
 {%- endmacro %}

@@ -1,12 +1,4 @@
-{#-
-    Its contract (_audiences__models.yml) is enforced by dbt on DuckDB; on Spark, whose dbt-spark
-    cannot read the yml's DuckDB type names nor enforce not_null on Parquet, by the post-hook
-    enforce_contract (docs/portability.md, "The audiences and the audit views on Spark").
--#}
-{{ config(
-    contract={'enforced': target.type != 'spark'},
-    post_hook="{{ enforce_contract() }}",
-) }}
+{{ enforced_contract() }}
 
 {#-
     Who may be sent messages for which marketing purpose as of `as_of`, one

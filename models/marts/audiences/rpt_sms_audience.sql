@@ -1,11 +1,4 @@
-{#-
-    Its contract (_audiences__models.yml) is enforced by dbt on DuckDB; on Spark by the post-hook
-    enforce_contract (docs/portability.md, "The audiences and the audit views on Spark").
--#}
-{{ config(
-    contract={'enforced': target.type != 'spark'},
-    post_hook="{{ enforce_contract() }}",
-) }}
+{{ enforced_contract() }}
 
 {#-
     Who may receive marketing SMS and messenger messages as of `as_of`: the sms_marketing rows of

@@ -1,9 +1,4 @@
-{#-
-    Its contract (_bi__models.yml; the folder's, enforced) is enforced by dbt on DuckDB; on Spark
-    dbt's is turned off here and the post-hook enforce_contract checks it (decisions 78, 83).
--#}
-{{ config(post_hook="{{ enforce_contract() }}") }}
-{%- if target.type == 'spark' %}{{ config(contract={'enforced': false}) }}{% endif %}
+{{ enforced_contract() }}
 
 {#-
     Customer segments for BI: people per age band, region and RFM segment, with

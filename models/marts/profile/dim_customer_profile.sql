@@ -1,12 +1,4 @@
-{#-
-    Its contract (_profile__models.yml) is enforced by dbt on DuckDB; on Spark, whose dbt-spark
-    cannot read the yml's DuckDB type names nor enforce not_null on Parquet, by the post-hook
-    enforce_contract (docs/portability.md, "Rights and the profile on Spark").
--#}
-{{ config(
-    contract={'enforced': target.type != 'spark'},
-    post_hook="{{ enforce_contract() }}",
-) }}
+{{ enforced_contract() }}
 
 {#-
     The pseudonymised, consented, minimised unified customer profile: one row
