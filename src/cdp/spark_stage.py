@@ -293,11 +293,21 @@ def tables_to_load(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]
     return {**PROVIDED_TABLES, **landing_tables(raw_db)}
 
 
-def load_landing(spark: SparkSession, raw_db: Path) -> dict[str, int]:
+#: Rows per Arrow batch a landing table is loaded in. The whole batch passes through the
+#: driver's heap (1 GiB in cdp.spark_udf.local_session): a 100,000-customer landing zone loaded
+#: in one piece per table ran out of it (java.lang.OutOfMemoryError in
+#: readArrowStreamFromFile, decision 86).
+LOAD_BATCH_ROWS: Final = 200_000
+
+
+def load_landing(
+    spark: SparkSession, raw_db: Path, *, rows_per_batch: int = LOAD_BATCH_ROWS
+) -> dict[str, int]:
     """Copy every landing table into ``raw_<schema>.<table>`` (replaced); rows per table.
 
     The rows go through Arrow with an explicit Spark schema, so every column keeps its type
-    (naive DuckDB timestamps become Spark timestamps read in the session's UTC). A table of
+    (naive DuckDB timestamps become Spark timestamps read in the session's UTC), in batches of
+    ``rows_per_batch`` rows: the first replaces the table, the others append to it. A table of
     :data:`PROVIDED_TABLES` the landing zone lacks is created empty.
     """
     counts: dict[str, int] = {}
@@ -306,15 +316,22 @@ def load_landing(spark: SparkSession, raw_db: Path) -> dict[str, int]:
     try:
         for (schema, table), columns in tables_to_load(raw_db).items():
             ddl = ", ".join(f"`{name}` {spark_type(kind)}" for name, kind in columns)
-            if (schema, table) in present:
-                arrow = con.sql(f'select * from "{schema}"."{table}"').to_arrow_table()
-            else:
-                arrow = pa.table({name: pa.array([], type=pa.null()) for name, _ in columns})
-            frame = spark.createDataFrame(arrow, schema=ddl)
             database = raw_database(schema)
             spark.sql(f"create database if not exists `{database}`")
-            frame.write.mode("overwrite").format("parquet").saveAsTable(f"`{database}`.`{table}`")
-            counts[f"{database}.{table}"] = arrow.num_rows
+            name = f"`{database}`.`{table}`"
+            rows, mode = 0, "overwrite"
+            if (schema, table) in present:
+                query = con.sql(f'select * from "{schema}"."{table}"')
+                for batch in query.to_arrow_reader(rows_per_batch):
+                    if batch.num_rows:
+                        frame = spark.createDataFrame(pa.Table.from_batches([batch]), schema=ddl)
+                        frame.write.mode(mode).format("parquet").saveAsTable(name)
+                        rows, mode = rows + batch.num_rows, "append"
+            if mode == "overwrite":  # no row (or no such table in the landing zone): empty
+                empty = pa.table({column: pa.array([], type=pa.null()) for column, _ in columns})
+                frame = spark.createDataFrame(empty, schema=ddl)
+                frame.write.mode(mode).format("parquet").saveAsTable(name)
+            counts[f"{database}.{table}"] = rows
     finally:
         con.close()
     return counts
