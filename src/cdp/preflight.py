@@ -237,13 +237,13 @@ def check_scope_key_version(raw: Path, vault: Path, configured: str) -> None:
     Runs after :func:`check_key_version`, which already refuses a version older than the
     vault's (a finished rotation).
     """
+    from cdp.pseudonym import TOKEN
     from cdp.purge.scopes import SCOPE_TABLE  # the purge package is not needed otherwise
 
-    pseudonym = r"v([1-9][0-9]{0,3})_[0-9a-f]{64}"
     scopes = _key_versions(
         raw,
         f"SELECT DISTINCT unnest(regexp_extract_all(coalesce(member_key, '') || ' ' || "
-        f"coalesce(event_id, ''), '{pseudonym}', 1)) FROM {SCOPE_TABLE}",
+        f"coalesce(event_id, ''), '{TOKEN.pattern}', 1)) FROM {SCOPE_TABLE}",
     )
     version = int(configured)
     if not scopes or scopes == {version}:

@@ -44,6 +44,8 @@ _IPAD: Final = 0x36
 _OPAD: Final = 0x5C
 _SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VERSION = re.compile(r"[1-9][0-9]{0,3}")
+#: A pseudonym anywhere in a text; group 1 is its key version.
+TOKEN: Final = re.compile(r"v([1-9][0-9]{0,3})_[0-9a-f]{64}")
 
 
 def _block_key(key: bytes) -> bytes:

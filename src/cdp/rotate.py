@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,11 +51,10 @@ import duckdb
 
 from cdp import paths, stages
 from cdp.keys import ENV_KEY_VERSION, OWNER_ONLY_UMASK, KeyConfigError, key_version, load_master_key
+from cdp.pseudonym import TOKEN
 from cdp.purge.scopes import SCOPE_TABLE
 from cdp.rotate_scopes import ScopeRekey, ScopeRekeyError, rekey_scopes
 from cdp.vault import IDENTIFIERS_TABLE, VaultCipher, VaultError, parse_version
-
-_PSEUDONYM: Final = re.compile(r"v([1-9][0-9]{0,3})_[0-9a-f]{64}")
 
 
 class RotationError(RuntimeError):
@@ -184,7 +182,7 @@ def old_pseudonyms(
             row = con.execute(
                 f"SELECT count(*) FROM {relation} WHERE len(list_filter("
                 f"regexp_extract_all({values}, ?), lambda x: NOT starts_with(x, 'v{version}_'))) > 0",
-                [_PSEUDONYM.pattern],
+                [TOKEN.pattern],
             ).fetchall()
             if row and row[0][0]:
                 found[f"{schema}.{table}.{column}"] = int(row[0][0])

@@ -42,14 +42,13 @@ import duckdb
 import pyarrow as pa
 
 from cdp.keys import MasterKey, pseudonym_key
-from cdp.pseudonym import pseudonym
+from cdp.pseudonym import TOKEN, pseudonym
 from cdp.purge.categories import load_categories
 from cdp.purge.core import LOG_TABLE
 from cdp.purge.records import LOG_COLUMNS, DestructionRecord
 from cdp.purge.scopes import SCOPE_TABLE
 from cdp.vault import IDENTIFIERS_TABLE, VaultCipher, parse_version
 
-TOKEN: Final = re.compile(r"v([1-9][0-9]{0,3})_[0-9a-f]{64}")
 #: The raw keys whose pseudonyms a scope's event_id holds: (id type, raw table, column), as
 #: staging pseudonymises them (stg_privacy__consent_events_triaged, stg_privacy__subject_
 #: requests_triaged, stg_messaging__message_events_triaged; decision 50).
