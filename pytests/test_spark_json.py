@@ -72,10 +72,17 @@ def duckdb_answers(values: list[str | None]) -> list[tuple[bool | None, ...]]:
 
 
 def python_answers(values: list[str | None]) -> list[tuple[bool | str | None, ...]]:
-    return [
+    answers = [
         (spark_json.json_valid(v), *(spark_json.json_extract_string(v, p) for p in PATHS))
         for v in values
     ]
+    # the Arrow UDF (the whole batch in one statement) answers as the one-value function does,
+    # in the batch's order, also on a slice (an Arrow array Spark hands over may have an offset)
+    batch = spark_json.json_valid_batch(pa.array(values, pa.string())).to_pylist()
+    assert batch == [a[0] for a in answers]
+    sliced = pa.array([None, *values, "{}"], pa.string()).slice(1, len(values))
+    assert spark_json.json_valid_batch(sliced).to_pylist() == batch
+    return answers
 
 
 def test_the_shapes_where_engines_disagree_get_duckdbs_answers() -> None:

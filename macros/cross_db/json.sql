@@ -24,7 +24,7 @@
     coalesce(try(json_valid({{ value }})), false)
 {%- endmacro %}
 
-{#- Spark: DuckDB's json_valid through the Python UDF cdp_json_valid. -#}
+{#- Spark: DuckDB's json_valid through cdp_json_valid, an Arrow UDF (a batch per statement: cdp.spark_json). -#}
 {% macro spark__json_is_valid(value) -%}
     coalesce(cdp_json_valid({{ value }}), false)
 {%- endmacro %}

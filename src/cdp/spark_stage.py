@@ -346,12 +346,14 @@ def register_normalisers(spark: SparkSession) -> None:
     run in Python workers, once per distinct value (the models' recipe). A view cannot call
     them (they live in this session): the staging models that do are tables, as on DuckDB.
     """
+    from pyspark.sql.functions import arrow_udf
     from pyspark.sql.types import BooleanType, StringType
 
     for name, function in NORMALISER_FUNCTIONS.items():
         spark.udf.register(name, function, StringType())
-    # DuckDB's JSON reading (cdp.spark_json): no Spark builtin reads JSON as DuckDB does.
-    spark.udf.register("cdp_json_valid", spark_json.json_valid, BooleanType())
+    # DuckDB's JSON reading (cdp.spark_json): no Spark builtin reads JSON as DuckDB does. The
+    # validity runs on every web event (its properties): an Arrow UDF, a batch per statement.
+    spark.udf.register("cdp_json_valid", arrow_udf(spark_json.json_valid_batch, BooleanType()))
     spark.udf.register("cdp_json_extract_string", spark_json.json_extract_string, StringType())
 
 
