@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -185,6 +186,71 @@ def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
     assert "different commits" in page
     assert "| stg_x | x.y | 100 | 1.20 s (50% overlapped) | 0.80 s |" in page
     assert "0.8x !" in page and "- stg_x: keyed floor 1.00 s is above the model" in page
+
+
+def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
+    spark = {
+        **_build(600.0),
+        "peak_mb": 3072,
+        "tests": 0,
+        "load_seconds": 90.0,
+        "tables": 3,
+        "tables_equal_rows": 1,
+        "row_differences": {
+            "staging.stg_x": {"spark": 99, "duckdb": 100},
+            "raw_audit.consent_scopes": {"spark": 0, "duckdb": None},
+        },
+    }
+    scale = {
+        "customers": 100_000,
+        "commit": "abc",
+        "raw_rows": 1000,
+        "generate_seconds": 1.0,
+        "parse_seconds": 8.0,
+        "full": {**_build(150.0), "tests": 250},
+        "spark": spark,
+    }
+    failed = {**scale, "customers": 10_000, "spark": {"failed": "exit 1"}}
+    page = bench.render({"scales": {"100000": scale, "10000": failed}, "machine": bench.machine()})
+    assert "## Apache Spark beside DuckDB (issue 19)" in page
+    row = (
+        "| 100,000 | 1,000 | 90.0 s | 590 s | 600 s | 3.00 GiB | 0 (250) | 150 s | 4.0x | 1 of 3 |"
+    )
+    assert row in page
+    assert "- 100,000 customers, staging.stg_x: 99 rows on Spark, 100 on DuckDB" in page
+    assert "raw_audit.consent_scopes: 0 rows on Spark, no such DuckDB relation" in page
+    assert "- 10,000 customers: the Spark build FAILED: exit 1" in page
+    assert "| stg_x | privacy | 3.0 | 3.0 | 1x |" in page
+
+
+def test_the_spark_tables_are_counted_from_their_parquet_files(tmp_path: Path) -> None:
+    warehouse = tmp_path / "spark-warehouse"
+    for name, rows in (("staging.db/stg_x", 3), ("staging.db/empty", 0), ("vault.db/v", 2)):
+        folder = warehouse / name
+        folder.mkdir(parents=True)
+        if rows:  # two files, as Spark writes one per task
+            for part in ("part-0", "part-1"):
+                duckdb.execute(
+                    f"copy (select * from range({rows})) to '{folder / part}.snappy.parquet' "
+                    "(format parquet)"
+                )
+        (folder / "_SUCCESS").touch()
+    counts = bench.spark_table_rows(warehouse)
+    assert counts == {"staging.stg_x": 6, "staging.empty": 0, "vault.v": 4}
+
+
+def test_the_tree_peak_sees_a_child_the_command_never_waits_for() -> None:
+    """A Spark build's JVM is started by the driver and never waited for: RUSAGE_CHILDREN misses
+    it, the sampled process tree does not."""
+    child = "b = bytearray(400 * 2**20); import time; time.sleep(4)"
+    parent = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(3)"
+    )
+    step = bench.measured([sys.executable, "-c", parent], os.environ, "tree", tree=True)
+    assert step.tree_peak_mb >= 400
+    assert step.peak_mb < 400  # what the wrapper's RUSAGE_CHILDREN reports: the parent only
+    assert math.isnan(bench.measured([sys.executable, "-c", "pass"], os.environ, "x").tree_peak_mb)
 
 
 # --------------------------------------------------------------------------- slow: one real run

@@ -117,6 +117,10 @@ class Step:
     output: str
     load_start: float
     load_max: float
+    #: The highest resident memory of the command and every process under it, sampled each
+    #: second (``measured(tree=True)``; NaN otherwise): a Spark build's JVM is a process the
+    #: command starts and never waits for, so RUSAGE_CHILDREN does not see it.
+    tree_peak_mb: float = float("nan")
 
 
 def _log(message: str) -> None:
@@ -131,8 +135,39 @@ _PROGRESS_LINE: Final = re.compile(r"\b(\d+) of (\d+) (START|OK|PASS|ERROR|FAIL|
 _TARGET_LINE: Final = re.compile(r"target='(\w+)'|Concurrency: \d+ threads? \(target='(\w+)'\)")
 
 
-def measured(command: Sequence[str], env: Mapping[str, str], label: str) -> Step:
-    """Run ``command``, reporting progress every PROGRESS_EVERY seconds; StepFailed if it fails."""
+def tree_rss_mb(root: int) -> float:
+    """Resident memory (MB) of process ``root`` and every process under it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and brackets, so split after the last ')'
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    total_kb, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+                break
+    return total_kb / 1024
+
+
+def measured(
+    command: Sequence[str], env: Mapping[str, str], label: str, *, tree: bool = False
+) -> Step:
+    """Run ``command``, reporting progress every PROGRESS_EVERY seconds; StepFailed if it fails.
+    ``tree``: also sample the resident memory of its whole process tree each second."""
     started = time.perf_counter()
     load_start = load_average()
     process = subprocess.Popen(
@@ -161,9 +196,12 @@ def measured(command: Sequence[str], env: Mapping[str, str], label: str) -> Step
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     last = started
+    tree_peak = 0.0
     while reader.is_alive():
         reader.join(timeout=1.0)
         load_max = max(load_max, load_average())
+        if tree:
+            tree_peak = max(tree_peak, tree_rss_mb(process.pid))
         now = time.perf_counter()
         if now - last >= PROGRESS_EVERY and reader.is_alive():
             last = now
@@ -181,6 +219,7 @@ def measured(command: Sequence[str], env: Mapping[str, str], label: str) -> Step
         output,
         load_start,
         load_max,
+        tree_peak if tree else float("nan"),
     )
 
 
@@ -896,8 +935,121 @@ def raw_row_count(raw_db: Path) -> int:
         con.close()
 
 
-def bench_scale(scale: dict[str, Any], scale_dir: Path, env: dict[str, str], as_of: str) -> None:
-    """Every step of one scale, each result written into ``scale`` as soon as it is measured."""
+#: The Spark environment (make venv-spark) and the keyed functions' jar (make spark-jar).
+SPARK_PYTHON: Final = ROOT / ".venv-spark" / "bin" / "python"
+_SPARK_LOADED: Final = re.compile(r"cdp: loaded (\d+) rows into (\d+) Spark tables in ([\d.]+) s")
+
+
+def spark_missing() -> str | None:
+    """What a Spark build needs and this checkout lacks, as the command that makes it; or None."""
+    from cdp import spark_udf  # imports no pyspark
+
+    missing = [
+        target
+        for target, path in (("venv-spark", SPARK_PYTHON), ("spark-jar", spark_udf.JAR))
+        if not path.exists()
+    ]
+    return f"make {' '.join(missing)}" if missing else None
+
+
+def spark_table_rows(warehouse: Path) -> dict[str, int]:
+    """``database.table`` -> rows of each table a Spark build wrote (the Parquet files under
+    ``<warehouse>/<database>.db/<table>/``), counted by DuckDB. Views have no files."""
+    con = duckdb.connect()
+    counts: dict[str, int] = {}
+    try:
+        for database_dir in sorted(warehouse.glob("*.db")):
+            for table_dir in sorted(p for p in database_dir.iterdir() if p.is_dir()):
+                files = sorted(str(f) for f in table_dir.rglob("*.parquet"))
+                row = (
+                    con.execute("select count(*) from read_parquet(?)", [files]).fetchone()
+                    if files
+                    else (0,)
+                )
+                counts[f"{database_dir.name.removesuffix('.db')}.{table_dir.name}"] = (
+                    int(row[0]) if row else 0
+                )
+    finally:
+        con.close()
+    return counts
+
+
+def duckdb_relation_rows(env: Mapping[str, str], name: str) -> int | None:
+    """Rows of the DuckDB relation a Spark table ``database.table`` stands for (None: none):
+    ``raw_<schema>`` is the landing zone's schema, ``vault`` the vault file, the other
+    databases the warehouse's schemas of the same name."""
+    database, table = name.split(".", 1)
+    if database.startswith("raw_"):
+        db, schema = env["CDP_RAW_DB"], database.removeprefix("raw_")
+    elif database == "vault":
+        db, schema = env["CDP_VAULT_DB"], "main"
+    else:
+        db, schema = env["CDP_WAREHOUSE_DB"], database
+    con = duckdb.connect(db, read_only=True)
+    try:
+        found = con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()
+        if not found or not found[0]:
+            return None
+        row = con.execute(f"select count(*) from {_quote(schema)}.{_quote(table)}").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def bench_spark(scale: dict[str, Any], scale_dir: Path, env: Mapping[str, str], as_of: str) -> None:
+    """The same landing zone built on Apache Spark (``cdp spark-build``, .venv-spark), right after
+    the DuckDB full build and with its key: wall time, the sampled peak of the process tree (the
+    driver and its JVM), the load of the landing zone, dbt's stages and node times; then each
+    Spark table's rows against the DuckDB relation it stands for."""
+    missing = spark_missing()
+    if missing:
+        raise StepFailed(f"the Spark build needs `{missing}` first")
+    workdir = scale_dir / "spark"
+    key_dir = scale_dir / "spark-key"
+    key_dir.mkdir(mode=0o700)
+    key_file = key_dir / "master.key"
+    # The JVM reads the key from a file (decision 63): the DuckDB build's key, owner-only, for as
+    # long as the build runs.
+    key_file.touch(mode=0o600)
+    key_file.write_text(env["CDP_MASTER_KEY"])
+    spark_env = {k: v for k, v in env.items() if k != "CDP_MASTER_KEY"}
+    spark_env.update({"CDP_MASTER_KEY_FILE": str(key_file), "TZ": "UTC"})
+    vars_ = json.dumps({"as_of": as_of})
+    command = [str(SPARK_PYTHON), "-m", "cdp.cli", "spark-build"]
+    command += ["--raw-db", env["CDP_RAW_DB"], "--workdir", str(workdir), "--vars", vars_]
+    _log(f"  Spark build (load {load_average()})")
+    try:
+        step = measured(command, spark_env, "Spark build", tree=True)
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+    build = read_build(step, workdir / "target")
+    build["peak_mb"] = round(step.tree_peak_mb)  # the driver and its JVM, sampled each second
+    loaded = _SPARK_LOADED.search(step.output)
+    if loaded:
+        build["loaded_rows"] = int(loaded.group(1))
+        build["load_seconds"] = float(loaded.group(3))
+    rows = spark_table_rows(workdir / "spark-warehouse")
+    checked = {name: (n, duckdb_relation_rows(env, name)) for name, n in rows.items()}
+    build["tables"] = len(checked)
+    build["tables_equal_rows"] = sum(1 for n, d in checked.values() if n == d)
+    build["row_differences"] = {
+        name: {"spark": n, "duckdb": d} for name, (n, d) in checked.items() if n != d
+    }
+    scale["spark"] = build
+    _log(
+        f"  Spark build {step.seconds:,.1f} s, peak {step.tree_peak_mb:,.0f} MB (process tree); "
+        f"{build['tables_equal_rows']} of {build['tables']} tables with DuckDB's row count"
+    )
+
+
+def bench_scale(
+    scale: dict[str, Any], scale_dir: Path, env: dict[str, str], as_of: str, *, spark: bool = False
+) -> None:
+    """Every step of one scale, each result written into ``scale`` as soon as it is measured.
+    ``spark``: also the same landing zone on Spark, after the DuckDB full build."""
     customers = int(scale["customers"])
     raw_db = Path(env["CDP_RAW_DB"])
     generator = [sys.executable, str(ROOT / "scripts" / "generate_landing.py")]
@@ -944,6 +1096,14 @@ def bench_scale(scale: dict[str, Any], scale_dir: Path, env: dict[str, str], as_
     full_step = measured(staged("build", *vars_, target=scale_dir / "full"), env, "full build")
     scale["full"] = read_build(full_step, scale_dir / "full")
     _log(f"  full build {full_step.seconds:,.1f} s, peak {full_step.peak_mb:,.0f} MB")
+
+    if spark:  # before batch 2 changes the landing zone; a failure keeps the DuckDB figures
+        scale["step"] = "Spark build"
+        try:
+            bench_spark(scale, scale_dir, env, as_of)
+        except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
+            scale["spark"] = {"failed": _short(exc)}
+            _log(f"  Spark build FAILED (the DuckDB figures are kept): {_short(exc)}")
 
     scale["step"] = "heavy models alone and floors"
     try:
@@ -1195,6 +1355,7 @@ def render(results: Mapping[str, Any]) -> str:
     if noted:  # what a reader must know about a row (set in performance.json)
         lines += [""] + [f"Note on {s['customers']:,} customers: {s['note']}" for s in noted]
     lines += goals(scales)
+    lines += _spark_section(scales)
     lines += _critical_paths(scales)
     lines += _heavy_tables(scales)
     for build, title in (("full", "full build"), ("incremental", "incremental build")):
@@ -1240,6 +1401,86 @@ def render(results: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _spark_section(scales: list[dict[str, Any]]) -> list[str]:
+    """The scales also built on Apache Spark (``--spark-scales``), beside DuckDB's full build."""
+    built = [s for s in scales if s.get("spark")]
+    if not built:
+        return []
+    lines = [
+        "",
+        "## Apache Spark beside DuckDB (issue 19)",
+        "",
+        "The same landing zone file built on Spark by `cdp spark-build` (.venv-spark: a local",
+        "session, `local[2]`, driver memory 1 GiB, 4 shuffle partitions, dbt threads 1; Parquet",
+        "tables), right after the DuckDB full build of the scale and with its key. *Load* copies",
+        "the landing zone into Spark tables; *dbt* is dbt's elapsed time over the Spark build's",
+        "stages (seeds, privacy, analytics, vault); *peak* is the highest resident memory of the",
+        "build's process tree (Python driver and JVM), sampled each second. *Tests* counts the",
+        "data tests the Spark build ran (DuckDB's full build ran the number in brackets).",
+        "*Rows* compares each table the Spark build wrote with the DuckDB relation it stands for",
+        "(the same model, seed or landing table): how many have the same number of rows. That",
+        "every relation is equal row for row, pseudonyms included, is shown on a small landing",
+        "zone by `make test-spark` (pytests/test_spark_project.py), not here.",
+        "",
+        "| customers | raw rows | load | dbt | Spark build | peak | tests | DuckDB full build "
+        "| Spark / DuckDB | rows equal | load (start / max) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes: list[str] = []
+    for s in built:
+        sp, full = s["spark"], s.get("full") or {}
+        if sp.get("failed"):
+            lines.append(
+                f"| {s['customers']:,} | {s['raw_rows']:,} | " + " | ".join(["-"] * 9) + " |"
+            )
+            notes.append(f"- {s['customers']:,} customers: the Spark build FAILED: {sp['failed']}")
+            continue
+        duck_tests = full.get("tests")
+        cells = [
+            f"{s['customers']:,}",
+            f"{s['raw_rows']:,}",
+            _fmt_s(sp.get("load_seconds")),
+            _fmt_s(sp["dbt_elapsed"]),
+            _fmt_s(sp["seconds"]),
+            f"{sp['peak_mb'] / 1024:,.2f} GiB",
+            f"{sp.get('tests', 0)} ({duck_tests if duck_tests is not None else '-'})",
+            _fmt_s(full.get("seconds")),
+            f"{sp['seconds'] / full['seconds']:,.1f}x" if full.get("seconds") else "-",
+            f"{sp['tables_equal_rows']} of {sp['tables']}",
+            f"{sp['load_start']} / {sp['load_max']}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        notes += [
+            f"- {s['customers']:,} customers, {name}: {d['spark']:,} rows on Spark, "
+            + (
+                f"{d['duckdb']:,} on DuckDB"
+                if d["duckdb"] is not None
+                else "no such DuckDB relation"
+            )
+            for name, d in sp["row_differences"].items()
+        ]
+    if notes:
+        lines += ["", *notes]
+    for s in built:
+        sp, duck_models = s["spark"], (s.get("full") or {}).get("models") or {}
+        if sp.get("failed"):
+            continue
+        lines += [
+            "",
+            f"**{s['customers']:,} customers**: the slowest models on Spark, beside their node time"
+            " in the DuckDB full build (2 threads there, 1 on Spark)",
+            "",
+            "| model | stage | Spark seconds | DuckDB seconds | Spark / DuckDB |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for name, m in list(sp["models"].items())[:8]:
+            duck = duck_models.get(name, {}).get("seconds")
+            ratio = f"{m['seconds'] / duck:,.0f}x" if duck else "-"
+            duck_s = f"{duck:,.1f}" if duck is not None else "-"
+            lines.append(f"| {name} | {m['stage']} | {m['seconds']:,.1f} | {duck_s} | {ratio} |")
+    return lines
 
 
 def _floor_s(floor: Mapping[str, Any] | None) -> str:
@@ -1385,6 +1626,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="build with CDP_MASTER_KEY of the environment (default: a fresh random key per scale)",
     )
+    parser.add_argument(
+        "--spark-scales",
+        default="",
+        help="comma-separated scales (of --scales) also built on Apache Spark, on the same landing "
+        "zone after the DuckDB full build (needs make venv-spark spark-jar and a JDK)",
+    )
     parser.add_argument("--hmac-rows", type=int, default=2_000_000)
     parser.add_argument("--no-hmac", action="store_true", help="skip the HMAC measurement")
     parser.add_argument(
@@ -1397,6 +1644,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--scales: comma-separated integers, got {args.scales!r}")
     if not args.scale_list or min(args.scale_list) < 100:
         parser.error("--scales: at least one scale, each at least 100 customers")
+    try:
+        args.spark_scale_list = [int(x.replace("_", "")) for x in args.spark_scales.split(",") if x]
+    except ValueError:
+        parser.error(f"--spark-scales: comma-separated integers, got {args.spark_scales!r}")
+    if not set(args.spark_scale_list) <= set(args.scale_list):
+        parser.error("--spark-scales: each must be one of --scales")
+    if args.spark_scale_list and (missing := spark_missing()):
+        parser.error(f"--spark-scales: the Spark build needs `{missing}` first")
     return args
 
 
@@ -1455,7 +1710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             results["scales"][str(customers)] = scale
             try:
-                bench_scale(scale, scale_dir, dbt_env(scale_dir, key), as_of)
+                bench_scale(
+                    scale,
+                    scale_dir,
+                    dbt_env(scale_dir, key),
+                    as_of,
+                    spark=customers in args.spark_scale_list,
+                )
             except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
                 scale["failed"] = _short(exc)
                 _log(f"{customers:,} customers FAILED at {scale.get('step')}: {_short(exc)}")

@@ -25,6 +25,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -455,8 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The functions first (their check reads the key as the JVM does): a key the JVM
         # refuses stops the build before anything is loaded or written.
         spark_udf.register(spark)
+        started = time.perf_counter()
         counts = load_landing(spark, args.raw_db)
-        print(f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables")
+        print(
+            f"cdp: loaded {sum(counts.values())} rows into {len(counts)} Spark tables "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         return run_stages(spark, workdir, args)
     except (
         spark_udf.SparkRegistrationError,
