@@ -198,7 +198,7 @@ def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
         "tables_equal_rows": 1,
         "row_differences": {
             "staging.stg_x": {"spark": 99, "duckdb": 100},
-            "raw_audit.consent_scopes": {"spark": 0, "duckdb": None},
+            "raw_audit.consent_scopes": {"spark": 0, "duckdb": None, "provided": True},
         },
     }
     scale = {
@@ -218,7 +218,10 @@ def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     )
     assert row in page
     assert "- 100,000 customers, staging.stg_x: 99 rows on Spark, 100 on DuckDB" in page
-    assert "raw_audit.consent_scopes: 0 rows on Spark, no such DuckDB relation" in page
+    assert (
+        "raw_audit.consent_scopes: 0 rows on Spark, no such DuckDB relation (a table cdp "
+        "spark-build provides, empty, when the landing zone has none)"
+    ) in page
     assert "- 10,000 customers: the Spark build FAILED: exit 1" in page
     assert "| stg_x | privacy | 3.0 | 3.0 | 1x |" in page
 
