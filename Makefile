@@ -126,6 +126,7 @@ $(SPARK_JAR): $(SPARK_STAMP) $(JAVA_SOURCES) | jdk
 	  javac --release 17 -Xlint:all,-path,-processing -Werror -d $(SPARK_BUILD)/classes \
 	    -cp "$$(ls $$jars/hive-exec-*-core.jar $$jars/hive-serde-*.jar $$jars/hadoop-client-api-*.jar \
 	      $$jars/spark-sql_*.jar $$jars/spark-sql-api_*.jar $$jars/spark-catalyst_*.jar $$jars/spark-core_*.jar $$jars/spark-common-utils_*.jar \
+	      $$jars/spark-hive-thriftserver_*.jar \
 	      $$jars/scala-library-*.jar | paste -sd:)" \
 	    $(JAVA_SOURCES)
 	jar --create --file $@.tmp -C $(SPARK_BUILD)/classes . && mv $@.tmp $@

@@ -8,12 +8,14 @@ target: the same seed and run commands as ``cdp spark-build``. Then:
 
 * every relation it built equals the session build's (conftest ``spark_builds``): the same
   columns and types, the same rows, pseudonyms included;
-* an analyst's own Thrift connection cannot read the key file (the lockdown holds for every
-  statement the server plans); against a planted weak server (plain Spark's Thrift server: no
-  lockdown, a session per connection) the same SQL reads the key, and the keyed functions
-  registered on the driver's session are not there for a connection (so single-session
-  mode is what makes the functions reachable, not an accident);
-* nothing the server or dbt wrote holds key material (:mod:`key_scan`).
+* a connection without the server's token (no password, a wrong one) is refused; with it,
+  the keyed functions answer any value a client sends (what the token guards: the pseudonym
+  of a guessed email). Against a planted weak server (the product's functions registered on a
+  plain session served without a token and without the lockdown) a connection with no
+  password gets the same pseudonym Python computes for the guess: a dictionary attack;
+* a connection with the token still cannot read the key file (the lockdown holds for every
+  statement the server plans); on the weak server the same SQL reads the key;
+* nothing the server or dbt wrote holds key material or the token (:mod:`key_scan`).
 
 This file also runs as a script (the weak server, in its own JVM).
 """
@@ -33,7 +35,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from cdp import dbt_invoke, keys, paths, spark_stage
+from cdp import dbt_invoke, keys, paths, spark_stage, spark_thrift
+from cdp.pseudonym import pseudonym
 from conftest import environment
 from key_scan import files_under, key_markers, scan_files
 from spark_build import VARS, Builds, spark_env
@@ -98,15 +101,23 @@ def _start(command: list[str], folder: Path, key_file: Path, port: int) -> Serve
     return server
 
 
-def _connect(port: int) -> Any:
+def _connect(port: int, password: str | None = None) -> Any:
     from pyhive import hive
 
-    return hive.connect(host="127.0.0.1", port=port, username="analyst")
+    if password is None:  # PyHive's NONE: SASL PLAIN with a placeholder password
+        return hive.connect(host="127.0.0.1", port=port, username="analyst")
+    return hive.connect(
+        host="127.0.0.1", port=port, username="analyst", auth="CUSTOM", password=password
+    )
 
 
-def _attempt(port: int, statement: str) -> str:
-    """The rows of ``statement`` on a new connection as text, or ``error: <message>``."""
-    connection = _connect(port)
+def _attempt(port: int, statement: str, password: str | None = None) -> str:
+    """The rows of ``statement`` on a new connection as text, or ``error: <message>``
+    (a refused connection included)."""
+    try:
+        connection = _connect(port, password)
+    except Exception as exc:  # thrift's TTransportException: the login was refused
+        return f"error: {exc}"
     try:
         cursor = connection.cursor()
         cursor.execute(statement)
@@ -122,8 +133,25 @@ class ThriftBuild:
     root: Path
     dump: Path
     port: int
+    token: str
     attacks: dict[str, str]
+    #: A guessed value's pseudonym asked for without the token, with a wrong one, with it.
+    oracle: dict[str, str]
     outcomes: list[dbt_invoke.DbtOutcome]
+
+
+#: What a dictionary attack asks the server: the pseudonym of a guessed email.
+GUESS = "select cdp_pseudonym_identity('email', 'ivan.petrov@example.ru')"
+
+
+def _guess_pseudonym(key_file: Path) -> str:
+    """The pseudonym Python computes for GUESS's value under ``key_file``."""
+    master = keys.load_master_key({keys.ENV_KEY_FILE: str(key_file)})
+    value = pseudonym(
+        keys.pseudonym_key(master, "identity"), master.version, "email", "ivan.petrov@example.ru"
+    )
+    assert value is not None
+    return value
 
 
 def _attacks(key_file: Path) -> dict[str, str]:
@@ -139,14 +167,23 @@ def _attacks(key_file: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def thrift_build(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> ThriftBuild:
     root = tmp_path_factory.mktemp("spark_thrift")
+    # the token outside root, so that the scan of root can look for it
+    token_file = tmp_path_factory.mktemp("spark_thrift_token") / "thrift.token"
     port = _free_port()
     command = [sys.executable, "-m", "cdp.spark_thrift", "--workdir", str(root / "server")]
     command += ["--port", str(port), "--raw-db", str(spark_builds.raw_db)]
     command += ["--dump", str(root / "dump"), "--audit", str(root / "server" / "audit")]
+    command += ["--token-file", str(token_file)]
     server = _start(command, root / "server", spark_builds.key_file, port)
+    token = token_file.read_text()
+    assert token_file.stat().st_mode & 0o777 == 0o600
     outcomes = []
     try:
-        env = {"CDP_SPARK_HOST": "127.0.0.1", "CDP_SPARK_PORT": str(port)}
+        env = {
+            "CDP_SPARK_HOST": "127.0.0.1",
+            "CDP_SPARK_PORT": str(port),
+            spark_thrift.ENV_CLIENT_TOKEN: token,
+        }
         extra = ["--target-path", str(root / "client" / "target")]
         extra += ["--log-path", str(root / "client" / "logs")]
         # dbt itself holds no key on this target: the server's JVM reads the file.
@@ -161,12 +198,19 @@ def thrift_build(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory)
                 outcomes.append(outcome)
                 assert outcome.success, outcome.output[-6000:]
         attacks = {
-            name: _attempt(port, sql) for name, sql in _attacks(spark_builds.key_file).items()
+            name: _attempt(port, sql, token)
+            for name, sql in _attacks(spark_builds.key_file).items()
+        }
+        oracle = {
+            "no password": _attempt(port, GUESS),
+            "a wrong token": _attempt(port, GUESS, token[:-1] + ("A" if token[-1] != "A" else "B")),
+            "the token": _attempt(port, GUESS, token),
         }
     finally:
         code = server.stop()
     assert code == 0, server.err.read_text()[-6000:]
-    return ThriftBuild(root, root / "dump", port, attacks, outcomes)
+    assert not token_file.exists()  # the token dies with its server
+    return ThriftBuild(root, root / "dump", port, token, attacks, oracle, outcomes)
 
 
 def _rows(path: Path) -> list[str]:
@@ -193,6 +237,17 @@ def test_dbt_over_thrift_builds_what_the_session_build_builds(
     assert any(k and k.startswith("v1_") for k in keys_.to_pylist())  # pseudonyms compared
 
 
+def test_only_the_token_lets_a_connection_reach_the_keyed_functions(
+    spark_builds: Builds, thrift_build: ThriftBuild
+) -> None:
+    for attempt in ("no password", "a wrong token"):
+        outcome = thrift_build.oracle[attempt]
+        assert outcome.startswith("error: "), (attempt, outcome)
+        assert "v1_" not in outcome and thrift_build.token not in outcome, (attempt, outcome)
+    # with the token, the functions answer any value: what the token guards
+    assert _guess_pseudonym(spark_builds.key_file) in thrift_build.oracle["the token"]
+
+
 def test_the_lockdown_holds_over_thrift(spark_builds: Builds, thrift_build: ThriftBuild) -> None:
     secret = spark_builds.key_file.read_text().strip()
     for name, outcome in thrift_build.attacks.items():
@@ -207,6 +262,8 @@ def test_nothing_the_thrift_build_wrote_holds_key_material(
     files = files_under(thrift_build.root)
     master = keys.load_master_key({keys.ENV_KEY_FILE: str(spark_builds.key_file)})
     assert scan_files(files, key_markers(master), root=thrift_build.root) == []
+    token = thrift_build.token.encode()
+    assert [p for p in files if token in p.read_bytes()] == []
     trace = b"cdp_pseudonym_identity"
     for where in ("client/logs", "client/target/run", "server/audit/events"):
         scanned = [p for p in files if (thrift_build.root / where) in p.parents]
@@ -228,24 +285,29 @@ def weak_server(spark_builds: Builds, tmp_path_factory: pytest.TempPathFactory) 
         server.stop()
 
 
-def test_a_weak_thrift_server_gives_the_key_away(spark_builds: Builds, weak_server: int) -> None:
-    """Plain Spark's Thrift server: a connection reads the key file; and without single-session
-    mode a connection does not see the functions the driver registered."""
+def test_a_weak_thrift_server_gives_the_key_and_the_pseudonyms_away(
+    spark_builds: Builds, weak_server: int
+) -> None:
+    """The product's functions on a plain session served without a token: a connection with no
+    password reads the key file, and gets the pseudonym of any value it guesses."""
     secret = spark_builds.key_file.read_text().strip()
     read = _attempt(weak_server, _attacks(spark_builds.key_file)["select from a file path"])
     assert secret in read
-    called = _attempt(weak_server, "select cdp_key_version()")
-    assert called.startswith("error: ") and "UNRESOLVED_ROUTINE" in called, called
+    assert _guess_pseudonym(spark_builds.key_file) in _attempt(weak_server, GUESS)
 
 
 def _weak(workdir: Path, port: int) -> None:  # pragma: no cover - runs as a script
-    """A Thrift server on a plain session (no lockdown, a session per connection), the keyed
-    functions registered on the driver's session as the product registers them."""
-    from cdp import spark_thrift, spark_udf
+    """A Thrift server on a plain session (no lockdown, no token: Hive's NONE authentication),
+    the keyed functions registered on it as the product registers them, one shared session."""
+    from cdp import spark_udf
 
     settings = {**spark_stage.workdir_settings(workdir), **spark_thrift.thrift_settings(port)}
-    settings["spark.sql.hive.thriftServer.singleSession"] = "false"
+    for name in ("authentication", "custom.authentication.class"):
+        del settings[f"spark.hadoop.hive.server2.{name}"]
     settings["spark.jars"] = str(spark_udf.JAR)
+    # without the lockdown extension nothing loads the jar at start, and a Thrift connection's
+    # thread would not find the functions' helper classes (NoClassDefFoundError)
+    settings["spark.driver.extraClassPath"] = str(spark_udf.JAR)
     spark = spark_udf.local_session(workdir, conf=settings, lockdown=False)
     spark.sparkContext.setLogLevel("ERROR")
     for statement in spark_udf.registration_sql():

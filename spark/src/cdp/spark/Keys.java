@@ -213,8 +213,17 @@ public final class Keys {
 
     /** cdp.keys._read_key_file: the file's checks, then its stripped content. */
     static byte[] readKeyFile(String pathText) {
+        return readSecretFile(ENV_KEY_FILE, pathText);
+    }
+
+    /**
+     * An owner-only file of at most MAX_KEY_FILE_BYTES holding one secret, named by the
+     * environment variable {@code variable}: its stripped content. Messages name the variable
+     * and the path, never the content.
+     */
+    static byte[] readSecretFile(String variable, String pathText) {
         Path path = expandUser(pathText);
-        String where = ENV_KEY_FILE + " (" + path + ")";
+        String where = variable + " (" + path + ")";
         Map<String, Object> attrs;
         try {
             attrs = Files.readAttributes(path, "unix:mode,uid,size,isRegularFile");
