@@ -363,12 +363,9 @@ def plant_landing(raw_db: Path) -> None:
         con.close()
 
 
-def make_builds(root: Path) -> Builds:
-    """The landing zone, its DuckDB build and its audited Spark build, all under ``root``."""
-    raw_db, key = root / "raw.duckdb", key_file(root / "keys")
-    generate_landing(raw_db, root / "truth.duckdb", customers=CUSTOMERS)
-    plant_landing(raw_db)
-    env = {
+def duckdb_env(root: Path, raw_db: Path, key: Path) -> dict[str, str]:
+    """The environment of the DuckDB build under ``root`` (conftest.run_dbt)."""
+    return {
         "CDP_MASTER_KEY_FILE": str(key),
         "CDP_RAW_DB": str(raw_db),
         "CDP_WAREHOUSE_DB": str(root / "warehouse.duckdb"),
@@ -377,6 +374,14 @@ def make_builds(root: Path) -> Builds:
         "CDP_PUBLISHED_DIR": str(root / "published"),
         "CDP_QUALITY_REPORT_DIR": str(root / "quality"),
     }
+
+
+def make_builds(root: Path) -> Builds:
+    """The landing zone, its DuckDB build and its audited Spark build, all under ``root``."""
+    raw_db, key = root / "raw.duckdb", key_file(root / "keys")
+    generate_landing(raw_db, root / "truth.duckdb", customers=CUSTOMERS)
+    plant_landing(raw_db)
+    env = duckdb_env(root, raw_db, key)
     # staging, identity and the vault; then the purge's scopes, planted from that build; then
     # the consent ledger, which reads them, the rights models, the profile, the audiences, the
     # audit views and the BI marts (one DuckDB build in two parts, no extra build)

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 import pyarrow as pa
@@ -185,17 +185,15 @@ def model_stages(manifest_path: Path, models: Sequence[str]) -> dict[str, str]:
     """model -> its stage, from its tags in the parsed project (dbt_project.yml and the
     models' own config: ``privacy_stage``, ``vault_stage``, else analytics)."""
     nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"]
-    found = {}
-    for model in models:
-        tags = set(nodes[f"model.cdp.{model}"].get("tags", []))
-        found[model] = (
-            "vault"
-            if "vault_stage" in tags
-            else "privacy"
-            if "privacy_stage" in tags
-            else "analytics"
-        )
-    return found
+    return {model: _node_stage(nodes[f"model.cdp.{model}"]) for model in models}
+
+
+def _node_stage(node: Mapping[str, Any]) -> str:
+    """The stage of a node of the manifest, by its tags."""
+    tags = set(node.get("tags", []))
+    return (
+        "vault" if "vault_stage" in tags else "privacy" if "privacy_stage" in tags else "analytics"
+    )
 
 
 def model_database(model: str) -> str:
@@ -482,10 +480,81 @@ def drop_keyed_functions(spark: SparkSession) -> None:
         spark.sql(f"drop temporary function if exists {name}")
 
 
+#: Data tests that do not run on Spark, and why; what checks their property there instead is in
+#: docs/portability.md, "Data tests on Spark" (pytests/test_spark_tests.py: they run, and pass,
+#: on DuckDB's build of the same landing zone, which every Spark relation equals row for row).
+DUCKDB_ONLY_TESTS: Final[dict[str, str]] = {
+    # reads DuckDB's catalog (duckdb_databases(), duckdb_columns(), duckdb_views()) and parses
+    # views back with DuckDB's parser
+    "assert_no_unkeyed_hash_of_identifiers": "reads DuckDB's catalog and parser",
+    # compares DuckDB's recursive implementation with the portable recursion: Spark's WITH
+    # RECURSIVE runs neither (UNION ALL only, no aggregate over the recursive reference), and
+    # spark__identity_connected_components iterates on a model's materialised graph
+    "assert_identity_connected_components_implementations_agree": "recursive CTEs",
+    # recomputes the incremental components from scratch: on Spark int_identity_components is a
+    # table computed from scratch on every build (no incremental path), by that same iteration
+    "assert_identity_components_match_a_full_recomputation": "no incremental path on Spark",
+}
+_STAGE_ORDER: Final = {"privacy": 0, "analytics": 1, "vault": 2}
+
+
+def stage_tests(manifest_path: Path, models: Sequence[str]) -> dict[str, list[str]]:
+    """stage -> the names of the data tests a Spark build runs in it, after that stage's models.
+
+    A data test runs when it reads one of ``models`` or a seed (dbt's eager selection, as
+    ``cdp build --select`` chooses on DuckDB) and every model it reads is one of ``models`` (or
+    ephemeral: inlined; so with ``--models`` a test of a model the build does not make is left
+    out, where it could only fail), or reads no model at all (a singular test of
+    the project's catalogue: every build runs it), in the stage where the last of its parents
+    is built (a source or a seed: the privacy stage; no parent: by its tags, as the stages'
+    selectors place it on DuckDB; pytests/test_spark_tests.py compares the two). Unit tests are
+    not data tests (left out); nor are :data:`DUCKDB_ONLY_TESTS`.
+    """
+    nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"]
+    chosen = {f"model.cdp.{m}" for m in models}
+    models_of = {k for k, n in nodes.items() if n["resource_type"] == "model"}
+
+    def ephemeral(unique_id: str) -> bool:
+        return bool(nodes[unique_id]["config"].get("materialized") == "ephemeral")
+
+    found: dict[str, list[str]] = {}
+    for node in nodes.values():
+        if node["resource_type"] != "test" or node["name"] in DUCKDB_ONLY_TESTS:
+            continue
+        parents = node["depends_on"]["nodes"]
+        if not parents:
+            found.setdefault(_node_stage(node), []).append(node["name"])
+            continue
+        if not any(p in chosen or p.startswith("seed.") for p in parents):
+            continue
+        # a model it reads that this build does not make (--models)
+        if any(p not in chosen and p in models_of and not ephemeral(p) for p in parents):
+            continue
+        stages_of = [_node_stage(nodes[p]) for p in parents if p in models_of]
+        stage = max(stages_of, key=_STAGE_ORDER.__getitem__, default="privacy")
+        found.setdefault(stage, []).append(node["name"])
+    return {stage: sorted(names) for stage, names in found.items()}
+
+
+def failed_tests(outcome: DbtOutcome) -> list[str]:
+    """``name (status: message)`` of every node of a dbt command that failed or erred."""
+    results = getattr(outcome.result, "results", None) or []
+    named = []
+    for result in results:
+        status = str(getattr(result.status, "value", result.status))
+        if status in ("fail", "error"):
+            named.append(f"{result.node.name} ({status}: {result.message})")
+    return named
+
+
 def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> int:
     """The seeds, then the selected models stage by stage (privacy, analytics, vault), each
     stage's dbt artefacts in its own folder; with ``--audit``, each keyed model explained as
-    it runs (:class:`cdp.spark_audit.PlanRecorder`), checked after each stage."""
+    it runs (:class:`cdp.spark_audit.PlanRecorder`), checked after each stage.
+
+    Each stage is one ``dbt build`` of its models and the data tests :func:`stage_tests` gives
+    it (``--indirect-selection empty``: no other test; unit tests excluded): a failing test
+    fails the build, named on stderr, and skips the models downstream of it."""
     target = workdir / "target"
     dbt_vars = ["--vars", args.vars] if args.vars else []
 
@@ -499,6 +568,7 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
         return 1
     manifest = stage_target_path(target, "privacy") / "manifest.json"
     stage_of = model_stages(manifest, args.models)
+    tests_of = stage_tests(manifest, args.models)
     recorder = None
     if args.audit:
         recorder = spark_audit.PlanRecorder(spark, args.audit.resolve())
@@ -506,9 +576,11 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
     try:
         for stage in STAGES:
             models = [m for m in args.models if stage_of[m] == stage]
-            if not models:
+            tests = tests_of.get(stage, [])
+            if not models and not tests:
                 continue
-            command = ["run", *dbt_vars, "--select", *models]
+            command = ["build", *dbt_vars, "--select", *models, *tests]
+            command += ["--indirect-selection", "empty", "--exclude-resource-type", "unit_test"]
             if stage == "analytics":
                 drop_keyed_functions(spark)
                 outcome = dbt_invoke.invoke(
@@ -522,6 +594,12 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
                 )
             if not outcome.success:
                 print(outcome.output[-6000:], file=sys.stderr)
+                failed = failed_tests(outcome)
+                if failed:
+                    print(
+                        f"cdp: the {stage} stage failed on Spark: " + "; ".join(failed),
+                        file=sys.stderr,
+                    )
                 return 1
             if recorder is not None:
                 recorder.check(stage_target_path(target, stage))

@@ -19,13 +19,13 @@ with missing as (
     {% if not loop.first %}union all{% endif %}
     select
         '{{ node.schema }}.{{ node.name }}' as source_table,
-        cast(null as varchar) as _batch_id,
+        cast(null as {{ text_type() }}) as _batch_id,
         'no staging model stg_{{ node.source_name }}__{{ node.name }}_triaged' as problem
     {%- else %}
     select
-        cast(null as varchar) as source_table,
-        cast(null as varchar) as _batch_id,
-        cast(null as varchar) as problem
+        cast(null as {{ text_type() }}) as source_table,
+        cast(null as {{ text_type() }}) as _batch_id,
+        cast(null as {{ text_type() }}) as problem
     where false
     {%- endfor %}
 
@@ -66,10 +66,10 @@ unaccounted as (
     select
         '{{ source_node.schema }}.{{ source_node.name }}' as source_table,
         coalesce(raw_counts_{{ loop.index }}._batch_id, staged_counts_{{ loop.index }}._batch_id) as _batch_id,
-        'raw rows ' || coalesce(cast(raw_counts_{{ loop.index }}.raw_rows as varchar), '0')
-        || ', staged rows ' || coalesce(cast(staged_counts_{{ loop.index }}.staged_rows as varchar), '0')
+        'raw rows ' || coalesce(cast(raw_counts_{{ loop.index }}.raw_rows as {{ text_type() }}), '0')
+        || ', staged rows ' || coalesce(cast(staged_counts_{{ loop.index }}.staged_rows as {{ text_type() }}), '0')
         || ', rows without one known status '
-        || coalesce(cast(staged_counts_{{ loop.index }}.bad_rows as varchar), '0') as problem
+        || coalesce(cast(staged_counts_{{ loop.index }}.bad_rows as {{ text_type() }}), '0') as problem
     from raw_counts_{{ loop.index }}
     full outer join staged_counts_{{ loop.index }}
         on raw_counts_{{ loop.index }}._batch_id = staged_counts_{{ loop.index }}._batch_id
@@ -78,9 +78,9 @@ unaccounted as (
         or staged_counts_{{ loop.index }}.bad_rows > 0
     {%- else %}
     select
-        cast(null as varchar) as source_table,
-        cast(null as varchar) as _batch_id,
-        cast(null as varchar) as problem
+        cast(null as {{ text_type() }}) as source_table,
+        cast(null as {{ text_type() }}) as _batch_id,
+        cast(null as {{ text_type() }}) as problem
     where false
     {%- endfor %}
 

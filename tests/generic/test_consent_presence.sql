@@ -85,9 +85,9 @@ permitted as (
 model_rows as (
 
     select
-        cast({{ subject or 'null' }} as varchar) as subject_key,
+        cast({{ subject or 'null' }} as {{ text_type() }}) as subject_key,
         {{ ('cast(' ~ event_time ~ ' as timestamp)') if event_time else 'cast(null as timestamp)' }} as event_at,
-        {{ ('cast(' ~ row_purpose ~ ' as varchar)') if row_purpose else 'cast(null as varchar)' }} as purpose_code
+        {{ ('cast(' ~ row_purpose ~ ' as ' ~ text_type() ~ ')') if row_purpose else 'cast(null as ' ~ text_type() ~ ')' }} as purpose_code
     from {{ model }}
 
 ),
@@ -107,7 +107,7 @@ served_purposes as (
         {% if not loop.last %}union all
         {% endif %}
         {%- else -%}
-        select cast(null as varchar) as purpose_code where false
+        select cast(null as {{ text_type() }}) as purpose_code where false
         {%- endfor %}
         {%- endif %}
     ) as served
@@ -138,7 +138,7 @@ row_purposes as (
 violations as (
 
     select
-        cast(null as varchar) as subject_key,
+        cast(null as {{ text_type() }}) as subject_key,
         served_purposes.purpose_code,
         cast(null as timestamp) as event_at,
         'purpose is not in the purposes catalogue' as violation

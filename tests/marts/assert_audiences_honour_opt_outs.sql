@@ -45,7 +45,7 @@ purpose_channels as (
         purposes.purpose_code,
         trim(listed.channel) as channel
     from purposes
-    cross join unnest(string_split(purposes.message_channels, ';')) as listed (channel)
+    {{ cross_join_split('purposes.message_channels', ';', 'listed', 'channel') }}
 
 ),
 
@@ -65,7 +65,7 @@ opt_outs as (
     from message_events
     inner join purpose_channels
         on message_events.channel = purpose_channels.channel
-    cross join unnest([message_events.customer_key, message_events.recipient_key]) as identifiers (subject_key)
+    {{ cross_join_values(['message_events.customer_key', 'message_events.recipient_key'], 'identifiers', 'subject_key') }}
     where
         message_events.event_type in ('unsubscribed', 'complained')
         and message_events.event_at <= {{ as_of() }}

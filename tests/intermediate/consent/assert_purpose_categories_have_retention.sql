@@ -21,7 +21,7 @@ listed_categories as (
         purposes.purpose_code,
         trim(listed.data_category) as data_category
     from purposes
-    cross join unnest(string_split(purposes.data_categories, ';')) as listed (data_category)
+    {{ cross_join_split('purposes.data_categories', ';', 'listed', 'data_category') }}
 
 ),
 

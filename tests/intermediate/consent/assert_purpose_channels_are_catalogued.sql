@@ -23,7 +23,7 @@ listed_channels as (
         purposes.purpose_code,
         trim(listed.channel) as channel
     from purposes
-    cross join unnest(string_split(purposes.message_channels, ';')) as listed (channel)
+    {{ cross_join_split('purposes.message_channels', ';', 'listed', 'channel') }}
     where trim(listed.channel) <> ''
 
 ),
