@@ -22,6 +22,7 @@ Nothing here reads the key: the JVM reads the file named by ``CDP_MASTER_KEY_FIL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -295,8 +296,9 @@ def tables_to_load(raw_db: Path) -> dict[tuple[str, str], list[tuple[str, str]]]
 #: Rows per Arrow batch a landing table is loaded in. The whole batch passes through the
 #: driver's heap (1 GiB in cdp.spark_udf.local_session): a 100,000-customer landing zone loaded
 #: in one piece per table ran out of it (java.lang.OutOfMemoryError in
-#: readArrowStreamFromFile, decision 86).
-LOAD_BATCH_ROWS: Final = 200_000
+#: readArrowStreamFromFile, decision 86), and so did its web events in batches of 200,000 rows
+#: (the scheduler's thread, serialising a task that carries its batch; decision 90).
+LOAD_BATCH_ROWS: Final = 50_000
 
 
 def load_landing(
@@ -441,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="build only these of the ported models (default: all of them)",
     )
     args = parser.parse_args(argv)
+    from py4j.protocol import Py4JError
 
     workdir = args.workdir.resolve()
     conf, options = workdir_settings(workdir), ""
@@ -469,8 +472,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except Py4JError as exc:  # the JVM is gone (it exits on OutOfMemoryError: spark_udf)
+        print(
+            f"cdp: the Spark JVM stopped during the build ({type(exc).__name__}); its own "
+            "message is above (java.lang.OutOfMemoryError: Java heap space: the driver's heap "
+            "is too small for this landing zone)",
+            file=sys.stderr,
+        )
+        return 2
     finally:
-        spark.stop()
+        with contextlib.suppress(Py4JError):  # a JVM that is gone has nothing left to stop
+            spark.stop()
 
 
 def drop_keyed_functions(spark: SparkSession) -> None:

@@ -363,7 +363,9 @@ def local_session(
     os.environ["PYSPARK_PYTHON"] = sys.executable
     workdir.mkdir(parents=True, exist_ok=True)
     metastore = workdir / "metastore_db"
-    options = f"-Dderby.system.home={workdir} {java_options}".strip()
+    # An OutOfMemoryError can kill one of Spark's own threads (the local scheduler's, decision 90):
+    # its job then waits for ever. The JVM exits instead, so the build fails and says why.
+    options = f"-Dderby.system.home={workdir} -XX:+ExitOnOutOfMemoryError {java_options}".strip()
     builder = (
         SparkSession.builder.master("local[2]")
         .appName(app_name)
