@@ -1,7 +1,7 @@
 """cdp.spark_json, the Spark build's JSON functions, as plain Python: DuckDB's answers, value for value.
 
-The Spark build registers ``json_valid`` and ``json_extract_string`` as Python UDFs (a Spark
-Python UDF runs on every row, whatever CASE guards it), so each must answer exactly what the
+The Spark build registers ``json_valid_batch`` as an Arrow UDF and ``json_extract_string`` as a
+Python UDF (a Spark UDF runs on every row, whatever CASE guards it), so each must answer what the
 DuckDB models compute (macros/cross_db/json.sql), never raise, and give NULL for NULL. The
 reference is the DuckDB expression run over a table of the values in one statement;
 pytests/test_spark_project.py compares whole models built on both engines.
@@ -72,26 +72,30 @@ def duckdb_answers(values: list[str | None]) -> list[tuple[bool | None, ...]]:
 
 
 def python_answers(values: list[str | None]) -> list[tuple[bool | str | None, ...]]:
-    answers = [
-        (spark_json.json_valid(v), *(spark_json.json_extract_string(v, p) for p in PATHS))
-        for v in values
-    ]
-    # the Arrow UDF (the whole batch in one statement) answers as the one-value function does,
-    # in the batch's order, also on a slice (an Arrow array Spark hands over may have an offset)
-    batch = spark_json.json_valid_batch(pa.array(values, pa.string())).to_pylist()
-    assert batch == [a[0] for a in answers]
+    # the validity is an Arrow UDF: the whole batch in one statement, answers in the batch's
+    # order, also on a slice (an Arrow array Spark hands over may have an offset)
+    valid = spark_json.json_valid_batch(pa.array(values, pa.string())).to_pylist()
     sliced = pa.array([None, *values, "{}"], pa.string()).slice(1, len(values))
-    assert spark_json.json_valid_batch(sliced).to_pylist() == batch
-    return answers
+    assert spark_json.json_valid_batch(sliced).to_pylist() == valid
+    return [
+        (ok, *(spark_json.json_extract_string(v, p) for p in PATHS))
+        for ok, v in zip(valid, values, strict=True)
+    ]
+
+
+def json_valid(value: str) -> bool | None:
+    """The Arrow UDF on one value."""
+    answer: bool | None = spark_json.json_valid_batch(pa.array([value], pa.string()))[0].as_py()
+    return answer
 
 
 def test_the_shapes_where_engines_disagree_get_duckdbs_answers() -> None:
     values = list(SHAPES)
     assert python_answers(values) == duckdb_answers(values)
     # the shapes do what they are here for: DuckDB accepts what Spark's reader refuses
-    assert spark_json.json_valid('{"field": "email",}') is True
+    assert json_valid('{"field": "email",}') is True
     assert spark_json.json_extract_string('{"value": NaN}', "$.value") == "NaN"
-    assert spark_json.json_valid('{"field": "x"} trailing') is False
+    assert json_valid('{"field": "x"} trailing') is False
     assert spark_json.json_extract_string('{"field": "x"} trailing', "$.field") is None
 
 

@@ -302,8 +302,7 @@ def _weak(workdir: Path, port: int) -> None:  # pragma: no cover - runs as a scr
     from cdp import spark_udf
 
     settings = {**spark_stage.workdir_settings(workdir), **spark_thrift.thrift_settings(port)}
-    for name in ("authentication", "custom.authentication.class"):
-        del settings[f"spark.hadoop.hive.server2.{name}"]
+    del settings["spark.hadoop.hive.server2.authentication"]  # Hive's NONE
     settings["spark.jars"] = str(spark_udf.JAR)
     # without the lockdown extension nothing loads the jar at start, and a Thrift connection's
     # thread would not find the functions' helper classes (NoClassDefFoundError)

@@ -23,7 +23,6 @@ import pyarrow as pa
 #: What the DuckDB models compute (macros/cross_db/json.sql): validity, and the text at a path
 #: of valid JSON only (DuckDB raises on other text; Spark evaluates a Python UDF on every row).
 _VALID_EXPR: Final = "try(json_valid(v))"
-_VALID_SQL: Final = "select try(json_valid($value))"
 #: The name a batch is registered under on the thread's connection, for one statement.
 _BATCH: Final = "cdp_json_batch"
 _EXTRACT_SQL: Final = (
@@ -45,21 +44,14 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def json_valid(value: str | None) -> bool | None:
-    """DuckDB's ``try(json_valid(value))``: NULL for NULL."""
-    if value is None:
-        return None
-    (row,) = _connection().execute(_VALID_SQL, {"value": value}).fetchall()  # no result left open
-    return None if row[0] is None else bool(row[0])
-
-
 def json_valid_batch(values: pa.Array) -> pa.Array:
-    """:func:`json_valid` over a whole Arrow batch in one DuckDB statement: the Spark build's
-    ``cdp_json_valid`` (an Arrow UDF, :func:`cdp.spark_stage.register_normalisers`).
+    """DuckDB's ``try(json_valid(value))`` (NULL for NULL) over a whole Arrow batch in one
+    statement: the Spark build's ``cdp_json_valid`` (an Arrow UDF,
+    :func:`cdp.spark_stage.register_normalisers`).
 
     A web event's properties are JSON text on every row, mostly distinct, and a Spark UDF runs
-    on every row: one statement per value (:func:`json_valid`) cost about 260 microseconds a
-    row in a Spark worker, a batch of thousands costs a few milliseconds (decision 88). The
+    on every row: one statement per value cost about 260 microseconds a row in a Spark worker,
+    a batch of thousands costs a few milliseconds (decision 88). The
     batch is an Arrow table registered on this thread's locked connection (registration is
     not a file: no replacement scan reaches Python objects), read back in its row order.
     """

@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="build only these of the ported models (default: all of them)",
     )
     args = parser.parse_args(argv)
-    from py4j.protocol import Py4JError
+    from py4j.protocol import Py4JError, Py4JNetworkError
 
     workdir = args.workdir.resolve()
     conf, options = workdir_settings(workdir), ""
@@ -472,16 +472,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except Py4JError as exc:  # the JVM is gone (it exits on OutOfMemoryError: spark_udf)
+    # the JVM is gone (it exits on OutOfMemoryError: spark_udf); py4j's reconnect attempt then
+    # raises ConnectionRefusedError
+    except (Py4JNetworkError, ConnectionError):
         print(
-            f"cdp: the Spark JVM stopped during the build ({type(exc).__name__}); its own "
-            "message is above (java.lang.OutOfMemoryError: Java heap space: the driver's heap "
+            "cdp: the Spark JVM stopped during the build; its last message, if it left one, "
+            "is above (`java.lang.OutOfMemoryError: Java heap space` there: the driver's heap "
             "is too small for this landing zone)",
             file=sys.stderr,
         )
         return 2
     finally:
-        with contextlib.suppress(Py4JError):  # a JVM that is gone has nothing left to stop
+        # a JVM that is gone has nothing left to stop
+        with contextlib.suppress(Py4JError, ConnectionError):
             spark.stop()
 
 

@@ -59,22 +59,23 @@ ENV_CLIENT_TOKEN: Final = "DBT_ENV_SECRET_CDP_SPARK_TOKEN"  # noqa: S105 - a var
 
 def thrift_settings(port: int) -> dict[str, str]:
     """The session settings of the server: one shared session, this machine, this port, a
-    connection let in only with the token (:class:`cdp.spark.ThriftToken`)."""
+    connection let in only with the token (:data:`AUTH_CLASS`, named in :data:`JAVA_OPTIONS`)."""
     return {
         "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.hadoop.hive.server2.thrift.bind.host": HOST,
         "spark.hadoop.hive.server2.thrift.port": str(port),
         "spark.hadoop.hive.server2.transport.mode": "binary",
         "spark.hadoop.hive.server2.authentication": "CUSTOM",
-        "spark.hadoop.hive.server2.custom.authentication.class": "cdp.spark.ThriftToken",
     }
 
 
+#: The class that checks a connection's password (spark/src/cdp/spark/ThriftToken.java).
+AUTH_CLASS: Final = "cdp.spark.ThriftToken"
 #: The JVM options of the server: Hive builds its authentication provider from a fresh
 #: ``HiveConf`` (system properties and hive-site.xml, not the session's ``spark.hadoop.*``
 #: settings), so the class is named as a system property; without it Hive tries to instantiate
 #: the interface itself and every login fails.
-JAVA_OPTIONS: Final = "-Dhive.server2.custom.authentication.class=cdp.spark.ThriftToken"
+JAVA_OPTIONS: Final = f"-Dhive.server2.custom.authentication.class={AUTH_CLASS}"
 
 
 def write_token(path: Path) -> None:
