@@ -2,7 +2,7 @@
 
 The quick tests check what the page's figures are computed from (critical path, overlap, the
 floor checks, the dirty-tree refusal, a partial page). The slow one (marker `bench`: `make
-test-bench`, run by CI after `make test`) runs the whole benchmark
+test-bench`, run by CI after `make test-spark`) runs the whole benchmark
 at 200 customers (generation, staged builds, the heavy models alone, the floors through
 `dbt run-operation`, the increment) and checks that its floors are what they claim to be:
 a copy of the model's input with the keyed values its sources' metadata asks for, computed by
@@ -245,10 +245,13 @@ def test_the_spark_tables_are_counted_from_their_parquet_files(tmp_path: Path) -
 def test_the_tree_peak_sees_a_child_the_command_never_waits_for() -> None:
     """A Spark build's JVM is started by the driver and never waited for: RUSAGE_CHILDREN misses
     it, the sampled process tree does not."""
-    child = "b = bytearray(400 * 2**20); import time; time.sleep(4)"
+    # the parent waits for the child's "ready" (its 400 MB allocated: under load a Python start
+    # alone can take seconds), then lives 3 s more, sampled each second
+    child = "b = bytearray(400 * 2**20); print('ready', flush=True); import time; time.sleep(5)"
     parent = (
         "import subprocess, sys, time; "
-        f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(3)"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE); "
+        "p.stdout.readline(); time.sleep(3)"
     )
     step = bench.measured([sys.executable, "-c", parent], os.environ, "tree", tree=True)
     assert step.tree_peak_mb >= 400
