@@ -75,7 +75,7 @@ pack: $(STAMP)  ## the auditor pack (docs, record of processing, notices, lineag
 pytest: $(STAMP)  ## every Python and dbt test (builds small generated landing zones), on every core
 	$(BIN)/python -m pytest
 
-# The benchmark's own end-to-end test (a whole run at 200 customers): CI runs it after make test.
+# The benchmark's own end-to-end test (a whole run at 200 customers): CI runs it after make test-spark.
 test-bench: $(STAMP)  ## the benchmark's end-to-end test (pytest -m bench): one real bench_build.py run
 	$(BIN)/python -m pytest -m bench -n 0
 
