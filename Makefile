@@ -147,8 +147,11 @@ demo-spark: $(SPARK_JAR)  ## make demo, then its landing zone built on Spark (th
 	  $(SPARK_BIN)/python -m cdp.cli spark-build --workdir $(SPARK_DEMO_DIR)
 
 # One Spark session at a time (-n 0); the tests fail, not skip, without Java or pyspark.
+# Their JVMs live seconds to minutes on tiny tables: the JIT's first tier only (C1) is enough,
+# and C2's compiler threads cost them about a third of their CPU (docs/decisions.md, 92). The
+# product's own JVMs (cdp spark-build, spark-thrift outside the tests) keep the JVM's default.
 test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
-	$(SPARK_BIN)/python -m pytest -m spark -n 0
+	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark -n 0
 
 lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
 	(echo "# Spark: the project's environment plus dbt-spark (session; PyHive for the thrift method) and pyspark. Regenerate: make lock-spark"; \

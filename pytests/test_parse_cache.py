@@ -262,7 +262,7 @@ def _copy_project(tmp_path: Path) -> Path:
 
 
 def test_the_key_leaves_out_only_the_run_time_vars(project: Path) -> None:
-    assert {"as_of"} == stages.RUN_TIME_VARS
+    assert {"as_of", "disclosure_weaken"} == stages.RUN_TIME_VARS
     plain = _key(project, "--vars", "{default_phone_region: RU}")
     assert _key(project, "--vars", "{as_of: '2026-01-01', default_phone_region: RU}") == plain
     assert _key(project, "--vars={as_of: 2026-01-02, default_phone_region: RU}") == _key(
@@ -271,6 +271,7 @@ def test_the_key_leaves_out_only_the_run_time_vars(project: Path) -> None:
     assert _key(project, "--vars", "{as_of: '2026-01-01', default_phone_region: DE}") != plain
     assert _key(project, "--vars", "{as_of: '2026-01-01'}") == _key(project)
     assert _key(project, "--vars", "{}") == _key(project)
+    assert _key(project, "--vars", "{disclosure_weaken: [fresh_noise]}") == _key(project)
     assert _key(project, "--vars", "{dp_epsilon: 0.5}") != _key(project, "--vars", "{}")
     assert _key(project, "--vars", "not: [a mapping") != _key(project, "--vars", "{}")
 
@@ -322,7 +323,19 @@ def test_the_run_time_var_rule_fails_on_planted_parse_time_uses(tmp_path: Path) 
 
 
 #: Two values of each run-time var far apart (a var added to RUN_TIME_VARS needs its own).
-RUN_TIME_SAMPLES: Final = {"as_of": ("2020-01-01", "2031-06-30 23:59:59")}
+RUN_TIME_SAMPLES: Final = {
+    "as_of": ("2020-01-01", "2031-06-30 23:59:59"),
+    "disclosure_weaken": (
+        [],
+        [
+            "no_perturbation",
+            "fresh_noise",
+            "totals_without_l_diversity",
+            "suppressed_rows_shown",
+            "totals_without_cohort_protection",
+        ],
+    ),
+}
 #: What differs between any two parses: when and where the parse ran.
 _PARSE_MOMENT: Final = frozenset({"created_at", "build_path", "generated_at", "invocation_id"})
 

@@ -13,7 +13,6 @@
     (decision 44). Requirement 16 and 19 (every depersonalisation run logged).
 -#}
 {%- set parameters = cell_key_parameters() -%}
-{%- set weakened = disclosure_weakened() -%}
 {%- set marts = [
     'bi_sales_by_region_month',
     'bi_customer_segments',
@@ -51,7 +50,7 @@ final as (
         cast({{ parameters['sum_magnitude'] if cell_key_perturbation_on() else 0 }} as double)
             as perturbation_sum_magnitude,
         cast({{ suppression_protection_level() }} as integer) as suppression_protection,
-        cast('{{ weakened | join(",") }}' as {{ text_type() }}) as weakened,
+        cast('{{ disclosure_weakened() | join(",") }}' as {{ text_type() }}) as weakened,
         cast(published_rows as bigint) as published_rows,
         cast(suppressed_rows as bigint) as suppressed_rows
     from releases
