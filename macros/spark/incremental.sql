@@ -34,7 +34,12 @@
 {%- endmacro %}
 
 {#- Pre-hook of every staging model (dbt_project.yml): on Spark, an incremental run first
-    copies the table to incremental_prior(). Elsewhere, or in a full build: nothing. -#}
+    copies the table to incremental_prior(), and drops the model's batch record
+    (`<model>__raw_batches`, read when dbt compiled the model; the post-hook writes it again):
+    a run that fails once the overwrite has begun, which may leave the table empty, then leaves
+    no record, so the next run reads every batch (the vault is replaced; every batch of a
+    checksummed landing table counts as changed) instead of trusting a record of rows the
+    table lost. Elsewhere, or in a full build: nothing. -#}
 {% macro incremental_prior_copy() -%}
     {{ return(adapter.dispatch('incremental_prior_copy', 'cdp')()) }}
 {%- endmacro %}
@@ -45,6 +50,7 @@
 {% macro spark__incremental_prior_copy() -%}
 {%- if execute and model.config.materialized == 'incremental' and is_incremental() -%}
     {%- do run_query('drop table if exists ' ~ incremental_prior()) -%}
+    {%- do run_query('drop table if exists ' ~ triage_batch_state_relation(this)) -%}
 create table {{ incremental_prior() }} using parquet as select * from {{ this }}
 {%- endif -%}
 {%- endmacro %}
