@@ -21,7 +21,7 @@ export DBT_PROJECT_DIR := $(CURDIR)
 DEMO_CUSTOMERS ?= 2000
 DEMO_SEED ?= 42
 
-.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark lock-spark jdk test-bench demo-spark
+.PHONY: help venv demo test test-fast lint typecheck sqllint pytest build generate clean lock chromium pack venv-spark spark-jar test-spark test-spark-incremental lock-spark jdk test-bench demo-spark
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -151,7 +151,10 @@ demo-spark: $(SPARK_JAR)  ## make demo, then its landing zone built on Spark (th
 # and C2's compiler threads cost them about a third of their CPU (docs/decisions.md, 92). The
 # product's own JVMs (cdp spark-build, spark-thrift outside the tests) keep the JVM's default.
 test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
-	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark -n 0
+	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m "spark and not spark_incremental" -n 0
+
+test-spark-incremental: $(SPARK_JAR)  ## Spark's incremental runs equal a full refresh (decision 91; ~10-30 min, not in CI)
+	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark_incremental -n 0
 
 lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
 	(echo "# Spark: the project's environment plus dbt-spark (session; PyHive for the thrift method) and pyspark. Regenerate: make lock-spark"; \

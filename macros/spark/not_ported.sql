@@ -15,20 +15,3 @@
             ~ name ~ " in " ~ duckdb_file ~ "; docs/portability.md, Spark)") }}
     {%- endif -%}
 {%- endmacro %}
-
-{#-
-    The body of a spark__ macro an incremental run reaches: Parquet tables refuse the DuckDB
-    strategies' deletes, so an incremental run of `this` on Spark stops at compile time, asking
-    for --full-refresh; a full build passes (nothing is raised while dbt parses).
--#}
-{% macro incremental_not_ported_to_spark() -%}
-    {{ return(adapter.dispatch('incremental_not_ported_to_spark', 'cdp')()) }}
-{%- endmacro %}
-
-{% macro default__incremental_not_ported_to_spark() -%}
-    {%- if execute %}
-    {{ exceptions.raise_compiler_error(
-        "cdp: an incremental run of " ~ this.identifier ~ " is not ported to Spark yet "
-        ~ "(docs/portability.md, Spark); run with --full-refresh") }}
-    {%- endif %}
-{%- endmacro %}

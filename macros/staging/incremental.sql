@@ -112,7 +112,7 @@ triage_scope as (
         {{ column }},
         {%- endfor %}
         case when {{ triage_key_is_incomplete(group_keys.keys() | list) }} then _batch_id end as _batch_id
-    from {{ this }}
+    from {{ incremental_prior() }}
     where _batch_id in (select _batch_id from triage_changed_batches)
 
 ),
@@ -146,7 +146,7 @@ triage_orphan_rows as (
     where
         raw_rows._batch_id in (
             select staged._batch_id
-            from {{ this }} as staged
+            from {{ incremental_prior() }} as staged
             inner join triage_orphan_scope
                 on
                     {%- for column in group_keys %}
@@ -242,11 +242,12 @@ triage_rows as {{ inline_cte() }} (
     one recorded after the last run (triage_record_batch_state). With no record (a
     table built before records were kept), every batch counts as changed.
 -#}
-{% macro triage_changed_batches(source_relation) -%}
-    {{ return(adapter.dispatch('triage_changed_batches', 'cdp')(source_relation)) }}
+{% macro triage_changed_batches(source_relation, staged=none) -%}
+    {{ return(adapter.dispatch('triage_changed_batches', 'cdp')(source_relation, staged)) }}
 {%- endmacro %}
 
-{% macro default__triage_changed_batches(source_relation) -%}
+{#- `staged`: the model's previous rows (default: incremental_prior()). -#}
+{% macro default__triage_changed_batches(source_relation, staged=none) -%}
 {%- set checksummed = landing_rewritten_in_place(source_relation) -%}
 {%- set state = triage_batch_state_relation(this) -%}
 {%- set recorded = checksummed and execute and adapter.get_relation(
@@ -259,7 +260,7 @@ full outer join (
     select
         _batch_id,
         count(*) as row_count
-    from {{ this }}
+    from {{ staged or incremental_prior() }}
     group by _batch_id
 ) as staged_batches
     on raw_batches._batch_id = staged_batches._batch_id
@@ -289,10 +290,6 @@ where
     {{ exceptions.raise_compiler_error("cdp: landing_batch_state has no portable implementation for adapter "
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__landing_batch_state (the DuckDB version is "
         ~ "duckdb__landing_batch_state in macros/staging/incremental.sql)") }}
-{%- endmacro %}
-
-{% macro spark__landing_batch_state(source_relation, checksum) -%}
-    {{ not_ported_to_spark('landing_batch_state', 'macros/staging/incremental.sql') }}
 {%- endmacro %}
 
 {% macro duckdb__landing_batch_state(source_relation, checksum) -%}
@@ -365,10 +362,6 @@ create or replace table {{ triage_batch_state_relation(this) }} as
 {%- endif -%}
 {%- endmacro %}
 
-{#- Spark: nothing recorded; an incremental run is not ported there (spark__triage_scope_markers). -#}
-{% macro spark__triage_record_batch_state() -%}
-{%- endmacro %}
-
 {#- True when any part of a triage key is missing: such rows are grouped per batch. -#}
 {% macro triage_key_is_incomplete(key_sqls) -%}
     {{ return(adapter.dispatch('triage_key_is_incomplete', 'cdp')(key_sqls)) }}
@@ -404,16 +397,6 @@ select
     _batch_id,
     '{{ triage_marker_status() }}' as row_status
 from triage_scope
-{%- endif %}
-{%- endmacro %}
-{#-
-    Spark: a full build (a table, or a first or full-refresh incremental run) has no markers.
-    An incremental run on Spark is not ported yet (Parquet tables refuse the regroup
-    strategy's delete): it stops at compile time, never silently.
--#}
-{% macro spark__triage_scope_markers(group_keys) -%}
-{%- if execute and is_incremental() %}
-    {{ incremental_not_ported_to_spark() }}
 {%- endif %}
 {%- endmacro %}
 

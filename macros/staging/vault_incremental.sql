@@ -59,18 +59,11 @@
     {{ return(adapter.dispatch('vault_landing_batches', 'cdp')(tables)) }}
 {%- endmacro %}
 
-{#- Spark: an incremental vault run is not ported yet; it stops here, at compile time. -#}
-{% macro spark__vault_landing_batches(tables) -%}
-    {%- if execute %}
-    {{ incremental_not_ported_to_spark() }}
-    {%- endif %}
-{%- endmacro %}
-
 {% macro default__vault_landing_batches(tables) -%}
 {%- set state = vault_batch_state_relation() -%}
 {%- set recorded = execute and adapter.get_relation(
     database=state.database, schema=state.schema, identifier=state.identifier) is not none -%}
-vault_batches_now as materialized (
+vault_batches_now as {{ materialized_cte() }} (
 
     {{ vault_landing_state(tables) }}
 
@@ -152,17 +145,6 @@ vault_replace as (
         ~ "in macros/staging/vault_incremental.sql)") }}
 {%- endmacro %}
 
-{#-
-    Spark: a full build (the first or a full-refresh run: dbt-spark's append strategy creates
-    the table) has no markers. An incremental vault run is not ported (Parquet tables refuse
-    the vault_append strategy's delete): spark__vault_landing_batches stops it first.
--#}
-{% macro spark__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
-{%- if execute and is_incremental() %}
-    {{ incremental_not_ported_to_spark() }}
-{%- endif %}
-{%- endmacro %}
-
 {% macro duckdb__vault_scope_markers(kind, owner, owner_sql, scope_cte) -%}
 {%- if is_incremental() %}
 union all by name
@@ -223,11 +205,6 @@ where {{ kind }} <> '{{ marker }}'
 -#}
 {% macro vault_record_landing_batches(tables=none) -%}
     {{ return(adapter.dispatch('vault_record_landing_batches', 'cdp')(tables)) }}
-{%- endmacro %}
-
-{#- Spark: nothing recorded (an incremental vault run is not ported there; with no record, the
-    first incremental run would replace the vault, as a full refresh does). -#}
-{% macro spark__vault_record_landing_batches(tables) -%}
 {%- endmacro %}
 
 {% macro default__vault_record_landing_batches(tables) -%}

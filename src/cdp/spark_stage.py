@@ -448,6 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="build the models without their data tests (default: each stage runs its tests, "
         "and a failing test fails the build)",
     )
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental models whole (dbt --full-refresh); without it a build over "
+        "a workdir that holds them runs them incrementally (docs/decisions.md, 91)",
+    )
     args = parser.parse_args(argv)
     from py4j.protocol import Py4JError, Py4JNetworkError
 
@@ -578,6 +584,7 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
     fails the build, named on stderr, and skips the models downstream of it."""
     target = workdir / "target"
     dbt_vars = ["--vars", args.vars] if args.vars else []
+    refresh = ["--full-refresh"] if getattr(args, "full_refresh", False) else []
 
     def extra(stage: str) -> list[str]:
         path = stage_target_path(target, stage)
@@ -600,7 +607,7 @@ def run_stages(spark: SparkSession, workdir: Path, args: argparse.Namespace) -> 
             tests = tests_of.get(stage, [])
             if not models and not tests:
                 continue
-            command = ["build", *dbt_vars, "--select", *models, *tests]
+            command = ["build", *dbt_vars, *refresh, "--select", *models, *tests]
             command += ["--indirect-selection", "empty", "--exclude-resource-type", "unit_test"]
             if stage == "analytics":
                 drop_keyed_functions(spark)

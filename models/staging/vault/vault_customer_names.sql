@@ -16,7 +16,7 @@
 -#}
 {{ config(
     materialized='incremental',
-    incremental_strategy=('append' if target.type == 'spark' else 'vault_append'),
+    incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'vault_append'),
     unique_key=['customer_key', 'name_part'],
     post_hook="{{ vault_record_landing_batches(['crm.customers']) }}",
 ) }}

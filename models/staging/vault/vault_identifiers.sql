@@ -23,7 +23,7 @@
 -- depends_on: {{ ref('channels') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy=('append' if target.type == 'spark' else 'vault_append'),
+    incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'vault_append'),
     unique_key=['pseudonym', 'id_type'],
     post_hook="{{ vault_record_landing_batches() }}",
 ) }}
@@ -167,7 +167,7 @@ new_identifiers as (
         (select is_replaced from vault_replace)
         or not exists (
             select 1
-            from {{ this }} as known
+            from {{ incremental_prior() }} as known
             where known.pseudonym = pseudonymised.pseudonym and known.id_type = pseudonymised.id_type
         )
     {%- endif %}
