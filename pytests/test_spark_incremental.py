@@ -39,22 +39,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdp import paths, spark_stage
+from test_incremental import EVENT_MODELS, NAMES_MODEL, VAULT_MODEL
 
 # Six Spark builds in one session: ~28 min at load 8 to 14 on 2 cores (decision 91), beyond
 # make test-spark's budget: make test-spark-incremental runs it.
 pytestmark = [pytest.mark.spark, pytest.mark.spark_incremental, pytest.mark.dbt]
 
-#: The incremental models (test_incremental's EVENT_MODELS, VAULT_MODEL, NAMES_MODEL).
-MODELS: Final = (
-    "stg_web__events_triaged",
-    "stg_messaging__message_events_triaged",
-    "stg_shop__order_items_triaged",
-    "stg_privacy__consent_events_triaged",
-    "stg_crm__customers_triaged",
-    "stg_shop__orders_triaged",
-    "vault_identifiers",
-    "vault_customer_names",
-)
+#: The incremental models: the privacy stage's, then the vault's two (test_incremental's).
+MODELS: Final = (*EVENT_MODELS, VAULT_MODEL, NAMES_MODEL)
 #: Customers of batch 1 (batch 2 adds 6, as in test_incremental).
 CUSTOMERS: Final = 20
 #: The build's as_of (test_incremental's).
