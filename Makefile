@@ -147,9 +147,11 @@ demo-spark: $(SPARK_JAR)  ## make demo, then its landing zone built on Spark (th
 	  $(SPARK_BIN)/python -m cdp.cli spark-build --workdir $(SPARK_DEMO_DIR)
 
 # One Spark session at a time (-n 0); the tests fail, not skip, without Java or pyspark.
-# Their JVMs live seconds to minutes on tiny tables: the JIT's first tier only (C1) is enough,
-# and C2's compiler threads cost them about a third of their CPU (docs/decisions.md, 92). The
-# product's own JVMs (cdp spark-build, spark-thrift outside the tests) keep the JVM's default.
+# Their short JVMs (the keyed functions, the lockdown) live seconds on tiny tables: the JIT's
+# first tier only (C1) is enough, and C2's compiler threads cost them about a third of their CPU
+# (docs/decisions.md, 92). The JVMs that run dbt for minutes (the tests' builds and Thrift
+# servers: pytests/spark_build.spark_env) and the product's own keep the default: C1 cost the
+# shared build 29% more CPU (decision 93).
 test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
 	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m "spark and not spark_incremental" -n 0
 
