@@ -95,6 +95,9 @@ def test_the_key_follows_every_input_of_the_parse(
     assert _key(project, extra=("--target-path", "/a", "--log-path", "/b")) == now
     monkeypatch.setenv("CDP_MASTER_KEY", "j" * 64)
     assert _key(project) == now
+    # what only selects the nodes a command runs is not read by the parse (decision 94)
+    monkeypatch.setenv("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
+    assert _key(project) == now
 
 
 @pytest.mark.dbt
@@ -118,6 +121,13 @@ def test_a_changed_project_is_parsed_again(tmp_path: Path) -> None:
     ]
     assert set(second.result.nodes) == set(first.result.nodes)
     assert second.result is not first.result  # each command compiles into its own copy
+    # the copy is the parse's manifest, whole, and what a command writes into it stays there
+    wanted = first.result.writable_manifest().to_dict()
+    assert second.result.writable_manifest().to_dict() == wanted
+    node = next(iter(second.result.nodes.values()))
+    node.description = "compiled into by the second command"
+    again = stages._parse([], extra, str(root))
+    assert again.result.writable_manifest().to_dict() == wanted
 
     new = root / "models" / "marts" / "bi" / "zz_parse_cache_probe.sql"
     new.write_text("select 1 as probe\n", encoding="utf-8")
