@@ -271,7 +271,9 @@ def _parse(parse_args: Sequence[str], extra: Sequence[str], project_dir: str | N
     if parsed.success and parsed.result is not None and not parsed.result.env_vars:
         # A manifest that read environment variables through env_var() is not cached: the
         # key would have to hold their values.
-        _PARSED[key] = pickle.dumps(parsed.result, protocol=pickle.HIGHEST_PROTOCOL)
+        # a manifest that cannot be pickled is parsed again next time, never a failed command
+        with contextlib.suppress(pickle.PicklingError, TypeError, AttributeError):
+            _PARSED[key] = pickle.dumps(parsed.result, protocol=pickle.HIGHEST_PROTOCOL)
     return parsed
 
 
