@@ -9,6 +9,7 @@ dbt parses of a copy of the project.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -128,6 +129,21 @@ def test_a_changed_project_is_parsed_again(tmp_path: Path) -> None:
     node.description = "compiled into by the second command"
     again = stages._parse([], extra, str(root))
     assert again.result.writable_manifest().to_dict() == wanted
+    # a manifest whose lookups were built (as a parse may leave them) copies to one whose
+    # lookups find what they should: dbt's own __reduce_ex__ shifts them by a field
+    built = again.result
+    source = next(iter(built.sources.values()))
+    model = next(n for n in built.nodes.values() if n.resource_type == "model")
+    assert built.ref_lookup.find(model.name, None, None, built) is not None
+    assert built.source_lookup.find(f"{source.source_name}.{source.name}", None, built)
+    copied = stages._unpickled(stages._pickled(built))
+    for field in dataclasses.fields(built):
+        if not field.name.startswith("_"):
+            assert type(getattr(copied, field.name)) is type(getattr(built, field.name)), field
+    assert copied.ref_lookup.find(model.name, None, None, copied).unique_id == model.unique_id
+    found = copied.source_lookup.find(f"{source.source_name}.{source.name}", None, copied)
+    assert found is not None and found.unique_id == source.unique_id
+    assert copied.writable_manifest().to_dict() == wanted
 
     new = root / "models" / "marts" / "bi" / "zz_parse_cache_probe.sql"
     new.write_text("select 1 as probe\n", encoding="utf-8")
