@@ -130,7 +130,7 @@ def test_a_changed_project_is_parsed_again(tmp_path: Path) -> None:
     again = stages._parse([], extra, str(root))
     assert again.result.writable_manifest().to_dict() == wanted
     # a manifest whose lookups were built (as a parse may leave them) copies to one whose
-    # lookups find what they should: dbt's own __reduce_ex__ shifts them by a field
+    # lookups find what they should: dbt's own __reduce_ex__ shifts them by a field or two
     built = again.result
     source = next(iter(built.sources.values()))
     model = next(n for n in built.nodes.values() if n.resource_type == "model")

@@ -281,10 +281,12 @@ def _parse(parse_args: Sequence[str], extra: Sequence[str], project_dir: str | N
 def _pickled(manifest: Any) -> bytes:
     """The manifest's class and its public fields, pickled. Not the manifest itself: dbt
     1.11's ``Manifest.__reduce_ex__`` (which ``copy.deepcopy`` uses too) passes its fields by
-    position and misses three of them, so a copy's later fields shift by one; a parse whose
-    ref lookup was built then handed a copy whose source lookup was a ref lookup ("find()
-    missing 1 required positional argument", decision 94). The private fields are caches (the
-    lookups, the macros by name, a lock) that the manifest rebuilds when first asked."""
+    position and misses three of them, so a copy's later fields shift by one or two; a parse
+    whose ref lookup was built then handed a copy whose source lookup was a ref lookup
+    ("find() missing 1 required positional argument", decision 94). The private fields are
+    the lookups and the macros by name and package (caches the manifest rebuilds from the
+    public fields when first asked), the parser's counters and a lock (both made new by the
+    constructor)."""
     state = {
         field.name: getattr(manifest, field.name)
         for field in dataclasses.fields(manifest)
