@@ -153,6 +153,25 @@ def test_a_changed_project_is_parsed_again(tmp_path: Path) -> None:
     assert "model.cdp.zz_parse_cache_probe" in third.result.nodes
     assert "model.cdp.zz_parse_cache_probe" not in second.result.nodes
 
+    # A cache, never a failed command: an entry that no longer makes a copy is forgotten and
+    # the project parsed again; a manifest that cannot be pickled (any error an object of it
+    # raises) is not kept.
+    key = stages._parse_key([], extra, str(root))
+    stages._PARSED[key] = b"not a pickled manifest"
+    fourth = stages._parse([], extra, str(root))
+    assert fourth.success and "model.cdp.zz_parse_cache_probe" in fourth.result.nodes
+    assert "cdp: the project is unchanged since its last parse" not in fourth.messages
+    assert stages._unpickled(stages._PARSED[key]).nodes.keys() == fourth.result.nodes.keys()
+
+    def unpicklable(manifest: Any) -> bytes:
+        raise RuntimeError("an object that refuses to be pickled")
+
+    del stages._PARSED[key]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "_pickled", unpicklable)
+        fifth = stages._parse([], extra, str(root))
+    assert fifth.success and key not in stages._PARSED
+
 
 # --------------------------------------------------------------------------- run-time vars
 #
