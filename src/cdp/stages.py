@@ -280,12 +280,9 @@ def _parse(parse_args: Sequence[str], extra: Sequence[str], project_dir: str | N
         # Kept only if a copy can be made from it (tried once here, 0.05 s). A manifest that
         # cannot be pickled, whatever an object of it raises, is parsed again next time: a
         # cache, never a failed command.
-        try:
+        with contextlib.suppress(Exception):
             data = _pickled(parsed.result)
             _unpickled(data)
-        except Exception:  # noqa: S110 - nothing to report: the command goes on uncached
-            pass
-        else:
             _PARSED[key] = data
     return parsed
 
