@@ -104,6 +104,48 @@ def test_floor_checks() -> None:
     assert bench.floor_verdicts(short) == ["keyed floor lacks a keyed column"]
 
 
+def _node(name: str, materialized: str, parents: list[str]) -> dict[str, Any]:
+    relation = None if materialized == "ephemeral" else f'"w"."s"."{name}"'
+    return {
+        "name": name,
+        "resource_type": "model",
+        "relation_name": relation,
+        "config": {"materialized": materialized},
+        "depends_on": {"nodes": [f"model.cdp.{p}" for p in parents]},
+        "tags": ["analytics"],
+    }
+
+
+def test_an_ephemeral_parent_passes_its_inputs_on_to_the_floor() -> None:
+    """fct_profile_events' events come through an ephemeral model: the floor copies the largest
+    relation behind it, not the largest of the model's other (small) parents."""
+    nodes = [
+        _node("web", "view", []),
+        _node("orders", "view", []),
+        _node("ledger", "table", []),
+        _node("inner_events", "ephemeral", ["orders"]),
+        _node("events", "ephemeral", ["web", "inner_events"]),
+        _node("profile", "table", ["events", "ledger"]),
+    ]
+    manifest = {"nodes": {f"model.cdp.{n['name']}": n for n in nodes}, "sources": {}}
+    counts = {'"w"."s"."web"': 3_000, '"w"."s"."orders"': 500, '"w"."s"."ledger"': 800}
+    found = bench.input_relations(manifest["nodes"]["model.cdp.profile"], manifest)
+    assert sorted((p["name"], through) for p, through in found) == [
+        ("ledger", ()),
+        ("orders", ("events", "inner_events")),
+        ("web", ("events",)),
+    ]
+    [plan] = bench.plan_floors(["profile"], manifest, counts, {"profile": "select 1"})
+    assert plan["input"] == "web (through events)"
+    assert plan["input_rows"] == 3_000
+    assert plan["copy"] == 'select * from "w"."s"."web"'
+    # the largest input unreadable (None): the next one, named with its own path
+    [plan] = bench.plan_floors(
+        ["profile"], manifest, {**counts, '"w"."s"."web"': None}, {"profile": "select 1"}
+    )
+    assert plan["input"] == "ledger" and plan["input_rows"] == 800
+
+
 def test_the_keyed_values_are_the_sources_metadata() -> None:
     web = sources.table("web.events")
     assert [k.label for k in bench.landing_keyed_values(web)] == [
@@ -336,6 +378,11 @@ def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> 
     page = (out / "performance.md").read_text()
     assert "## Heavy models against their floors (full build)" in page
     assert "| stg_web__events_triaged | web.events |" in page
+    # the profile's events come through an ephemeral model: its floor copies the largest
+    # relation behind that model (issue 18; it was the person ledger, a far smaller table)
+    profile = heavy["fct_profile_events"]
+    through = "stg_web__events (through int_consent__retained_person_events)"
+    assert profile["input"] == through, profile
 
     warehouse = duckdb.connect(str(workdir / "scale_200" / "warehouse.duckdb"), read_only=True)
     try:

@@ -665,8 +665,9 @@ def plan_floors(
     The main input of a triaged staging model is its landing table and its keyed values are the
     pseudonyms the sources' metadata asks for (cdp.sources, one place); vault_identifiers reads
     the distinct identifiers of every landing table and pseudonymises and seals each one; any
-    other model's main input is its largest parent relation, and its keyed floor is its copy
-    floor when its compiled SQL calls no keyed function (otherwise it is not derived).
+    other model's main input is its largest input relation (:func:`input_relations`: an
+    ephemeral parent's inputs are the model's), and its keyed floor is its copy floor when its
+    compiled SQL calls no keyed function (otherwise it is not derived).
     """
     from cdp import sources
 
@@ -700,24 +701,23 @@ def plan_floors(
             plans.append(plan)
             continue
         parents = []
-        for uid in node["depends_on"]["nodes"]:
-            parent = manifest["nodes"].get(uid) or manifest["sources"].get(uid)
-            if parent is None or not parent.get("relation_name"):
-                continue  # ephemeral
+        for parent, through in input_relations(node, manifest):
             rows = row_counts.get(parent["relation_name"])
             if rows is not None:  # None: not readable (a log a purge has not written yet)
-                parents.append((rows, parent))
+                parents.append((rows, parent, through))
         if not parents:
             plan["notes"].append("no readable parent relation to copy")
             plans.append(plan)
             continue
-        rows, parent = max(parents, key=lambda p: p[0])
+        rows, parent, through = max(parents, key=lambda p: p[0])
         relation = parent["relation_name"]
         plan["input"] = (
             f"{parent['source_name']}.{parent['name']}"
             if parent["resource_type"] == "source"
             else parent["name"]
         )
+        if through:
+            plan["input"] += f" (through {', '.join(through)})"
         plan["input_rows"] = rows
         plan["copy"] = f"select * from {relation}"
         table = landing.get(name)
@@ -737,6 +737,36 @@ def plan_floors(
             plan["notes"].append("its keyed values are not derived: no keyed floor")
         plans.append(plan)
     return plans
+
+
+def input_relations(
+    node: Mapping[str, Any], manifest: Mapping[str, Any]
+) -> list[tuple[Mapping[str, Any], tuple[str, ...]]]:
+    """The relations a model reads, each with the ephemeral models it reads it through.
+
+    An ephemeral parent is no relation: the model reads that parent's own inputs, inlined (the
+    profile's events come from the staging views through int_consent__retained_person_events),
+    so those are its inputs too. Without this, a model whose largest input is ephemeral got the
+    largest of its other parents as its floor's input, a far smaller table.
+    """
+    found: list[tuple[Mapping[str, Any], tuple[str, ...]]] = []
+    seen: set[str] = set()
+
+    def visit(uids: Iterable[str], through: tuple[str, ...]) -> None:
+        for uid in uids:
+            if uid in seen:
+                continue
+            seen.add(uid)
+            parent = manifest["nodes"].get(uid) or manifest["sources"].get(uid)
+            if parent is None:
+                continue
+            if parent.get("relation_name"):
+                found.append((parent, through))
+            elif parent.get("config", {}).get("materialized") == "ephemeral":
+                visit(parent["depends_on"]["nodes"], (*through, parent["name"]))
+
+    visit(node["depends_on"]["nodes"], ())
+    return found
 
 
 def count_rows(scale_dir: Path, relations: Iterable[str]) -> dict[str, int | None]:
