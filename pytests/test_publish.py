@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import stat
 import threading
 import time
@@ -134,7 +135,7 @@ def test_checkpoint_passes_on_the_build_and_fails_on_a_planted_email(
     outcome = gx_checkpoint.run_checkpoint(result.database, tmp_path / "report_ok")
     assert outcome.success, outcome.failures
     assert outcome.expectations > 40
-    assert (tmp_path / "report_ok" / "index.html").exists()
+    _assert_report_renders_each_mart(tmp_path / "report_ok", result.database, failed=set())
 
     con = duckdb.connect(str(result.database))
     try:
@@ -147,6 +148,35 @@ def test_checkpoint_passes_on_the_build_and_fails_on_a_planted_email(
     planted = gx_checkpoint.run_checkpoint(result.database, tmp_path / "report_bad")
     assert not planted.success
     assert any("bi_sales_by_region_month" in f and "regex" in f.lower() for f in planted.failures)
+    _assert_report_renders_each_mart(
+        tmp_path / "report_bad", result.database, failed={"bi_sales_by_region_month"}
+    )
+
+
+def _assert_report_renders_each_mart(report: Path, database: Path, failed: set[str]) -> None:
+    """The auditor's HTML report: one validation page per published mart, each listed on the
+    index with its outcome (the marts in ``failed`` as failed, every other one as passed)."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        marts = {
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'bi'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert failed <= marts and len(marts) >= 5, marts
+    pages = {page.parent.parent.parent.name for page in (report / "validations").rglob("*.html")}
+    assert pages == {f"{mart}__published" for mart in marts}, pages
+    index = (report / "index.html").read_text()
+    listed = {
+        asset: verdict
+        for verdict, asset in re.findall(
+            r"'_validation_success_text': '(\w+)', 'asset_name': '(\w+)'", index
+        )
+    }
+    assert listed == {m: "Failed" if m in failed else "Success" for m in marts}, listed
 
 
 def test_a_failed_validation_replaces_nothing(workspace_env: dict[str, str]) -> None:

@@ -110,7 +110,6 @@ def run_checkpoint(
     warnings.filterwarnings("ignore", module="great_expectations")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
-    from great_expectations.checkpoint.actions import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     published_db = published_db or paths.published_db()
@@ -172,7 +171,10 @@ def run_checkpoint(
             gx.Checkpoint(
                 name=f"{table}__checkpoint",
                 validation_definitions=[validation],
-                actions=[UpdateDataDocsAction(name="update_docs", site_names=[site])],
+                # No action: the validation results are stored as the checkpoint runs, and one
+                # build_data_docs below renders them all. An UpdateDataDocsAction per table
+                # re-rendered the site each time (2.2 s of 3.8 s for five marts; decision 97).
+                actions=[],
                 result_format="SUMMARY",
             )
         )
