@@ -151,12 +151,13 @@ demo-spark: $(SPARK_JAR)  ## make demo, then its landing zone built on Spark (th
 # first tier only (C1) is enough, and C2's compiler threads cost them about a third of their CPU
 # (docs/decisions.md, 92). The JVMs that run dbt for minutes (the tests' builds and Thrift
 # servers: pytests/spark_build.spark_env) and the product's own keep the default: C1 cost the
-# shared build 29% more CPU (decision 93).
+# shared build 29% more CPU (decision 93). Every JVM of the Spark tests runs the serial collector:
+# beside make test on two cores, G1's parallel collector threads wait for cores (decision 96).
 test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
-	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m "spark and not spark_incremental" -n 0
+	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m "spark and not spark_incremental" -n 0
 
 test-spark-incremental: $(SPARK_JAR)  ## Spark's incremental runs equal a full refresh (decision 91; ~10-30 min, not in CI)
-	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark_incremental -n 0
+	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark_incremental -n 0
 
 lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
 	(echo "# Spark: the project's environment plus dbt-spark (session; PyHive for the thrift method) and pyspark. Regenerate: make lock-spark"; \
