@@ -29,10 +29,11 @@ profiled_persons as (
 
 attributed_events as (
 
+    {#- A filter, not a join: nothing of the profiled person is carried, and a semi-join keeps
+        the 4.4 M events of 100,000 customers out of a join's payload (decision 98). #}
     select retained_events.*
     from retained_events
-    inner join profiled_persons
-        on retained_events.person_key = profiled_persons.person_key
+    where retained_events.person_key in (select profiled_persons.person_key from profiled_persons)
 
 ),
 
