@@ -26,13 +26,18 @@ DEMO_SEED ?= 42
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# --no-compile: pip would byte-compile every file it installs (about 40% of the install's CPU:
-# 61 -> 37 s measured); Python compiles what is imported, on first use, instead.
+# --no-compile, then compileall: pip would byte-compile every file it installs one at a time
+# (about 40% of the install's CPU: 61 -> 37 s measured); compileall does it on every core. The
+# bytecode must be written at install: with PYTHONDONTWRITEBYTECODE set (as on these machines),
+# Python never caches what it compiles on import, and every process of the suite compiled dbt,
+# pandas and Great Expectations again (4 CPU s per dbt process; docs/decisions.md, 99).
+VENV_COMPILE = $(1)/bin/python -m compileall -q -j 0 "$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" src
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(call VENV_COMPILE,$(VENV))
 	@touch $@
 
 venv: $(STAMP)  ## create the local virtual environment from the pinned requirements
@@ -108,6 +113,7 @@ $(SPARK_STAMP): requirements.txt requirements-spark.txt pyproject.toml
 	$(PYTHON) -m venv $(SPARK_VENV)
 	$(SPARK_BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-spark.txt
 	$(SPARK_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(call VENV_COMPILE,$(SPARK_VENV))
 	@touch $@
 
 venv-spark: $(SPARK_STAMP)  ## the Spark virtual environment (.venv-spark) from requirements-spark.txt
