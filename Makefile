@@ -162,7 +162,7 @@ demo-spark: $(SPARK_JAR)  ## make demo, then its landing zone built on Spark (th
 test-spark: $(SPARK_JAR)  ## the Spark tests (pytest -m spark) in .venv-spark: keyed functions, key-leak scan
 	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m "spark and not spark_incremental" -n 0
 
-test-spark-incremental: $(SPARK_JAR)  ## Spark's incremental runs equal a full refresh (decision 91; ~10-30 min, not in CI)
+test-spark-incremental: $(SPARK_JAR)  ## Spark's incremental runs equal a full refresh (decisions 91, 100; ~4 min, not in CI)
 	JAVA_TOOL_OPTIONS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC $${JAVA_TOOL_OPTIONS:-}" $(SPARK_BIN)/python -m pytest -m spark_incremental -n 0
 
 lock-spark:  ## re-pin requirements-spark.txt: what .venv-spark has beyond requirements.txt
