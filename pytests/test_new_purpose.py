@@ -185,16 +185,15 @@ def added(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for r in query(
             db,
             """
-            with requesters as (
-                select person_key from intermediate.int_rights__request_persons
-            )
             select contacts.person_key
             from intermediate.int_consent__person_contacts as contacts
             inner join marts.dim_customer_profile as profile
                 on contacts.person_key = profile.person_key
             where
                 contacts.contact_id_type = 'phone'
-                and contacts.person_key not in (select person_key from requesters)
+                and contacts.person_key not in (
+                    select person_key from intermediate.int_rights__request_persons
+                )
             order by contacts.person_key
             """,
         )
