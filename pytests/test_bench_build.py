@@ -230,6 +230,100 @@ def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
     assert "0.8x !" in page and "- stg_x: keyed floor 1.00 s is above the model" in page
 
 
+def test_each_missed_goal_names_what_holds_it(tmp_path: Path) -> None:
+    def build(
+        seconds: float, node_seconds: float, tests: float, **models: tuple[float, str]
+    ) -> dict[str, Any]:
+        return {
+            **_build(seconds),
+            "node_seconds": node_seconds,
+            "test_seconds": tests,
+            "models": {
+                name: {"seconds": s, "overlapped": 0.0, "stage": "analytics", "materialized": kind}
+                for name, (s, kind) in models.items()
+            },
+        }
+
+    full = build(900.0, 1500.0, 300.0, stg_web=(700.0, "incremental"), fct_profile=(400.0, "table"))
+    increment = build(
+        600.0,
+        1000.0,
+        320.0,
+        stg_web=(30.0, "incremental"),
+        fct_profile=(420.0, "table"),
+        dim_profile=(200.0, "table"),
+        v=(5.0, "view"),
+    )
+    keyed = {"seconds": 90.0, "rows": 10, "columns": 3}
+    scale = {
+        "customers": bench.GOAL_CUSTOMERS,
+        "commit": "abc",
+        "raw_rows": 1000,
+        "generate_seconds": 1.0,
+        "parse_seconds": 8.0,
+        "full": full,
+        "increment_raw_rows": 10,
+        "incremental": increment,
+        "heavy": [
+            {
+                **_heavy(400.0, 10.0, 90.0),
+                "model": "stg_web",
+                "keyed_values": ["event_id"],
+                "keyed_floor": keyed,
+            },
+            {
+                **_heavy(300.0, 10.0, 20.0),
+                "model": "fct_profile",
+                "keyed_values": [],
+                "keyed_floor": {**keyed, "seconds": 20.0},
+            },
+        ],
+    }
+    split = bench.time_by_kind(increment)
+    assert split == {
+        "incremental": 30.0,
+        "table": 620.0,
+        "view": 5.0,
+        "tests": 320.0,
+        "other": 25.0,
+    }
+    page = bench.render({"scales": {"1000000": scale}, "machine": bench.machine()})
+    where = page[page.index("## Where the time goes") :]
+    assert (
+        "| 1,000,000 | incremental | 600 s | 10.0 s | 1,000 s | 30.0 s | 620 s | 5.0 s | 320 s | 25.0 s |"
+        in where
+    )
+    # the full build: its slowest nodes and the keyed floors of the models that compute keyed values
+    assert "full build 900 s against 300 s" in where
+    assert "Slowest: stg_web 700 s (analytics, incremental), fct_profile 400 s" in where
+    assert "the keyed floors of the 1 heavy model that computes keyed values sum to 90.0 s" in where
+    # the increment: what it rebuilds whole, slowest first
+    assert "the 1% increment takes 600 s, 67% of the full build" in where
+    assert "table models 620 s (rebuilt whole)" in where
+    assert "each rebuilt whole: fct_profile 420 s (analytics, table), dim_profile 200 s" in where
+    # over 3x its floor (stg_web is 4.4x, fct_profile 15x: a copy floor, it computes no keyed value)
+    assert "over 3x their keyed floor: fct_profile 15.0x" in where and "stg_web 4.4x" in where
+    assert "a copy: it computes no keyed value" in where
+
+    # Met goals name nothing: a build within every goal has no such lines.
+    fast = {
+        **scale,
+        "full": build(200.0, 300.0, 50.0, a=(10.0, "table")),
+        "incremental": build(15.0, 20.0, 5.0, a=(1.0, "table")),
+        "heavy": [],
+    }
+    page = bench.render({"scales": {"1000000": fast}, "machine": bench.machine()})
+    assert "The goals missed" not in page
+
+    # --render-only writes the page again from the JSON, measuring nothing
+    (tmp_path / "performance.json").write_text(
+        json.dumps({"scales": {"1000000": scale}, "machine": bench.machine()})
+    )
+    assert bench.main(["--render-only", "--out-dir", str(tmp_path)]) == 0
+    assert "the 1% increment takes 600 s" in (tmp_path / "performance.md").read_text()
+    assert bench.main(["--render-only", "--out-dir", str(tmp_path / "none")]) == 2
+
+
 def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     spark = {
         **_build(600.0),

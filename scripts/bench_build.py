@@ -1307,6 +1307,154 @@ def goals(scales: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: What a node of each kind does in an incremental build, for the page's reader.
+_KIND_IN_INCREMENT: Final[dict[str, tuple[str, str]]] = {
+    "table": ("table models", "rebuilt whole"),
+    "incremental": ("incremental models", "new or changed rows only"),
+    "view": ("views", "no rows written"),
+}
+
+
+def time_by_kind(build: Mapping[str, Any]) -> dict[str, float]:
+    """A build's node time split by what the nodes are: models by materialization, the tests
+    (data and unit), the rest (seeds, operations); and dbt's own time outside its nodes' work
+    is the wall time minus dbt's elapsed time (``dbt overhead``)."""
+    split: dict[str, float] = {}
+    for m in (build.get("models") or {}).values():
+        split[m["materialized"]] = split.get(m["materialized"], 0.0) + m["seconds"]
+    split["tests"] = float(build.get("test_seconds") or 0.0)
+    split["other"] = max(0.0, build["node_seconds"] - sum(split.values()))
+    return split
+
+
+def _heaviest(build: Mapping[str, Any], kinds: Iterable[str] | None = None, n: int = 3) -> str:
+    """The ``n`` slowest models of a build (of the given materializations), with their times."""
+    wanted = set(kinds) if kinds is not None else None
+    picked = [
+        (name, m)
+        for name, m in (build.get("models") or {}).items()
+        if wanted is None or m["materialized"] in wanted
+    ]
+    picked.sort(key=lambda item: item[1]["seconds"], reverse=True)
+    return ", ".join(
+        f"{name} {_fmt_s(m['seconds'])} ({m['stage']}, {m['materialized']})"
+        for name, m in picked[:n]
+    )
+
+
+def where_time_goes(scales: list[dict[str, Any]]) -> list[str]:
+    """Each build's node time by kind, and for each goal issue 18 sets that a scale misses, the
+    nodes that hold it: computed from the same run's figures, nothing written by hand."""
+    measured = [s for s in scales if s.get("full")]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## Where the time goes",
+        "",
+        "Each build's node time (2 threads, so it overstates the wall time it costs: see *Node time,",
+        "critical path and wall time*) split by kind: the incremental models, the table models (an",
+        "incremental build rebuilds each of them whole), the views, and the tests (data and unit",
+        "tests: each runs over its whole relation in every build, not only over what changed;",
+        "decision 66). *dbt overhead* is the wall time outside dbt's three stages' elapsed time.",
+        "A scale measured before the page recorded each node has no split (-).",
+        "",
+        "| customers | build | wall | dbt overhead | node time | incremental models | table models "
+        "| views | tests | other |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in measured:
+        for build in ("full", "incremental"):
+            b = s.get(build)
+            if not b:
+                continue
+            split = time_by_kind(b) if b.get("models") else {}
+            cells = [
+                f"{s['customers']:,}",
+                build,
+                _fmt_s(b["seconds"]),
+                _fmt_s(b["seconds"] - b["dbt_elapsed"]),
+                _fmt_s(b["node_seconds"]),
+                *(
+                    _fmt_s(split.get(kind, 0.0)) if split else "-"
+                    for kind in ("incremental", "table", "view", "tests", "other")
+                ),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    held = _held_goals(measured)
+    if held:
+        lines += [
+            "",
+            "**The goals missed, and what holds each** (from the figures above and below):",
+            "",
+        ]
+        lines += held
+    return lines
+
+
+def _held_goals(scales: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for s in scales:
+        customers, full, inc = s["customers"], s["full"], s.get("incremental")
+        if not full.get("models"):
+            continue  # measured before the page recorded each node: nothing to name
+        goal = {GOAL_CUSTOMERS: GOAL_FULL_SECONDS, 100_000: GOAL_100K_SECONDS}.get(customers)
+        if goal is not None and full["seconds"] > goal:
+            split = time_by_kind(full)
+            keyed = [
+                m["keyed_floor"]["seconds"]
+                for m in s.get("heavy") or ()
+                if m.get("keyed_floor") and m.get("keyed_values")
+            ]
+            floors = (
+                f"; the keyed floors of the {len(keyed)} heavy "
+                f"{'model that computes' if len(keyed) == 1 else 'models that compute'} keyed "
+                f"values sum to {_fmt_s(sum(keyed))} alone ({sum(keyed) / goal:.0%} of the goal)"
+                if keyed
+                else ""
+            )
+            lines.append(
+                f"- {customers:,}: full build {_fmt_s(full['seconds'])} against {_fmt_s(goal)}. "
+                f"Node time {_fmt_s(full['node_seconds'])} on 2 threads (incremental models "
+                f"{_fmt_s(split.get('incremental', 0.0))}, table models {_fmt_s(split.get('table', 0.0))}, "
+                f"tests {_fmt_s(split['tests'])}), dbt overhead {_fmt_s(full['seconds'] - full['dbt_elapsed'])}. "
+                f"Slowest: {_heaviest(full)}{floors}."
+            )
+        if inc and inc["seconds"] > GOAL_INCREMENTAL_SHARE * full["seconds"]:
+            lines.append(_held_increment(customers, full, inc))
+        ratios = [
+            (m["alone_seconds"] / m["keyed_floor"]["seconds"], m)
+            for m in s.get("heavy") or ()
+            if m.get("keyed_floor") and m.get("alone_seconds") and m["keyed_floor"]["seconds"]
+        ]
+        over = sorted((r for r in ratios if r[0] > GOAL_FLOOR_RATIO), key=lambda r: -r[0])
+        if over:
+            named = ", ".join(
+                f"{m['model']} {ratio:,.1f}x ({m['alone_seconds']:,.2f} s alone, floor "
+                f"{_floor_s(m['keyed_floor'])}{'' if m.get('keyed_values') else ', a copy: it computes no keyed value'})"
+                for ratio, m in over
+            )
+            lines.append(f"- {customers:,}: over 3x their keyed floor: {named}.")
+    return lines
+
+
+def _held_increment(customers: int, full: Mapping[str, Any], inc: Mapping[str, Any]) -> str:
+    split = time_by_kind(inc)
+    share = inc["seconds"] / full["seconds"]
+    kinds = ", ".join(
+        f"{_KIND_IN_INCREMENT[kind][0]} {_fmt_s(split[kind])} ({_KIND_IN_INCREMENT[kind][1]})"
+        for kind in ("table", "incremental", "view")
+        if split.get(kind)
+    )
+    return (
+        f"- {customers:,}: the 1% increment takes {_fmt_s(inc['seconds'])}, {share:.0%} of the full "
+        f"build (the goal, set at {GOAL_CUSTOMERS:,}: {GOAL_INCREMENTAL_SHARE:.0%}). Of its node time {_fmt_s(inc['node_seconds'])}: "
+        f"{kinds}; tests {_fmt_s(split['tests'])} (over whole relations); dbt overhead "
+        f"{_fmt_s(inc['seconds'] - inc['dbt_elapsed'])}. Slowest table models, each rebuilt whole: "
+        f"{_heaviest(inc, ['table'])}."
+    )
+
+
 def _commit_note(scales: list[dict[str, Any]]) -> list[str]:
     commits = {
         (s.get("commit") or "unknown") + (" (dirty tree)" if s.get("dirty") else "") for s in scales
@@ -1390,6 +1538,7 @@ def render(results: Mapping[str, Any]) -> str:
     if noted:  # what a reader must know about a row (set in performance.json)
         lines += [""] + [f"Note on {s['customers']:,} customers: {s['note']}" for s in noted]
     lines += goals(scales)
+    lines += where_time_goes(scales)
     lines += _spark_section(scales)
     lines += _critical_paths(scales)
     lines += _heavy_tables(scales)
@@ -1677,6 +1826,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-write", action="store_true", help="print the page, write no performance.md/json"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: write performance.md again from the out dir's performance.json "
+        "(after a change to how the page is written; the figures and their commits stay)",
+    )
     args = parser.parse_args(argv)
     try:
         args.scale_list = [int(x.replace("_", "")) for x in args.scales.split(",") if x]
@@ -1695,6 +1850,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def render_only(out_dir: Path) -> int:
+    """Write ``performance.md`` again from ``performance.json``: nothing is measured, so the
+    page keeps the commits and the machine its figures were measured at."""
+    results_json = out_dir / "performance.json"
+    try:
+        results = json.loads(results_json.read_text())
+    except FileNotFoundError:
+        print(f"bench_build: --render-only: no {results_json} to render", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"bench_build: --render-only: {results_json} is not JSON: {exc}", file=sys.stderr)
+        return 2
+    (out_dir / "performance.md").write_text(render(results))
+    _log(f"wrote {out_dir / 'performance.md'} from {results_json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["_dbt"]:
@@ -1702,6 +1874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw[:1] == ["_floors"] and len(raw) == 4:
         return _run_floors(raw[1], raw[2], raw[3])
     args = parse_args(raw)
+    if args.render_only:
+        return render_only(args.out_dir.resolve())
     key = os.environ.get("CDP_MASTER_KEY") if args.key_from_env else None
     if args.key_from_env and not key:
         print("bench_build: --key-from-env: CDP_MASTER_KEY is not set", file=sys.stderr)
