@@ -725,3 +725,89 @@ def test_rfm_scores_are_quintiles_with_ties_broken_by_person_key(
         f"from ({_cte(PROFILE, 'rfm')}) order by person_key"
     ).fetchall()
     assert tied == [(f"t{n}", 5 - n, n + 1, n + 1) for n in range(5)]
+
+
+# --------------------------------------------------------------------------- identity_earliest
+
+IDENTITY_TYPES = MACROS / "identity" / "identity_types.sql"
+#: What duckdb__identity_earliest replaced (decision 101): the same order, kept as the reference.
+EARLIEST_REFERENCE = "arg_min(value, (coalesce(seen_at, timestamp 'infinity'), value))"
+
+
+def _earliest(con: duckdb.DuckDBPyConnection, expression: str) -> dict[int, str | None]:
+    return dict(
+        con.execute(f"select grp, {expression} from pairs group by grp order by grp").fetchall()
+    )
+
+
+def _load_pairs(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    con.execute("create or replace table pairs (grp integer, value varchar, seen_at timestamp)")
+    if rows:
+        con.executemany("insert into pairs values (?, ?, ?)", rows)
+
+
+_EARLIEST = str(
+    _jinja()
+    .from_string(IDENTITY_TYPES.read_text(encoding="utf-8"))
+    .module.duckdb__identity_earliest("value", "seen_at")  # type: ignore[attr-defined]
+)
+_moments = st.one_of(
+    st.none(),
+    st.sampled_from(["infinity", "-infinity"]),
+    st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)).map(str),
+    # near each other, so that ties and neighbours are common
+    st.integers(-3, 3).map(lambda n: str(dt.datetime(2026, 1, 1) + dt.timedelta(microseconds=n))),
+)
+_pair_rows = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.one_of(
+            st.none(), st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6)
+        ),
+        _moments,
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("CDP_HYP_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(rows=_pair_rows)
+def test_identity_earliest_equals_arg_min_over_the_tuple(
+    con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]
+) -> None:
+    """The spillable spelling picks what arg_min over (time, value) picks: the earliest time (an
+    unknown one and infinity last, minus infinity first), ties to the least value, a NULL value
+    never; and what the plain rule picks, computed in Python."""
+    _load_pairs(con, rows)
+    got = _earliest(con, _EARLIEST)
+    assert got == _earliest(con, EARLIEST_REFERENCE)
+
+    def order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        moment = row[2]
+        if moment == "-infinity":
+            return (0, dt.datetime.min, row[1])
+        if moment is None or moment == "infinity":
+            return (2, dt.datetime.min, row[1])
+        return (1, dt.datetime.fromisoformat(moment), row[1])
+
+    want: dict[int, str | None] = {}
+    for grp in sorted({row[0] for row in rows}):
+        candidates = [row for row in rows if row[0] == grp and row[1] is not None]
+        want[grp] = min(candidates, key=order)[1] if candidates else None
+    assert got == want
+
+
+def test_identity_earliest_comparison_can_fail(con: duckdb.DuckDBPyConnection) -> None:
+    """The comparison has teeth: the time as unpadded digits (9 after 10) picks the later row."""
+    _load_pairs(
+        con,
+        [(0, "later", "1970-01-01 00:00:00.000010"), (0, "earlier", "1970-01-01 00:00:00.000009")],
+    )
+    weak = _EARLIEST.replace("lpad(", "(").replace(", 20, '0')", ")")
+    assert weak != _EARLIEST
+    assert _earliest(con, EARLIEST_REFERENCE) == _earliest(con, _EARLIEST) == {0: "earlier"}
+    assert _earliest(con, weak) != {0: "earlier"}
