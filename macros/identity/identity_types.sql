@@ -81,9 +81,9 @@
     sort as it does (microseconds since 1970 plus 2^63; an unknown time and infinity after every
     time, minus infinity before), the value after: the value of the least is the value wanted.
     The same order as `arg_min(value, (coalesce(seen_at, timestamp 'infinity'), value))` (a NULL
-    value skipped by both), which it replaced: DuckDB cannot spill arg_min's state over a tuple,
-    and int_identity_edges at 1,000,000 customers (11.3 M pairs) ran out of its 6 GB memory
-    limit with it (docs/decisions.md 101); `min` over a text spills.
+    value skipped by both), which it replaced: with arg_min over a tuple int_identity_edges at
+    1,000,000 customers (11.3 M pairs) ran out of its 6 GB memory limit, where `min` over a text
+    spills to disk and fits (docs/decisions.md 101).
 -#}
 {% macro duckdb__identity_earliest(value, seen_at) -%}
     substr(min(
