@@ -1253,6 +1253,15 @@ GOAL_100K_SECONDS: Final = 40
 GOAL_FLOOR_RATIO: Final = 3.0
 
 
+def floor_ratios(scale: Mapping[str, Any]) -> list[tuple[float, Mapping[str, Any]]]:
+    """Each heavy model of a scale with a measured keyed floor: its time alone over that floor."""
+    return [
+        (m["alone_seconds"] / m["keyed_floor"]["seconds"], m)
+        for m in scale.get("heavy") or ()
+        if m.get("keyed_floor") and m.get("alone_seconds") and m["keyed_floor"]["seconds"]
+    ]
+
+
 def goals(scales: list[dict[str, Any]]) -> list[str]:
     """Issue 18's goals, checked against the measured scales (where there are any)."""
     lines = ["", "## Goals (issue 18)", ""]
@@ -1286,11 +1295,7 @@ def goals(scales: list[dict[str, Any]]) -> list[str]:
             )
         )
     for s in scales:
-        ratios = [
-            m["alone_seconds"] / m["keyed_floor"]["seconds"]
-            for m in s.get("heavy") or ()
-            if m.get("keyed_floor") and m.get("alone_seconds") and m["keyed_floor"]["seconds"]
-        ]
+        ratios = [ratio for ratio, _ in floor_ratios(s)]
         if ratios:
             worst = max(ratios)
             checks.append(
@@ -1317,8 +1322,7 @@ _KIND_IN_INCREMENT: Final[dict[str, tuple[str, str]]] = {
 
 def time_by_kind(build: Mapping[str, Any]) -> dict[str, float]:
     """A build's node time split by what the nodes are: models by materialization, the tests
-    (data and unit), the rest (seeds, operations); and dbt's own time outside its nodes' work
-    is the wall time minus dbt's elapsed time (``dbt overhead``)."""
+    (data and unit), and the rest (seeds, operations)."""
     split: dict[str, float] = {}
     for m in (build.get("models") or {}).values():
         split[m["materialized"]] = split.get(m["materialized"], 0.0) + m["seconds"]
@@ -1422,12 +1426,7 @@ def _held_goals(scales: list[dict[str, Any]]) -> list[str]:
             )
         if inc and inc["seconds"] > GOAL_INCREMENTAL_SHARE * full["seconds"]:
             lines.append(_held_increment(customers, full, inc))
-        ratios = [
-            (m["alone_seconds"] / m["keyed_floor"]["seconds"], m)
-            for m in s.get("heavy") or ()
-            if m.get("keyed_floor") and m.get("alone_seconds") and m["keyed_floor"]["seconds"]
-        ]
-        over = sorted((r for r in ratios if r[0] > GOAL_FLOOR_RATIO), key=lambda r: -r[0])
+        over = sorted((r for r in floor_ratios(s) if r[0] > GOAL_FLOOR_RATIO), key=lambda r: -r[0])
         if over:
             named = ", ".join(
                 f"{m['model']} {ratio:,.1f}x ({m['alone_seconds']:,.2f} s alone, floor "
