@@ -285,18 +285,24 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
     con = duckdb.connect(str(built.warehouse_db))
     try:
         # One failing row per column that holds a plain hash: sha256 as the whole value, md5
-        # after a prefix (also one of hex digits), a sha256 in a list; a view that computes
-        # (upper case) is scanned, a view that only selects is not (its table is). A value that
-        # ends like the sha256 but is not it (the scan probes by the last 32 characters, then
-        # confirms on 64) is no hash of an identifier: no row.
+        # after a prefix (also one of hex digits), a sha256 in a list; a view that computes is
+        # scanned, each of its columns (its text columns are read in one pass): upper case,
+        # md5 after a prefix, a list, under a name with both quote characters; a view that
+        # only selects is not (its table is). A value that ends like the sha256 but is not it
+        # (the scan probes by the last 32 characters, then confirms on 64) is no hash of an
+        # identifier: no row, in the table or in the view.
         con.execute(
             "create table main.planted_plain_hash as select ? as email_hash, ? as email_md5, "
             "? as email_md5_hex_prefix, ? as email_hashes, ? as sha256_tail_only",
             [sha, "v1_" + md5, "ab12" + md5, ["x", sha], "f" * 32 + sha[32:]],
         )
+        name = 'it\'s "loud"'  # a column name with both quote characters
+        loud = '"' + name.replace('"', '""') + '"'
         con.execute(
-            "create view main.planted_computing_view as "
-            "select upper(email_hash) as shouting from main.planted_plain_hash"
+            f"create view main.planted_computing_view as select upper(email_hash) as {loud}, "
+            "'x' as short_text, "
+            "'pre_' || email_md5 as prefixed_md5, lower(sha256_tail_only) as tail_only, "
+            "list_reverse(email_hashes) as hash_list from main.planted_plain_hash"
         )
         con.execute(
             "create view main.planted_plain_view as "
@@ -313,7 +319,7 @@ def test_unkeyed_hash_of_an_email_fails_the_build(built: Workspace, tmp_path: Pa
         dirty = built.dbt("test", "--select", "assert_no_unkeyed_hash_of_identifiers")
         assert not dirty.success
         assert "assert_no_unkeyed_hash_of_identifiers" in dirty.output
-        assert "Got 6 results" in dirty.output, dirty.output[-3000:]
+        assert "Got 8 results" in dirty.output, dirty.output[-3000:]
     finally:
         con = duckdb.connect(str(built.warehouse_db))
         con.execute("drop view main.planted_plain_view")
