@@ -229,6 +229,19 @@ def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
     assert "| stg_x | x.y | 100 | 1.20 s (50% overlapped) | 0.80 s |" in page
     assert "0.8x !" in page and "- stg_x: keyed floor 1.00 s is above the model" in page
 
+    # A scale whose full build was measured and whose increment failed still has its full-build
+    # goals checked, and the increment's goal is missed, saying why (not left out).
+    big = {**done, "customers": bench.GOAL_CUSTOMERS, "full": _build(900.0)}
+    big |= {"step": "incremental build", "failed": "exit 1 | Out of Memory Error"}
+    del big["incremental"]
+    page = bench.render({"scales": {"1000000": big}, "machine": bench.machine()})
+    assert "| 1M: full build <= 5 minutes | 900 s | no |" in page
+    assert (
+        "| 1M: peak memory <= 8 GiB | 0.49 GiB (full build; no increment measured) | no |" in page
+    )
+    assert "| 1M: 1% incremental <= 10% of the full build | failed | no |" in page
+    assert "**1,000,000 customers: FAILED at step incremental build**" in page
+
 
 def test_each_missed_goal_names_what_holds_it(tmp_path: Path) -> None:
     def build(
@@ -324,6 +337,55 @@ def test_each_missed_goal_names_what_holds_it(tmp_path: Path) -> None:
     assert bench.main(["--render-only", "--out-dir", str(tmp_path / "none")]) == 2
 
 
+def test_the_slowest_models_alone_are_profiled_and_only_the_named_fields_kept() -> None:
+    alone = {"stg_web": 140.0, "fct_profile": 74.0, "vault_ids": 78.0, "dim": 16.0, "gone": 99.0}
+    alone |= {"stg_crm": 20.0}
+    targets = {"stg_web": "privacy", "fct_profile": "local", "vault_ids": "vault", "dim": "local"}
+    targets |= {"stg_crm": "privacy"}
+    compiled = {"stg_web": "select 1", "fct_profile": "select 2", "vault_ids": "select 3"}
+    compiled |= {"dim": "select 4", "stg_crm": "select 5"}
+    # the slowest alone of each stage, on its target ("gone" has no target: not a heavy model)
+    assert bench.plan_profiles(alone, targets, compiled) == {
+        "privacy": [{"name": "stg_web", "select": "select 1"}],
+        "vault": [{"name": "vault_ids", "select": "select 3"}],
+        "local": [{"name": "fct_profile", "select": "select 2"}],
+    }
+    # a model without compiled SQL or a time alone gives its place to the next of its stage
+    del alone["fct_profile"]
+    assert bench.plan_profiles(alone, targets, {**compiled, "stg_web": ""}) == {
+        "privacy": [{"name": "stg_crm", "select": "select 5"}],
+        "vault": [{"name": "vault_ids", "select": "select 3"}],
+        "local": [{"name": "dim", "select": "select 4"}],
+    }
+
+    join = {"depth": 2, "type": "HASH_JOIN", "join": "INNER", "table": "", "rows": 35_402_388}
+    join |= {"conditions": "subject_key = subject_key", "seconds": 35.7}
+    scan = {"depth": 3, "type": "TABLE_SCAN", "join": "", "conditions": "", "rows": 5_129_315}
+    scan |= {"table": "warehouse.intermediate.int_consent__subject_persons", "seconds": 2.4}
+    # a field the macro never keeps (a filter DuckDB derives from the data) is dropped here too
+    leaky = {**scan, "Filters": "email <= 'someone@example.com'", "extra_info": {"x": 1}}
+    summary = bench.profile_summary(
+        {"name": "fct_profile", "seconds": 79.23, "operators": [leaky, join]}, 74.0
+    )
+    assert summary["operators"] == [scan, join] and summary["operator_seconds"] == 38.1
+    assert summary["seconds"] == 79.23 and summary["alone_seconds"] == 74.0
+
+    full = {**_build(900.0), "node_seconds": 1500.0, "test_seconds": 300.0}
+    full["models"] = {"fct_profile": {"seconds": 130.0, "overlapped": 0.0}}
+    full["models"]["fct_profile"] |= {"stage": "analytics", "materialized": "table"}
+    scale = {"customers": bench.GOAL_CUSTOMERS, "commit": "abc", "raw_rows": 1000}
+    scale |= {"generate_seconds": 1.0, "parse_seconds": 8.0, "full": full}
+    scale |= {"profiles": [summary]}
+    page = bench.render({"scales": {"1000000": scale}, "machine": bench.machine()})
+    assert "Profiled below, alone: fct_profile." in page
+    section = page[page.index("## Profiles of the slowest heavy models") :]
+    assert "**1,000,000 customers, fct_profile**: 79.2 s under `explain analyze`" in section
+    rows = [line for line in section.splitlines() if line.startswith("| HASH_JOIN")]
+    assert rows == ["| HASH_JOIN INNER: `subject_key = subject_key` | 35,402,388 | 35.70 | 94% |"]
+    assert "| TABLE_SCAN: `warehouse.intermediate.int_consent__subject_persons` |" in section
+    assert "someone@example.com" not in page
+
+
 def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     spark = {
         **_build(600.0),
@@ -360,6 +422,21 @@ def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     ) in page
     assert "- 10,000 customers: the Spark build FAILED: exit 1" in page
     assert "| stg_x | privacy | 3.0 | 3.0 | 1x |" in page
+
+    # A Spark run kept beside the DuckDB build it was measured with (the scale's DuckDB figures
+    # measured again later, without Spark) is compared with that build, and the page says so.
+    beside = {
+        "commit": "old",
+        "seconds": 300.0,
+        "tests": 240,
+        "models": {"stg_x": {"seconds": 1.5}},
+    }
+    again = {**scale, "spark": {**spark, "beside": beside}}
+    page = bench.render({"scales": {"100000": again}, "machine": bench.machine()})
+    assert "| 3.00 GiB | 0 (240) | 300 s | 2.0x | 1 of 3 |" in page
+    assert "| stg_x | privacy | 3.0 | 1.5 | 2x |" in page
+    assert "Spark was measured at old, beside that commit's DuckDB full build (300 s)" in page
+    assert "measured again at abc without Spark" in page
 
 
 def test_the_spark_tables_are_counted_from_their_parquet_files(tmp_path: Path) -> None:
@@ -469,7 +546,28 @@ def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> 
     settings = scale["floor_run"]["settings"]
     assert {s["threads"] for s in settings.values()} == {2}, settings
 
+    # The slowest heavy model alone of each stage was built again under explain analyze, on its
+    # stage's connection; of each plan only the named fields were kept, and no value of the
+    # landing zone reached the page or its JSON.
+    of_stage: dict[str, str] = {}
+    for m in sorted(heavy.values(), key=lambda m: -m["alone_seconds"]):
+        of_stage.setdefault(m["stage"], m["model"])
+    assert sorted(p["model"] for p in scale["profiles"]) == sorted(of_stage.values())
+    assert len(of_stage) == 3, of_stage  # the privacy stage's own connection (keys, lockdown) too
+    for profile in scale["profiles"]:
+        assert profile["operators"] and profile["operator_seconds"] > 0, profile
+        assert {k for op in profile["operators"] for k in op} == set(bench.PROFILE_FIELDS)
+        assert any(op["type"] == "CREATE_TABLE_AS" for op in profile["operators"]), profile
+    landing = duckdb.connect(str(raw), read_only=True)
+    try:
+        emails = [r[0] for r in landing.execute("select email from crm.customers").fetchall()]
+    finally:
+        landing.close()
+    published = (out / "performance.json").read_text() + (out / "performance.md").read_text()
+    assert [e for e in emails if e and len(e) > 6 and e in published] == []
+
     page = (out / "performance.md").read_text()
+    assert "## Profiles of the slowest heavy models" in page
     assert "## Heavy models against their floors (full build)" in page
     assert "| stg_web__events_triaged | web.events |" in page
     # the profile's events come through an ephemeral model: its floor copies the largest

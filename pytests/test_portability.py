@@ -31,6 +31,7 @@ EXEMPT: dict[str, str] = {
     "target_stage": "pure Jinja over target.name: no SQL, the same on every engine",
     "node_stage": "pure Jinja over a node's tags: no SQL, the same on every engine",
     "require_stage": "a pre-hook that raises or renders nothing: no SQL on any engine",
+    "bench_profile_operators": "pure Jinja over a parsed plan (a dict): no SQL on any engine",
     "spark__create_csv_table": "dbt-spark's seed table, overridden (macros/spark/seed.sql)",
     "spark__load_csv_rows": "dbt-spark's seed rows, overridden (macros/spark/seed.sql)",
 }
