@@ -555,7 +555,9 @@ def test_the_benchmark_measures_true_floors_and_leaks_no_key(tmp_path: Path) -> 
     assert sorted(p["model"] for p in scale["profiles"]) == sorted(of_stage.values())
     assert len(of_stage) == 3, of_stage  # the privacy stage's own connection (keys, lockdown) too
     for profile in scale["profiles"]:
-        assert profile["operators"] and profile["operator_seconds"] > 0, profile
+        # DuckDB timed the operators (a tiny model's sum may round to 0.00 s on the page)
+        assert profile["operators"], profile
+        assert sum(op["seconds"] for op in profile["operators"]) > 0, profile
         assert {k for op in profile["operators"] for k in op} == set(bench.PROFILE_FIELDS)
         assert any(op["type"] == "CREATE_TABLE_AS" for op in profile["operators"]), profile
     landing = duckdb.connect(str(raw), read_only=True)

@@ -985,7 +985,7 @@ def profile_summary(result: Mapping[str, Any], alone: float | None) -> dict[str,
         "model": result["name"],
         "seconds": round(float(result["seconds"]), 2),
         "alone_seconds": alone,
-        "operator_seconds": round(sum(float(op.get("seconds", 0.0)) for op in operators), 2),
+        "operator_seconds": round(sum(float(op.get("seconds", 0.0)) for op in operators), 4),
         "operators": operators,
     }
 
