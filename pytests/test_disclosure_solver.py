@@ -132,6 +132,26 @@ def _tables(
         ],
     )
 )
+@example(  # found by hypothesis: that maximum still "Unknown" when solved again without presolve
+    (
+        [
+            (0, 0),
+            (0, 0),
+            (0, math.inf),
+            (1, math.inf),
+            (0, 0),
+            (0, 0),
+            (0, math.inf),
+            (1, 1),
+            (0, math.inf),
+        ],
+        [
+            ({1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 6: -1.0}, False),
+            ({2: 1.0, 3: 1.0, 7: -1.0}, False),
+            ({1: 1.0, 2: 1.0, 6: 1.0, 3: 1.0, 8: -1.0}, True),
+        ],
+    )
+)
 def test_every_interval_equals_a_cold_solve_of_each_end(
     table: tuple[list[tuple[float, float]], list[tuple[dict[int, float], bool]]],
 ) -> None:

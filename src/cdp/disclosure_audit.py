@@ -457,10 +457,16 @@ class _Problem:
         lp.a_matrix_.start_ = np.cumsum([0] + [len(column) for column in columns])
         lp.a_matrix_.index_ = np.array([row for column in columns for row, _ in column], dtype=int)
         lp.a_matrix_.value_ = np.array([value for column in columns for _, value in column])
-        self.highs = highspy.Highs()  # type: ignore[no-untyped-call]
-        self.highs.setOptionValue("output_flag", False)
-        self.highs.passModel(lp)
+        self.lp = lp
+        self.highs = self._highs(lp)
         self.costed: int | None = None
+
+    @staticmethod
+    def _highs(lp: Any) -> Any:
+        highs = highspy.Highs()  # type: ignore[no-untyped-call]
+        highs.setOptionValue("output_flag", False)
+        highs.passModel(lp)
+        return highs
 
     def optimise(self, var: int, sign: float) -> float:
         """The smallest (sign 1) or largest (sign -1) value of one variable over the release."""
@@ -480,6 +486,15 @@ class _Problem:
             self.highs.run()
             status = self.highs.getModelStatus()
             self.highs.setOptionValue("presolve", "choose")
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
+            # Still no verdict (seen: an unbounded maximum ending "Unknown" both ways above):
+            # a new solver given only this objective, as a cold solve of its own would be.
+            cold = self._highs(self.lp)
+            cold.changeColCost(column, sign)
+            cold.run()
+            status = cold.getModelStatus()
+            if status == highspy.HighsModelStatus.kOptimal:
+                return float(sign * cold.getInfo().objective_function_value)
         if status == highspy.HighsModelStatus.kUnbounded:
             # the number can be anything above its lower end
             return math.inf if sign < 0 else self.model.low[var]
