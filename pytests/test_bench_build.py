@@ -243,6 +243,61 @@ def test_a_failed_scale_leaves_a_partial_page_that_says_so() -> None:
     assert "**1,000,000 customers: FAILED at step incremental build**" in page
 
 
+@pytest.mark.parametrize(
+    ("line", "published"),
+    [
+        (  # DuckDB's memory messages are sizes only: kept whole
+            "Out of Memory Error: failed to pin block of size 256.0 KiB (5.5 GiB/5.5 GiB used)",
+            "Out of Memory Error: failed to pin block of size 256.0 KiB (5.5 GiB/5.5 GiB used)",
+        ),
+        (
+            "Conversion Error: Could not convert string 'alice@example.com' to INT32",
+            f"Conversion Error: {bench.WITHHELD}",
+        ),
+        (  # a JSON error quotes its input unquoted
+            'Invalid Input Error: Malformed JSON at byte 2 of input: {"email": bob@mail.ru',
+            f"Invalid Input Error: {bench.WITHHELD}",
+        ),
+        (  # a memory message with a value after it is not a memory message
+            "Out of Memory Error: failed to pin block of size 1 KiB (1 GiB/1 GiB used) +79161234567",
+            f"Out of Memory Error: {bench.WITHHELD}",
+        ),
+        (
+            "Database Error in model int_identity_records_resolved "
+            "(models/intermediate/identity/int_identity_records_resolved.sql)",
+            "Database Error in model int_identity_records_resolved "
+            "(models/intermediate/identity/int_identity_records_resolved.sql)",
+        ),
+        (
+            "Compilation Error in model.cdp.int_consent__subject_persons, caused by compilation "
+            "error in referenced ephemeral model model.cdp.x",
+            "Compilation Error in model.cdp.int_consent__subject_persons ...",
+        ),
+        (
+            "Done. PASS=146 WARN=2 ERROR=2 SKIP=6 NO-OP=0 TOTAL=156",
+            "Done. PASS=146 WARN=2 ERROR=2 SKIP=6 NO-OP=0 TOTAL=156",
+        ),
+        (
+            "incremental build failed (exit 1): /x/python bench_build.py _dbt build --vars {}",
+            "incremental build failed (exit 1) ...",
+        ),
+        ("  alice@example.com was not found", bench.WITHHELD),
+    ],
+)
+def test_a_failure_is_published_without_the_values_a_message_can_quote(
+    line: str, published: str
+) -> None:
+    """The page and its JSON are committed: what a failure says there keeps the project's
+    names, DuckDB's error class and memory sizes, never the rest of a DuckDB message, which
+    can quote a raw identifier in the privacy stage (the bench's own log keeps it all)."""
+    assert bench.publishable_line(line) == published
+    failure = bench.StepFailed(f"increment failed (exit 1): cmd\nnoise\n{line}")
+    assert bench._published(failure) == " | ".join(
+        ["increment failed (exit 1) ...", *([published] if "error" in line.lower() else [])]
+    )
+    assert line in bench._short(failure) or "error" not in line.lower()
+
+
 def test_each_missed_goal_names_what_holds_it(tmp_path: Path) -> None:
     def build(
         seconds: float, node_seconds: float, tests: float, **models: tuple[float, str]

@@ -923,7 +923,9 @@ def measure_heavy(
         "settings": floors_out["settings"],
     }
     for target, error in floors_out.get("errors", {}).items():
-        scale["heavy_failed"] = f"the floors or profiles on target {target} failed: {error}"
+        scale["heavy_failed"] = (
+            f"the floors or profiles on target {target} failed: {publishable_line(error)}"
+        )
         _log(f"  floors or profiles on target {target} FAILED: {error}")
     scale["profiles"] = sorted(
         (profile_summary(p, alone.get(p["name"])) for p in floors_out.get("profiles", [])),
@@ -1191,14 +1193,14 @@ def bench_scale(
         try:
             bench_spark(scale, scale_dir, env, as_of)
         except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
-            scale["spark"] = {"failed": _short(exc)}
+            scale["spark"] = {"failed": _published(exc)}
             _log(f"  Spark build FAILED (the DuckDB figures are kept): {_short(exc)}")
 
     scale["step"] = "heavy models alone and floors"
     try:
         measure_heavy(scale, scale_dir, env, as_of)
     except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
-        scale["heavy_failed"] = _short(exc)
+        scale["heavy_failed"] = _published(exc)
         _log(f"  heavy models / floors FAILED (the build figures are kept): {_short(exc)}")
 
     scale["step"] = "generate batch 2"
@@ -1225,11 +1227,62 @@ def bench_scale(
     del scale["step"]
 
 
-def _short(exc: BaseException) -> str:
+def _short_lines(exc: BaseException) -> list[str]:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     tail = [line for line in text.splitlines()[1:] if "error" in line.lower()][-3:]
-    return " | ".join([first[:300], *(line.strip()[:300] for line in tail)])
+    return [first[:300], *(line.strip()[:300] for line in tail)]
+
+
+def _short(exc: BaseException) -> str:
+    """The failure for the bench's own log (stderr): its first line and last error lines."""
+    return " | ".join(_short_lines(exc))
+
+
+def _published(exc: BaseException) -> str:
+    """The failure as the page and performance.json say it: ``_short`` with every line
+    reduced by ``publishable_line``."""
+    return " | ".join(publishable_line(line) for line in _short_lines(exc))
+
+
+# What a failure line may keep on the page. A DuckDB message can quote a value of the data (a
+# failed cast names the text, a broken JSON its input, a duplicate key the key), and in the
+# privacy stage that value can be a raw identifier: so only shapes made of the project's own
+# names and numbers pass whole; of any other DuckDB error its class; the rest is withheld.
+_STEP_FAILED: Final = re.compile(r"^[\w ,.()-]+? failed \(exit -?\d+\)")
+_DBT_NODE_ERROR: Final = re.compile(
+    r"^(?:(?:Compilation|Database|Runtime|Parsing|Dependency) Error|Failure) in "
+    r"(?:(?:model|test|seed|snapshot|operation|unit_test|sql_operation) )?[\w.]+(?: \([\w./-]+\))?"
+)
+_DBT_SUMMARY: Final = re.compile(
+    r"^Done\. PASS=\d+ WARN=\d+ ERROR=\d+ SKIP=\d+(?: NO-OP=\d+)? TOTAL=\d+$"
+)
+_DUCKDB_ERROR: Final = re.compile(
+    r"^(?P<kind>[A-Z][A-Za-z]*(?: [A-Za-z]+)* Error): (?P<message>.*)$"
+)
+_SIZE: Final = r"[\d.]+ [KMGT]?i?B"
+_MEMORY_MESSAGE: Final = re.compile(
+    rf"^(?:failed to pin block|could not allocate block|failed to allocate data) of size {_SIZE}"
+    rf" \({_SIZE}/{_SIZE} used\)$"
+)
+WITHHELD: Final = "[withheld: it may quote a data value; the bench's log has it]"
+
+
+def publishable_line(line: str) -> str:
+    """One line of a failure, reduced to what the page may say (see ``_DUCKDB_ERROR``)."""
+    line = line.strip()
+    if _DBT_SUMMARY.match(line):
+        return line
+    for shape in (_STEP_FAILED, _DBT_NODE_ERROR):
+        match = shape.match(line)
+        if match:
+            return match.group(0) + (" ..." if match.end() < len(line) else "")
+    match = _DUCKDB_ERROR.match(line)
+    if match:
+        if _MEMORY_MESSAGE.match(match["message"]):
+            return line
+        return f"{match['kind']}: {WITHHELD}"
+    return WITHHELD
 
 
 def bench_hmac(rows: int) -> dict[str, float]:
@@ -2068,7 +2121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     spark=customers in args.spark_scale_list,
                 )
             except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
-                scale["failed"] = _short(exc)
+                scale["failed"] = _published(exc)
                 _log(f"{customers:,} customers FAILED at {scale.get('step')}: {_short(exc)}")
                 write()
                 status = 1
