@@ -11,7 +11,9 @@
 
     A view: it is read to answer a question about a person, and as a table it
     would copy every edge on every build. It calls no plugin function, so
-    another connection can read it.
+    another connection can read it. One import CTE per end of a pair: DuckDB
+    materialises a CTE read more than once (all its rows, before the joins;
+    decision 104).
 -#}
 with edges as (
 
@@ -19,13 +21,25 @@ with edges as (
 
 ),
 
-person_identifiers as (
+persons_of_a as (
 
     select * from {{ ref('int_identity_person_identifiers') }}
 
 ),
 
-refused as (
+persons_of_b as (
+
+    select * from {{ ref('int_identity_person_identifiers') }}
+
+),
+
+refused_of_a as (
+
+    select * from {{ ref('int_identity_refused_identifiers') }}
+
+),
+
+refused_of_b as (
 
     select * from {{ ref('int_identity_refused_identifiers') }}
 
@@ -53,13 +67,13 @@ final as (
         coalesce(refused_a.refusal_reason, refused_b.refusal_reason) as refusal_reason,
         coalesce(refused_a.id_key, refused_b.id_key) as refused_id_key
     from edges
-    left join person_identifiers as person_a
+    left join persons_of_a as person_a
         on edges.id_key_a = person_a.id_key
-    left join person_identifiers as person_b
+    left join persons_of_b as person_b
         on edges.id_key_b = person_b.id_key
-    left join refused as refused_a
+    left join refused_of_a as refused_a
         on edges.id_key_a = refused_a.id_key
-    left join refused as refused_b
+    left join refused_of_b as refused_b
         on edges.id_key_b = refused_b.id_key
 
 )

@@ -8,47 +8,63 @@
     int_identity_person_identifiers: copying them here would double the biggest
     tables on every build.
 
+    One import CTE per lookup, each read once: DuckDB materialises a CTE that is
+    read more than once (all its rows, before any join), and with one CTE for all
+    six lookups this statement held 1.2 GB of it and 3.1 GB of hash tables at 1M
+    customers, and ran out of memory beside another heavy node (decision 104).
     A customer, e-mail or phone key is looked up among the identifiers of its own
     type only: a pseudonym is the HMAC of `id_type:value`, so a key of one type
-    never equals another type's, and the result is the same. The four lookups
-    hash about a million identifiers each instead of all five million at 1M
-    customers; DuckDB holds every hash table of this statement at once and does
-    not share the memory limit between them, and the whole table failed out of
-    memory beside another heavy node (decision 104).
+    never equals another type's, and the result is the same.
 -#}
-with person_identifiers as (
+with crm_customer_ids as (
+
+    select
+        id_key,
+        person_key
+    from {{ ref('int_identity_person_identifiers') }}
+    where id_type = 'customer_id'
+
+),
+
+order_customer_ids as (
+
+    select
+        id_key,
+        person_key
+    from {{ ref('int_identity_person_identifiers') }}
+    where id_type = 'customer_id'
+
+),
+
+order_emails as (
+
+    select
+        id_key,
+        person_key
+    from {{ ref('int_identity_person_identifiers') }}
+    where id_type = 'email'
+
+),
+
+order_phones as (
+
+    select
+        id_key,
+        person_key
+    from {{ ref('int_identity_person_identifiers') }}
+    where id_type = 'phone'
+
+),
+
+consent_subjects as (
 
     select * from {{ ref('int_identity_person_identifiers') }}
 
 ),
 
-customer_ids as (
+request_subjects as (
 
-    select
-        id_key,
-        person_key
-    from person_identifiers
-    where id_type = 'customer_id'
-
-),
-
-emails as (
-
-    select
-        id_key,
-        person_key
-    from person_identifiers
-    where id_type = 'email'
-
-),
-
-phones as (
-
-    select
-        id_key,
-        person_key
-    from person_identifiers
-    where id_type = 'phone'
+    select * from {{ ref('int_identity_person_identifiers') }}
 
 ),
 
@@ -84,7 +100,7 @@ crm_records as (
         by_customer.person_key,
         case when by_customer.person_key is not null then 'customer_id' end as resolved_by
     from crm_customers
-    left join customer_ids as by_customer
+    left join crm_customer_ids as by_customer
         on crm_customers.customer_key = by_customer.id_key
 
 ),
@@ -101,11 +117,11 @@ order_records as (
             when by_phone.person_key is not null then 'phone'
         end as resolved_by
     from orders
-    left join customer_ids as by_customer
+    left join order_customer_ids as by_customer
         on orders.customer_key = by_customer.id_key
-    left join emails as by_email
+    left join order_emails as by_email
         on orders.email_key = by_email.id_key
-    left join phones as by_phone
+    left join order_phones as by_phone
         on orders.phone_key = by_phone.id_key
 
 ),
@@ -118,7 +134,7 @@ consent_records as (
         by_subject.person_key,
         case when by_subject.person_key is not null then consent_events.subject_id_type end as resolved_by
     from consent_events
-    left join person_identifiers as by_subject
+    left join consent_subjects as by_subject
         on consent_events.subject_key = by_subject.id_key
 
 ),
@@ -131,7 +147,7 @@ request_records as (
         by_subject.person_key,
         case when by_subject.person_key is not null then subject_requests.subject_id_type end as resolved_by
     from subject_requests
-    left join person_identifiers as by_subject
+    left join request_subjects as by_subject
         on subject_requests.subject_key = by_subject.id_key
 
 ),
