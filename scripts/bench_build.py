@@ -1737,11 +1737,11 @@ def _profiles(scales: list[dict[str, Any]]) -> list[str]:
         "",
         "The slowest heavy model alone of each stage (privacy, analytics, vault) at each scale,",
         "built once more after the floors, on the stage's connection, under DuckDB's `explain",
-        "analyze`. An operator's seconds are",
-        "DuckDB's, summed over the threads it ran on (so they add up to more than the wall time),",
-        f"and *share* is its part of the operators' sum. The {PROFILE_OPERATORS} slowest operators",
-        "are shown; *rows* are the rows it put out. Only each operator's type, join, table and join",
-        "conditions are kept from the plan (macros/bench/bench_profile.sql says why).",
+        "analyze`. An operator's seconds are DuckDB's, summed over the threads it ran on (so they",
+        "add up to more than the wall time), and *share* is its part of the operators' sum. The",
+        f"{PROFILE_OPERATORS} slowest operators are shown; *rows* are the rows it put out. Only each",
+        "operator's type, join, table and join conditions are kept from the plan",
+        "(macros/bench/bench_profile.sql says why).",
         "",
     ]
     for s in profiled:
