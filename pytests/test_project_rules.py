@@ -7,7 +7,8 @@ model reads sources (and seeds, and its table's ``base_`` model) only, and the v
 of kept rows reads its triaged model only; one staging model per source table, and
 it is a triaged model made by the one staging recipe; a primary-key test on every
 model; not_null checked by one not_null_columns test per model, never per column; model names carry their folder's prefix; no model file repeats its folder's
-config; a model that calls the plugin's functions is never a view; every model and
+config; a model that calls the plugin's functions is never a view; an import CTE read
+more than once says whether DuckDB streams it or copies it; every model and
 every macro is documented in yml. They hold for the project and for a copy with a raw
 table added the README's way (one line of stage_landing_table), so a new table's staging
 is the recipe too.
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
+import duckdb
 import pytest
 import yaml  # type: ignore[import-untyped]
 
@@ -579,6 +581,89 @@ def test_a_model_that_calls_the_plugin_is_not_a_view(manifest: Any) -> None:
         if node.config.materialized == "view" and inlined_macros(node) & plugin
     }
     _check("plugin_calls_in_views", offenders, offenders)
+
+
+#: An import CTE, `name as (select * from {{ ref(...) }})` (or a source), and what it is declared
+#: between its name and its parenthesis: `{{ inline_cte() }}`, `{{ materialized_cte() }}` or nothing.
+_IMPORT_CTE: Final = re.compile(
+    r"\b(\w+)\s+as\s+(?:\{\{-?\s*(inline_cte|materialized_cte)\(\)\s*-?\}\}\s*)?"
+    r"\(\s*select\s+\*\s+from\s+\{\{-?\s*(?:ref|source)\([^)]*\)\s*-?\}\}\s*\)",
+    re.IGNORECASE,
+)
+_COMMENTS: Final = re.compile(r"\{#.*?#\}|--[^\n]*", re.DOTALL)
+
+
+def reread_import_ctes(sql: str) -> dict[str, int]:
+    """{name: times read} of the import CTEs of a model's code that are read more than once
+    and declared neither inline_cte() nor materialized_cte()."""
+    code = _COMMENTS.sub("", sql)
+    reread: dict[str, int] = {}
+    for match in _IMPORT_CTE.finditer(code):
+        name, declared = match.group(1), match.group(2)
+        reads = len(re.findall(rf"\b(?:from|join)\s+{name}\b", code, re.IGNORECASE))
+        if reads > 1 and not declared:
+            reread[name] = reads
+    return reread
+
+
+def test_an_import_cte_read_more_than_once_says_how(manifest: Any) -> None:
+    """DuckDB materialises a CTE that is read more than once: it copies every row of the table
+    into memory before the first reader starts (decision 104: 1.2 GB at 1M customers, and the
+    cause of the privacy stage's out-of-memory failure). An import CTE read more than once is
+    declared inline_cte() (each reader scans the table itself) or, on purpose,
+    materialized_cte()."""
+    offenders = {
+        node.name: ", ".join(f"{name} read {n} times" for name, n in sorted(reread.items()))
+        for node in _models(manifest).values()
+        if (reread := reread_import_ctes(node.raw_code))
+    }
+    _check("import_cte_read_once", offenders, offenders)
+
+
+#: A planted model: its import CTE is read by both sides of a join.
+PLANTED_REREAD: Final = """
+with events as (
+
+    select * from {{ ref('events') }}  -- the table
+
+),
+
+pairs as (
+
+    select first_event.id
+    from events as first_event
+    inner join events as second_event
+        on first_event.id = second_event.id + 1
+
+)
+
+select * from pairs
+"""
+
+
+def test_the_import_cte_rule_catches_a_planted_model_and_duckdb_copies_it() -> None:
+    """The rule finds the planted model, and DuckDB's plan of it begins with the CTE operator
+    that copies the table; declared inline_cte() (DuckDB's `not materialized`), the rule passes
+    it and the plan reads the table twice with no copy."""
+    con = duckdb.connect()
+    con.execute("create table events as select range as id from range(1000)")
+
+    def render(model: str) -> str:  # as dbt renders the two calls on DuckDB
+        sql = model.replace("{{ ref('events') }}", "events")
+        return sql.replace("{{ inline_cte() }}", "not materialized")
+
+    def copies(model: str) -> int:
+        plan = con.execute("explain " + render(model)).fetchall()[0][1]
+        return len(re.findall(r"─ CTE ─", plan))
+
+    inline = PLANTED_REREAD.replace("events as (", "events as {{ inline_cte() }} (")
+    assert reread_import_ctes(PLANTED_REREAD) == {"events": 2}
+    assert copies(PLANTED_REREAD) == 1
+    assert reread_import_ctes(inline) == {}
+    assert copies(inline) == 0
+    planted_rows = con.execute(render(PLANTED_REREAD)).fetchall()
+    assert len(planted_rows) == 999
+    assert sorted(planted_rows) == sorted(con.execute(render(inline)).fetchall())
 
 
 def test_every_model_is_documented(manifest: Any) -> None:

@@ -26,7 +26,7 @@ message_events as (
 
 ),
 
-purposes as (
+purposes as {{ inline_cte() }} (
 
     select * from {{ ref('purposes') }}
 

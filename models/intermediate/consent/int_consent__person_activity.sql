@@ -11,13 +11,13 @@
     limit is not active: they leave the profile and the audiences, and the
     purge depersonalises their raw records.
 -#}
-with customers as (
+with customers as {{ inline_cte() }} (
 
     select * from {{ ref('stg_crm__customers') }}
 
 ),
 
-orders as (
+orders as {{ inline_cte() }} (
 
     select * from {{ ref('stg_shop__orders') }}
 
@@ -29,7 +29,7 @@ person_events as (
 
 ),
 
-subject_persons as (
+subject_persons as {{ inline_cte() }} (
 
     select * from {{ ref('int_consent__subject_persons') }}
 

@@ -23,19 +23,19 @@
     'effective_at', '_loaded_at',
 ] %}
 
-with consent_history as (
+with consent_history as {{ inline_cte() }} (
 
     select * from {{ ref('int_consent__consent_history') }}
 
 ),
 
-subject_persons as (
+subject_persons as {{ inline_cte() }} (
 
     select * from {{ ref('int_consent__subject_persons') }}
 
 ),
 
-consent_scopes as (
+consent_scopes as {{ inline_cte() }} (
 
     select * from {{ ref('stg_rights__consent_scopes') }}
 

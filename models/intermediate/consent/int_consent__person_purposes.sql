@@ -6,7 +6,7 @@
     has not asked for restriction or erasure. Profile and audiences select
     from here; the consent_presence test checks them against it.
 -#}
-with person_ledger as (
+with person_ledger as {{ inline_cte() }} (
 
     select * from {{ ref('int_consent__person_ledger') }}
 

@@ -15,7 +15,7 @@ with subject_requests as (
 
 ),
 
-subject_persons as (
+subject_persons as {{ inline_cte() }} (
 
     select * from {{ ref('int_consent__subject_persons') }}
 

@@ -13,25 +13,25 @@
     the ledger to take only opt-outs through it (withdrawals, objections,
     unsubscribes), never grants or activity.
 -#}
-with customers as (
+with customers as {{ inline_cte() }} (
 
     select * from {{ ref('stg_crm__customers') }}
 
 ),
 
-orders as (
+orders as {{ inline_cte() }} (
 
     select * from {{ ref('stg_shop__orders') }}
 
 ),
 
-message_events as (
+message_events as {{ inline_cte() }} (
 
     select * from {{ ref('stg_messaging__message_events') }}
 
 ),
 
-web_events as (
+web_events as {{ inline_cte() }} (
 
     select * from {{ ref('stg_web__events') }}
 

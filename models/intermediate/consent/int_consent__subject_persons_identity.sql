@@ -35,7 +35,7 @@ consent_events as (
 
 ),
 
-message_events as (
+message_events as {{ inline_cte() }} (
 
     select * from {{ ref('stg_messaging__message_events') }}
 

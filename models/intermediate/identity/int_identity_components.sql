@@ -45,7 +45,7 @@
 
 ),
 
-edges as (
+edges as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_edges') }}
 

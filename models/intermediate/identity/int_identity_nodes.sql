@@ -32,13 +32,13 @@
 {%- set max_customers = var('identity_max_customers_per_identifier', 3) -%}
 {%- set max_identifiers = var('identity_max_identifiers_per_identifier', 5) -%}
 
-with edges as (
+with edges as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_edges') }}
 
 ),
 
-junk as (
+junk as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_junk_identifiers') }}
 

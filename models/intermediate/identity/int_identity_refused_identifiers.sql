@@ -16,7 +16,7 @@ devices as (
 
 ),
 
-edges as (
+edges as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_edges') }}
 

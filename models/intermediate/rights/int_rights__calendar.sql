@@ -5,7 +5,7 @@
     working_day_number counts working days up to and including the day, so
     "N working days after day D" is the working day whose number is D's + N.
 -#}
-with holidays as (
+with holidays as {{ inline_cte() }} (
 
     select * from {{ ref('ru_public_holidays') }}
 

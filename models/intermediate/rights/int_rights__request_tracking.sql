@@ -39,7 +39,7 @@ deadlines as (
 
 ),
 
-calendar as (
+calendar as {{ inline_cte() }} (
 
     select * from {{ ref('int_rights__calendar') }}
 
@@ -51,7 +51,7 @@ executions as (
 
 ),
 
-closures as (
+closures as {{ inline_cte() }} (
 
     select * from {{ ref('stg_rights__request_closures') }}
 

@@ -30,7 +30,7 @@ with profiled_persons as (
 
 ),
 
-profile_events as (
+profile_events as {{ inline_cte() }} (
 
     select * from {{ ref('fct_profile_events') }}
 
