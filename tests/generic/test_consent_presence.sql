@@ -18,6 +18,9 @@
                           must also not have objected, unsubscribed, complained,
                           or asked for restriction or erasure since consenting
     Returns one row per violation: the subject, the purpose and what is wrong.
+
+    Each CTE read more than once is inline_cte(): DuckDB would otherwise copy all
+    of the model's rows, and the ledger's, into memory first (decision 105).
 -#}
 {% test consent_presence(model, purpose=none, subject_column=none, event_time_column=none,
                          subject_level=none, check_opt_outs=none, purpose_column=none) %}
@@ -46,13 +49,13 @@
 {%- set person_purposes = ref('int_consent__person_purposes') -%}
 {%- set catalogue = ref('purposes') -%}
 
-with catalogue as (
+with catalogue as {{ inline_cte() }} (
 
     select * from {{ catalogue }}
 
 ),
 
-ledger as (
+ledger as {{ inline_cte() }} (
 
     {% if level == 'person' -%}
     select
@@ -82,7 +85,7 @@ permitted as (
 
 ),
 
-model_rows as (
+model_rows as {{ inline_cte() }} (
 
     select
         cast({{ subject or 'null' }} as {{ text_type() }}) as subject_key,
@@ -92,7 +95,7 @@ model_rows as (
 
 ),
 
-served_purposes as (
+served_purposes as {{ inline_cte() }} (
 
     select
         served.purpose_code,
@@ -118,7 +121,7 @@ served_purposes as (
 
 -- Each row with each purpose it must be consented for: every purpose the model serves,
 -- or with a purpose column, the row's own.
-row_purposes as (
+row_purposes as {{ inline_cte() }} (
 
     select
         model_rows.subject_key,
