@@ -493,6 +493,26 @@ def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     assert "Spark was measured at old, beside that commit's DuckDB full build (300 s)" in page
     assert "measured again at abc without Spark" in page
 
+    # The bench keeps it so by itself: a scale measured again without Spark keeps the Spark
+    # run of its previous entry, beside that entry's DuckDB full build.
+    kept = bench.spark_kept(scale)
+    assert kept is not None
+    assert kept["beside"] == {
+        "commit": "abc",
+        "seconds": 150.0,
+        "tests": 250,
+        "models": _build(150.0)["models"],
+    }
+    assert kept["seconds"] == 600.0
+    newer = {**scale, "commit": "def", "full": {**_build(100.0), "tests": 260}, "spark": kept}
+    page = bench.render({"scales": {"100000": newer}, "machine": bench.machine()})
+    assert "| 3.00 GiB | 0 (250) | 150 s | 4.0x | 1 of 3 |" in page
+    assert "measured again at def without Spark" in page
+    assert bench.spark_kept(newer) == kept  # kept again: still beside abc's build, not def's
+    assert bench.spark_kept(failed) is None
+    assert bench.spark_kept({**scale, "spark": None}) is None
+    assert bench.spark_kept(None) is None
+
 
 def test_the_spark_tables_are_counted_from_their_parquet_files(tmp_path: Path) -> None:
     warehouse = tmp_path / "spark-warehouse"

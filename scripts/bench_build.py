@@ -1136,6 +1136,27 @@ def bench_spark(scale: dict[str, Any], scale_dir: Path, env: Mapping[str, str], 
     )
 
 
+def spark_kept(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The Spark run a scale measured before, to keep when the scale is measured again without
+    Spark: with ``beside``, the DuckDB full build it ran with (its commit, seconds, tests and
+    models), so that the page compares it with that build and not the new one (decision 103).
+    A failed Spark run, or none, is not kept."""
+    spark = (previous or {}).get("spark")
+    if not isinstance(spark, Mapping) or "failed" in spark:
+        return None
+    kept = dict(spark)
+    if "beside" not in kept:
+        assert previous is not None
+        full = previous.get("full") or {}
+        kept["beside"] = {
+            "commit": previous.get("commit"),
+            "seconds": full.get("seconds"),
+            "tests": full.get("tests"),
+            "models": full.get("models") or {},
+        }
+    return kept
+
+
 def bench_scale(
     scale: dict[str, Any], scale_dir: Path, env: dict[str, str], as_of: str, *, spark: bool = False
 ) -> None:
@@ -2111,6 +2132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dirty": bool(changed),
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
+            previous = results["scales"].get(str(customers))
+            if customers not in args.spark_scale_list and (kept := spark_kept(previous)):
+                scale["spark"] = kept
             results["scales"][str(customers)] = scale
             try:
                 bench_scale(
