@@ -509,6 +509,17 @@ def test_the_spark_section_names_each_table_whose_rows_differ() -> None:
     assert "| 3.00 GiB | 0 (250) | 150 s | 4.0x | 1 of 3 |" in page
     assert "measured again at def without Spark" in page
     assert bench.spark_kept(newer) == kept  # kept again: still beside abc's build, not def's
+    # put back once the new measurement has a full build, and not over a Spark run of its own
+    failed_early = {"customers": 100_000, "commit": "def", "failed": "generate batch 1 failed"}
+    bench.keep_spark(failed_early, kept)
+    assert "spark" not in failed_early
+    bench.render({"scales": {"100000": failed_early}, "machine": bench.machine()})
+    measured = {"customers": 100_000, "commit": "def", "raw_rows": 1000, "full": _build(100.0)}
+    bench.keep_spark(measured, kept)
+    assert measured["spark"] is kept
+    own = {**measured, "spark": {"failed": "exit 1"}}
+    bench.keep_spark(own, kept)
+    assert own["spark"] == {"failed": "exit 1"}
     assert bench.spark_kept(failed) is None
     assert bench.spark_kept({**scale, "spark": None}) is None
     assert bench.spark_kept(None) is None

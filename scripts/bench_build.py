@@ -1157,6 +1157,13 @@ def spark_kept(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return kept
 
 
+def keep_spark(scale: dict[str, Any], kept: dict[str, Any] | None) -> None:
+    """Put the kept Spark run (spark_kept) into a scale measured again without Spark, once the
+    scale has its DuckDB full build: a scale that failed before it shows no Spark row."""
+    if kept and "full" in scale and "spark" not in scale:
+        scale["spark"] = kept
+
+
 def bench_scale(
     scale: dict[str, Any], scale_dir: Path, env: dict[str, str], as_of: str, *, spark: bool = False
 ) -> None:
@@ -2133,8 +2140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             previous = results["scales"].get(str(customers))
-            if customers not in args.spark_scale_list and (kept := spark_kept(previous)):
-                scale["spark"] = kept
+            kept = None if customers in args.spark_scale_list else spark_kept(previous)
             results["scales"][str(customers)] = scale
             try:
                 bench_scale(
@@ -2146,10 +2152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             except (StepFailed, OSError, KeyError, ValueError, duckdb.Error) as exc:
                 scale["failed"] = _published(exc)
+                keep_spark(scale, kept)
                 _log(f"{customers:,} customers FAILED at {scale.get('step')}: {_short(exc)}")
                 write()
                 status = 1
                 break  # a larger scale would fail the same way, later
+            keep_spark(scale, kept)
             write()
     finally:
         if not args.keep and args.workdir is None:
