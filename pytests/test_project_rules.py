@@ -22,17 +22,20 @@ graph is checked here.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import duckdb
 import pytest
+import sqlglot
 import yaml  # type: ignore[import-untyped]
+from sqlglot import exp
 
-from cdp import dbt_invoke
-from conftest import ROOT
+from cdp import dbt_invoke, stages
+from conftest import ROOT, SESSION_RUN_RESULTS, Workspace
 from test_new_table import SOURCES_YML, STAGING_MODEL, copy_project
 
 pytestmark = pytest.mark.dbt
@@ -583,27 +586,36 @@ def test_a_model_that_calls_the_plugin_is_not_a_view(manifest: Any) -> None:
     _check("plugin_calls_in_views", offenders, offenders)
 
 
-#: An import CTE, `name as (select * from {{ ref(...) }})` (or a source), and what it is declared
-#: between its name and its parenthesis: `{{ inline_cte() }}`, `{{ materialized_cte() }}` or nothing.
+#: An import CTE, `name as (select * from {{ ref(...) }})` (or a source, or with a filter under
+#: `{% if %}`), and what it is declared between its name and its parenthesis:
+#: `{{ inline_cte() }}`, `{{ materialized_cte() }}` or nothing.
 _IMPORT_CTE: Final = re.compile(
-    r"\b(\w+)\s+as\s+(?:\{\{-?\s*(inline_cte|materialized_cte)\(\)\s*-?\}\}\s*)?"
-    r"\(\s*select\s+\*\s+from\s+\{\{-?\s*(?:ref|source)\([^)]*\)\s*-?\}\}\s*\)",
-    re.IGNORECASE,
+    r"\b(\w+)\s+as\s+(?:\{\{-?\s*(?:cdp\.)?(inline_cte|materialized_cte)\(\s*\)\s*-?\}\}\s*)?"
+    r"\(\s*select\s+\*\s+from\s+\{\{-?\s*(?:ref|source)\([^)]*\)\s*-?\}\}"
+    r"(?:\s*\{%-?\s*if\b.*?\{%-?\s*endif\s*-?%\})?\s*\)",
+    re.IGNORECASE | re.DOTALL,
 )
-_COMMENTS: Final = re.compile(r"\{#.*?#\}|--[^\n]*", re.DOTALL)
+_COMMENTS: Final = re.compile(r"\{#.*?#\}|/\*.*?\*/|--[^\n]*", re.DOTALL)
 
 
-def reread_import_ctes(sql: str) -> dict[str, int]:
-    """{name: times read} of the import CTEs of a model's code that are read more than once
-    and declared neither inline_cte() nor materialized_cte()."""
+def reread_import_ctes(sql: str) -> dict[str, str]:
+    """{name: what is wrong} of the import CTEs of a model's or test's code read more than once
+    that say nothing. A read is `from name` or `join name`, not `name.column` nor
+    `is distinct from name`."""
     code = _COMMENTS.sub("", sql)
-    reread: dict[str, int] = {}
+    wrong: dict[str, str] = {}
     for match in _IMPORT_CTE.finditer(code):
         name, declared = match.group(1), match.group(2)
-        reads = len(re.findall(rf"\b(?:from|join)\s+{name}\b", code, re.IGNORECASE))
-        if reads > 1 and not declared:
-            reread[name] = reads
-    return reread
+        reads = [
+            read
+            for read in re.finditer(
+                rf"(\w+\s+)?\b(?:from|join)\s+{re.escape(name)}\b(?!\s*\.)", code, re.IGNORECASE
+            )
+            if (read.group(1) or "").strip().lower() != "distinct"
+        ]
+        if len(reads) > 1 and not declared:
+            wrong[name] = f"read {len(reads)} times"
+    return wrong
 
 
 def test_an_import_cte_read_more_than_once_says_how(manifest: Any) -> None:
@@ -611,11 +623,20 @@ def test_an_import_cte_read_more_than_once_says_how(manifest: Any) -> None:
     into memory before the first reader starts (decision 104: 1.2 GB at 1M customers, and the
     cause of the privacy stage's out-of-memory failure). An import CTE read more than once is
     declared inline_cte() (each reader scans the table itself) or, on purpose,
-    materialized_cte()."""
+    materialized_cte(). Models and singular tests (a test runs in `dbt build` too), as written;
+    the check below reads the compiled code."""
+    singular_tests = [
+        node
+        for node in manifest.nodes.values()
+        if node.package_name == PROJECT
+        and node.resource_type == "test"
+        and not getattr(node, "test_metadata", None)
+    ]
+    assert singular_tests
     offenders = {
-        node.name: ", ".join(f"{name} read {n} times" for name, n in sorted(reread.items()))
-        for node in _models(manifest).values()
-        if (reread := reread_import_ctes(node.raw_code))
+        node.name: ", ".join(f"{name} {what}" for name, what in sorted(wrong.items()))
+        for node in [*_models(manifest).values(), *singular_tests]
+        if (wrong := reread_import_ctes(node.raw_code))
     }
     _check("import_cte_read_once", offenders, offenders)
 
@@ -657,13 +678,217 @@ def test_the_import_cte_rule_catches_a_planted_model_and_duckdb_copies_it() -> N
         return len(re.findall(r"─ CTE ─", plan))
 
     inline = PLANTED_REREAD.replace("events as (", "events as {{ inline_cte() }} (")
-    assert reread_import_ctes(PLANTED_REREAD) == {"events": 2}
+    assert reread_import_ctes(PLANTED_REREAD) == {"events": "read 2 times"}
     assert copies(PLANTED_REREAD) == 1
     assert reread_import_ctes(inline) == {}
     assert copies(inline) == 0
+    assert copied_imports(render(PLANTED_REREAD)) == {"events": 2}
+    assert copied_imports(render(inline)) == {}
     planted_rows = con.execute(render(PLANTED_REREAD)).fetchall()
     assert len(planted_rows) == 999
     assert sorted(planted_rows) == sorted(con.execute(render(inline)).fetchall())
+
+
+_E = TypeVar("_E", bound=exp.Expression)
+
+
+def _arg(node: Any, kind: type[_E]) -> _E | None:
+    """A node's direct argument of a kind (its WITH, its FROM), whatever sqlglot names the key."""
+    return next((value for value in node.args.values() if isinstance(value, kind)), None)
+
+
+def _binding(table: exp.Table) -> exp.With | None:
+    """The WITH whose CTE a table reference names: the nearest enclosing one defining it. In a
+    CTE's own body only the CTEs before it are visible (a CTE is not recursive)."""
+    child: Any = table
+    node: Any = table.parent
+    while node is not None:
+        if isinstance(node, exp.With):
+            ctes = list(node.expressions)
+            if isinstance(child, exp.CTE):
+                ctes = ctes[: next(i for i, cte in enumerate(ctes) if cte is child)]
+            if any(cte.alias == table.name for cte in ctes):
+                return node
+        else:
+            with_ = _arg(node, exp.With)
+            if (
+                with_ is not None
+                and with_ is not child
+                and any(cte.alias == table.name for cte in with_.expressions)
+            ):
+                return with_
+        child, node = node, node.parent
+    return None
+
+
+def _simple(body: exp.Expression) -> bool:
+    """A select of one relation's rows (a filter, a projection), no join, grouping or window:
+    what DuckDB inlines into its readers when it reads another CTE."""
+    return (
+        isinstance(body, exp.Select)
+        and isinstance((_arg(body, exp.From) or exp.From()).this, exp.Table)
+        and _arg(body, exp.With) is None
+        and not any(body.args.get(k) for k in ("joins", "group", "having", "distinct", "limit"))
+        and not any(e.find(exp.Window, exp.AggFunc) for e in body.expressions)
+    )
+
+
+def _imports_a_relation(body: exp.Expression) -> bool:
+    """`select * from x` (a filter allowed): every row and column of one relation, a table or
+    a view (of another CTE, DuckDB inlines it and copies that CTE instead)."""
+    source = (_arg(body, exp.From) or exp.From()).this
+    return (
+        _simple(body)
+        and [type(e) for e in body.expressions] == [exp.Star]
+        and isinstance(source, exp.Table)
+        and _binding(source) is None
+    )
+
+
+def copied_imports(sql: str) -> dict[str, int]:
+    """{name: times read} of the CTEs of a compiled statement that DuckDB copies whole: an
+    import of a relation read more than once, declared neither `not materialized` nor
+    `materialized`. A read through a CTE DuckDB inlines (a filter or projection of the import,
+    not declared `materialized`) counts once per read of that CTE: DuckDB then copies the
+    import (`b as (select * from a where ...)` read twice copies `a`). Compiled SQL has the
+    macros expanded and the ephemeral models inlined, so this sees what the rule on the
+    written code cannot."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    readers: dict[int, list[exp.Table]] = {}
+    for table in tree.find_all(exp.Table):
+        if not table.args.get("db") and (with_ := _binding(table)) is not None:
+            cte = next(c for c in with_.expressions if c.alias == table.name)
+            readers.setdefault(id(cte), []).append(table)
+
+    def reads(cte: exp.CTE) -> int:
+        total = 0
+        for table in readers.get(id(cte), []):
+            through = table.find_ancestor(exp.CTE)
+            inlined = (
+                through is not None
+                and through.this is table.find_ancestor(exp.Select)
+                and through.args.get("materialized") is not True
+                and _simple(through.this)
+            )
+            total += reads(through) if inlined and through is not None else 1
+        return total
+
+    return {
+        cte.alias: n
+        for cte in tree.find_all(exp.CTE)
+        if cte.args.get("materialized") is None
+        and _imports_a_relation(cte.this)
+        and (n := reads(cte)) > 1
+    }
+
+
+def test_no_built_node_has_duckdb_copy_a_relation_it_imports(built: Workspace) -> None:
+    """The rule on what DuckDB is given: the compiled code of every model and test the demo
+    build ran (each stage's run_results), macros expanded and ephemeral models inlined."""
+    offenders: dict[str, str] = {}
+    checked: set[str] = set()
+    for stage in stages.STAGES:
+        record = built.root / SESSION_RUN_RESULTS / f"{stage.name}.json"
+        for result in json.loads(record.read_text())["results"]:
+            code = result.get("compiled_code")
+            if not code or not code.strip():
+                continue
+            checked.add(result["unique_id"].split(".")[2])
+            if copied := copied_imports(code):
+                name = result["unique_id"].split(".", 2)[-1]
+                offenders[name] = ", ".join(
+                    f"{c} read {n} times" for c, n in sorted(copied.items())
+                )
+    # each stage's models and tests, a singular test among them
+    assert {"vault_customer_names", "int_identity_nodes", "dim_customer_profile"} <= checked
+    assert "assert_identity_links_stay_within_one_person" in checked
+    _check("import_cte_read_once", offenders, offenders)
+
+
+@pytest.mark.parametrize(
+    ("model", "wrong"),
+    [
+        # read in a subquery and through an alias: twice
+        (
+            "with e as (select * from {{- ref('events') -}}) "
+            "select * from e as a where a.id in (select id from e)",
+            {"e": "read 2 times"},
+        ),
+        (
+            "with e as (select * from {{ source('web', 'events') }}) select * from e join e as b using (id)",
+            {"e": "read 2 times"},
+        ),
+        # a filter under {% if %} is still an import
+        (
+            "with e as (select * from {{ ref('events') }} {%- if is_incremental() %} where id > 0"
+            " {%- endif %}) select * from e union all select * from e",
+            {"e": "read 2 times"},
+        ),
+        # `e.id` and `is distinct from e` are no reads of e
+        (
+            "with e as (select * from {{ ref('events') }}), f as (select * from {{ ref('f') }}) "
+            "select e.id from e join f on f.id is not distinct from e.id",
+            {},
+        ),
+        # declared
+        (
+            "with e as {{ inline_cte() }} (select * from {{ ref('events') }}) select * from e, e",
+            {},
+        ),
+        (
+            "with h as {{ materialized_cte() }} (select * from {{ ref('history') }}) "
+            "select * from h union all select * from h",
+            {},
+        ),
+        # commented out: no read
+        ("with e as (select * from {{ ref('events') }}) select * from e -- join e", {}),
+    ],
+)
+def test_the_import_cte_rule_reads_these_shapes(model: str, wrong: dict[str, str]) -> None:
+    assert reread_import_ctes(model) == wrong
+
+
+@pytest.mark.parametrize(
+    ("sql", "copied"),
+    [
+        ("with e as (select * from t) select * from e join e as b using (id)", {"e": 2}),
+        (
+            "with e as (select * from t where id > 1) select * from e union all select * from e",
+            {"e": 2},
+        ),
+        ("with e as not materialized (select * from t) select * from e join e as b using (id)", {}),
+        ("with e as materialized (select * from t) select * from e join e as b using (id)", {}),
+        # a CTE that computes is the engine's to hold
+        ("with e as (select id from t group by id) select * from e join e as b using (id)", {}),
+        # an inlined ephemeral model's own e is another CTE than the model's e
+        (
+            "with e as (select * from t), h as (with e as (select * from u) select * from e) "
+            "select * from e join h using (id)",
+            {},
+        ),
+        # main.e is a table, not the CTE
+        ("with e as (select * from t) select * from e join main.e as b using (id)", {}),
+        # read twice through a filter DuckDB inlines: e is copied
+        (
+            "with e as (select * from t), f as (select * from e where id > 1) "
+            "select * from f join f as b using (id)",
+            {"e": 2},
+        ),
+        (
+            "with e as not materialized (select * from t), f as (select * from e where id > 1) "
+            "select * from f join f as b using (id)",
+            {},
+        ),
+        # through an aggregate: the aggregate is held, e read once
+        (
+            "with e as (select * from t), f as (select id, count(*) as n from e group by id) "
+            "select * from f join f as b using (id)",
+            {},
+        ),
+    ],
+)
+def test_copied_imports_reads_the_compiled_shapes(sql: str, copied: dict[str, int]) -> None:
+    assert copied_imports(sql) == copied
 
 
 def test_every_model_is_documented(manifest: Any) -> None:

@@ -19,8 +19,9 @@
                           or asked for restriction or erasure since consenting
     Returns one row per violation: the subject, the purpose and what is wrong.
 
-    Each CTE read more than once is inline_cte(): DuckDB would otherwise copy all
-    of the model's rows, and the ledger's, into memory first (decision 105).
+    The model's rows and the ledger are read more than once: inline_cte(), or
+    DuckDB would copy all of them into memory first (decision 105). The purposes
+    served are a few rows, computed once (materialized_cte()).
 -#}
 {% test consent_presence(model, purpose=none, subject_column=none, event_time_column=none,
                          subject_level=none, check_opt_outs=none, purpose_column=none) %}
@@ -49,7 +50,7 @@
 {%- set person_purposes = ref('int_consent__person_purposes') -%}
 {%- set catalogue = ref('purposes') -%}
 
-with catalogue as {{ inline_cte() }} (
+with catalogue as (
 
     select * from {{ catalogue }}
 
@@ -95,7 +96,7 @@ model_rows as {{ inline_cte() }} (
 
 ),
 
-served_purposes as {{ inline_cte() }} (
+served_purposes as {{ materialized_cte() }} (
 
     select
         served.purpose_code,

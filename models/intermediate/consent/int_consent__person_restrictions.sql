@@ -9,7 +9,7 @@
     (not purged) while in effect, and so is the scope of identifiers the
     purge kept for them (decision 71).
 -#}
-with subject_requests as (
+with subject_requests as {{ inline_cte() }} (
 
     select * from {{ ref('stg_privacy__subject_requests') }}
 

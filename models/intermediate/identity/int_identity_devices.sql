@@ -9,7 +9,7 @@
     device no customer ever used is a person of its own (a visitor who only
     answered the cookie banner), keyed by itself.
 -#}
-with nodes as (
+with nodes as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_nodes') }}
 

@@ -44,7 +44,7 @@ junk as {{ inline_cte() }} (
 
 ),
 
-crm_customers as (
+crm_customers as {{ inline_cte() }} (
 
     select * from {{ ref('stg_crm__customers_triaged') }}
 

@@ -21,7 +21,7 @@
     whose details cannot be read (`invalid_details`). Deadlines run from the
     UTC date of receipt; the count starts the next day.
 -#}
-with subject_requests as (
+with subject_requests as {{ inline_cte() }} (
 
     select * from {{ ref('stg_privacy__subject_requests') }}
 

@@ -15,7 +15,7 @@
     same cell key and the same noise).
 -#}
 {{- reject_removed_disclosure_vars() -}}
-with analytics_events as (
+with analytics_events as {{ inline_cte() }} (
 
     select * from {{ ref('int_bi__analytics_events') }}
 

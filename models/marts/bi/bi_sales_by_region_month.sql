@@ -13,7 +13,7 @@
     small cell (decision 52).
 -#}
 {{- reject_removed_disclosure_vars() -}}
-with analytics_events as (
+with analytics_events as {{ inline_cte() }} (
 
     select * from {{ ref('int_bi__analytics_events') }}
 

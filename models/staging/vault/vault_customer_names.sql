@@ -35,7 +35,7 @@ vault_scope as (
 ),
 {%- endif %}
 
-source as (
+source as {{ inline_cte() }} (
 
     select * from {{ source('crm', 'customers') }}
     {%- if is_incremental() %}
@@ -65,7 +65,7 @@ middle_names as (
 
 ),
 
-normalised as (
+normalised as {{ inline_cte() }} (
 
     select
         {{ normalise_key('source.customer_id') }} as customer_id,

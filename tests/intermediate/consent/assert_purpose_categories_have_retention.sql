@@ -9,7 +9,7 @@ with purposes as (
 
 ),
 
-data_categories as (
+data_categories as {{ inline_cte() }} (
 
     select * from {{ ref('data_categories') }}
 

@@ -13,7 +13,7 @@ with nodes as (
 
 ),
 
-edges as (
+edges as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_edges') }}
 

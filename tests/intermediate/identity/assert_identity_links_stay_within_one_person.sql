@@ -10,7 +10,7 @@ with edges as (
 
 ),
 
-person_identifiers as (
+person_identifiers as {{ inline_cte() }} (
 
     select * from {{ ref('int_identity_person_identifiers') }}
 
