@@ -19,7 +19,7 @@ with
 
 {{ triage_source(source('privacy', 'consent_events'), group_keys, pseudonymised_keys) }},
 
-purposes as (
+purposes as {{ inline_cte() }} (
 
     select * from {{ ref('purposes') }}
 
