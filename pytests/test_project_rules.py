@@ -721,27 +721,23 @@ def _binding(table: exp.Table) -> exp.With | None:
     return None
 
 
-def _simple(body: exp.Expression) -> bool:
-    """A select of one relation's rows (a filter, a projection), no join, grouping or window:
-    what DuckDB inlines into its readers when it reads another CTE."""
+def _one_relation(body: exp.Expression, clauses: tuple[str, ...]) -> bool:
+    """A select of one relation's rows (a filter, a projection): no join, no WITH of its own, no
+    aggregate or window, none of the clauses named."""
     return (
         isinstance(body, exp.Select)
         and isinstance((_arg(body, exp.From) or exp.From()).this, exp.Table)
         and _arg(body, exp.With) is None
-        and not any(body.args.get(k) for k in ("joins", "group", "having", "distinct", "limit"))
+        and not any(body.args.get(k) for k in ("joins", *clauses))
         and not any(e.find(exp.Window, exp.AggFunc) for e in body.expressions)
     )
 
 
 def _inlinable(body: exp.Expression) -> bool:
     """What DuckDB inlines into each reader of a CTE read more than once: a filter or projection
-    of one relation, with no subquery, `qualify` or volatile function."""
+    of one relation, with no `qualify`, subquery or volatile function (a `limit` is inlined)."""
     return (
-        isinstance(body, exp.Select)
-        and isinstance((_arg(body, exp.From) or exp.From()).this, exp.Table)
-        and _arg(body, exp.With) is None
-        and not any(body.args.get(k) for k in ("joins", "group", "having", "distinct", "qualify"))
-        and not any(e.find(exp.Window, exp.AggFunc) for e in body.expressions)
+        _one_relation(body, ("group", "having", "distinct", "qualify"))
         and not any(select is not body for select in body.find_all(exp.Select))
         and not body.find(exp.Rand)
     )
@@ -750,7 +746,10 @@ def _inlinable(body: exp.Expression) -> bool:
 def _imports_a_relation(body: exp.Expression) -> bool:
     """`select * from x` or `select x.* from x` (a filter allowed): every row and column of one
     relation, a table or a view (of another CTE, DuckDB inlines it and copies that CTE instead)."""
-    if not _simple(body) or len(body.expressions) != 1:
+    if (
+        not _one_relation(body, ("group", "having", "distinct", "limit"))
+        or len(body.expressions) != 1
+    ):
         return False
     (column,) = body.expressions
     source = (_arg(body, exp.From) or exp.From()).this
