@@ -1141,12 +1141,11 @@ def spark_kept(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
     Spark: with ``beside``, the DuckDB full build it ran with (its commit, seconds, tests and
     models), so that the page compares it with that build and not the new one (decision 103).
     A failed Spark run, or none, is not kept."""
-    spark = (previous or {}).get("spark")
-    if not isinstance(spark, Mapping) or "failed" in spark:
+    spark = previous.get("spark") if previous else None
+    if not previous or not isinstance(spark, Mapping) or "failed" in spark:
         return None
     kept = dict(spark)
     if "beside" not in kept:
-        assert previous is not None
         full = previous.get("full") or {}
         kept["beside"] = {
             "commit": previous.get("commit"),
