@@ -1,11 +1,14 @@
 """The scan for unkeyed hashes sees every model, on a fresh build and on a partial one (decision 61).
 
 In a copy of the project, one new privacy-stage model stores the plain sha256 of every
-customer's normalised e-mail (a dictionary attack reverses it). On a fresh build (no
-warehouse, no vault) the scan ``assert_no_unkeyed_hash_of_identifiers`` must fail, naming
-that one column, and every other node must pass; ``cdp build --select`` of that model alone
-must run the scan too. Without the planted model the same fresh build passes it (the
-session's build, ``built``).
+customer's normalised e-mail (a dictionary attack reverses it), and two more plain hashes: of
+an e-mail that the landing zone holds only as a message recipient (its column is typed by the
+channel) and of a phone it holds only as a consent subject (typed by a column of the row;
+decision 106: the scan once gathered only the columns of one fixed type, and missed both). On
+a fresh build (no warehouse, no vault) the scan ``assert_no_unkeyed_hash_of_identifiers`` must
+fail, naming those three columns, and every other node must pass; ``cdp build --select`` of
+that model alone must run the scan too. Without the planted model the same fresh build passes
+it (the session's build, ``built``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from cdp import stages
@@ -25,13 +29,62 @@ from test_new_table import copy_project
 pytestmark = pytest.mark.dbt
 
 PLANTED = "stg_crm__email_hashes"
-PLANTED_MODEL = """\
-{{ config(materialized='table') }}
--- A leak: the plain sha256 of each normalised e-mail, reversible by dictionary.
-select sha256({{ normalise_email('email') }}) as email_hash
-from {{ source('crm', 'customers') }}
-where email is not null
+#: Only a message recipient, and only a consent subject: no CRM or order row holds either.
+RECIPIENT_ONLY = "Only.A.Recipient@Example.org"
+SUBJECT_ONLY = "+7 (912) 000-11-22"
+PLANTED_MODEL = f"""\
+{{{{ config(materialized='table') }}}}
+-- A leak: plain hashes of normalised e-mails and phones, reversible by dictionary.
+with customers as (
+    select sha256({{{{ normalise_email('email') }}}}) as email_hash
+    from {{{{ source('crm', 'customers') }}}}
+    where email is not null
+),
+recipients as (
+    select md5({{{{ normalise_email('recipient') }}}}) as recipient_hash
+    from {{{{ source('messaging', 'message_events') }}}}
+    where recipient = '{RECIPIENT_ONLY}'
+),
+subjects as (
+    -- as a dialled number, without its +
+    select sha256(ltrim({{{{ normalise_phone('subject_id') }}}}, '+')) as subject_hash
+    from {{{{ source('privacy', 'consent_events') }}}}
+    where subject_id = '{SUBJECT_ONLY}'
+)
+select customers.email_hash, recipients.recipient_hash, subjects.subject_hash
+from customers cross join recipients cross join subjects
 """
+
+
+def plant_landing_rows(raw_db: Path) -> None:
+    """One message to ``RECIPIENT_ONLY`` and one consent grant by ``SUBJECT_ONLY``, copies of a
+    landed row of the same batch; neither value is anywhere else in the landing zone."""
+    with duckdb.connect(str(raw_db)) as raw:
+        for value in (RECIPIENT_ONLY.lower(), "9120001122"):
+            for table, column in (("crm.customers", "email"), ("shop.orders", "email")):
+                found = raw.execute(
+                    f"select count(*) from {table} where lower({column}) like ?", [f"%{value}%"]
+                ).fetchone()
+                assert found == (0,), (table, value)
+            for table, column in (("crm.customers", "phone"), ("shop.orders", "phone")):
+                found = raw.execute(
+                    f"select count(*) from {table} "
+                    f"where regexp_replace({column}, '[^0-9]', '', 'g') like ?",
+                    [f"%{value}"],
+                ).fetchone()
+                assert found == (0,), (table, value)
+        raw.execute(
+            "insert into messaging.message_events by name select * replace ("
+            "'planted-message-1' as message_event_id, 'email' as channel, "
+            f"'{RECIPIENT_ONLY}' as recipient) "
+            "from messaging.message_events where lower(trim(channel)) = 'email' limit 1"
+        )
+        raw.execute(
+            "insert into privacy.consent_events by name select * replace ("
+            "'planted-consent-1' as consent_event_id, 'phone' as subject_id_type, "
+            f"'{SUBJECT_ONLY}' as subject_id) "
+            "from privacy.consent_events where lower(trim(action)) = 'grant' limit 1"
+        )
 
 
 def scan_results(target: Path) -> list[dict[str, Any]]:
@@ -71,6 +124,7 @@ def planted(built: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ws = copy_workspace(built, root / "workspace")
     ws.warehouse_db.unlink()  # a fresh build: no warehouse, no vault
     ws.vault_db.unlink()
+    plant_landing_rows(ws.raw_db)
     result = ws.dbt("build", env={"DBT_PROJECT_DIR": str(project)})
     yield Planted(ws, project, result.output, result.success)
 
@@ -83,10 +137,16 @@ def test_the_fresh_build_passes_the_scan_without_the_planted_model(built: Worksp
 def test_a_planted_unkeyed_hash_fails_the_fresh_build(planted: Planted) -> None:
     assert not planted.success
     target = planted.workspace.root / "target"
-    # The scan ran last and found exactly one column: the planted model's.
-    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 1)]
+    # The scan ran last and found exactly the planted model's three columns.
+    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 3)]
     assert other_failures(target) == []
     assert f"{stages.HASH_SCAN}" in planted.output
+    with duckdb.connect(str(planted.workspace.warehouse_db), read_only=True) as warehouse:
+        hashes = warehouse.execute(
+            f"select count(distinct email_hash), count(distinct recipient_hash), "
+            f"count(distinct subject_hash) from staging.{PLANTED}"
+        ).fetchone()
+    assert hashes is not None and hashes[0] > 100 and hashes[1:] == (1, 1)
 
 
 def test_a_partial_build_of_the_planted_model_runs_the_scan(planted: Planted) -> None:
@@ -94,6 +154,6 @@ def test_a_partial_build_of_the_planted_model_runs_the_scan(planted: Planted) ->
     result = ws.dbt("build", "--select", PLANTED, env={"DBT_PROJECT_DIR": str(planted.project)})
     assert not result.success
     target = ws.root / "target"
-    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 1)]
+    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 3)]
     privacy = json.loads((target / "privacy" / "run_results.json").read_text(encoding="utf-8"))
     assert [r["unique_id"].rsplit(".", 1)[-1] for r in privacy["results"]] == [PLANTED]

@@ -32,6 +32,7 @@
 -#}
 -- depends_on: {{ ref('vault_identifiers') }}
 -- depends_on: {{ ref('vault_customer_names') }}
+-- depends_on: {{ ref('channels') }}
 {%- set landing_databases = [] -%}
 {%- for node in landing_sources() -%}
     {%- if node.database and node.database not in landing_databases -%}
@@ -206,30 +207,46 @@
     {%- do typed_columns[id_type].append((node, column)) -%}
 {%- endfor %}
 
--- Every landing column of e-mails and of phones (the sources' meta: identifier_type).
+-- Every e-mail and phone of the landing zone, as the vault gathers them (the sources' meta):
+-- columns of one identifier type (identifier_type), recipients typed by their channel
+-- (identifier_type_by_channel) and subjects typed by a column of their row
+-- (identifier_type_column). Each distinct raw value is normalised once, whichever columns
+-- hold it.
+{%- set distinct_values = {} -%}
+{%- for id_type, columns in typed_columns.items() -%}
+    {%- set union_sql -%}
+        select cast(null as varchar) as raw_value
+        where false
+        {%- for node, column in columns %}
+        union
+        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
+        {%- endfor %}
+        {%- for node, column, channel in landing_columns_typed_by('identifier_type_by_channel') %}
+        union
+        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
+        where {{ recipient_type(channel) }} = '{{ id_type }}'
+        {%- endfor %}
+        {%- for node, column, type_column in landing_columns_typed_by('identifier_type_column') %}
+        union
+        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
+        where {{ clean_id_type(type_column) }} = '{{ id_type }}'
+        {%- endfor %}
+    {%- endset -%}
+    {%- do distinct_values.update({id_type: union_sql}) -%}
+{%- endfor %}
 with emails as (
 
-    {%- for node, column in typed_columns['email'] %}
-    {% if not loop.first %}union{% endif %}
-    select distinct {{ normalise_email(column) }} as identifier
-    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
-    {%- else %}
-    select cast(null as varchar) as identifier
-    where false
-    {%- endfor %}
+    select distinct {{ normalise_email('raw_value') }} as identifier
+    from ({{ distinct_values['email'] }}
+    ) as distinct_values
 
 ),
 
 phones as (
 
-    {%- for node, column in typed_columns['phone'] %}
-    {% if not loop.first %}union{% endif %}
-    select distinct {{ normalise_phone(column) }} as identifier
-    from (select distinct {{ column }} from {{ landing_relation(node) }}) as distinct_values
-    {%- else %}
-    select cast(null as varchar) as identifier
-    where false
-    {%- endfor %}
+    select distinct {{ normalise_phone('raw_value') }} as identifier
+    from ({{ distinct_values['phone'] }}
+    ) as distinct_values
 
 ),
 
