@@ -4,7 +4,8 @@ In a copy of the project, one new privacy-stage model stores the plain sha256 of
 customer's normalised e-mail (a dictionary attack reverses it), and two more plain hashes: of
 an e-mail that the landing zone holds only as a message recipient (its column is typed by the
 channel) and of a phone it holds only as a consent subject (typed by a column of the row;
-decision 106: the scan once gathered only the columns of one fixed type, and missed both). On
+decision 106: the scan once gathered only the columns of one fixed type, and missed both; the
+fixture checks that neither value is anywhere else in the landing zone). On
 a fresh build (no warehouse, no vault) the scan ``assert_no_unkeyed_hash_of_identifiers`` must
 fail, naming those three columns, and every other node must pass; ``cdp build --select`` of
 that model alone must run the scan too. Without the planted model the same fresh build passes
@@ -14,6 +15,7 @@ it (the session's build, ``built``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import duckdb
 import pytest
 
 from cdp import stages
+from cdp.normalise import normalise_email, normalise_phone
 from conftest import Workspace, copy_workspace
 from test_new_table import copy_project
 
@@ -58,21 +61,27 @@ from customers cross join recipients cross join subjects
 
 def plant_landing_rows(raw_db: Path) -> None:
     """One message to ``RECIPIENT_ONLY`` and one consent grant by ``SUBJECT_ONLY``, copies of a
-    landed row of the same batch; neither value is anywhere else in the landing zone."""
+    landed row of the same batch. Neither is anywhere else in the landing zone, normalised or
+    inside other text (a JSON document), so only the scan's recipient branch can find the one
+    and only its subject branch the other."""
+    email, phone = normalise_email(RECIPIENT_ONLY), normalise_phone(SUBJECT_ONLY)
+    assert email is not None and phone is not None
     with duckdb.connect(str(raw_db)) as raw:
-        for value in (RECIPIENT_ONLY.lower(), "9120001122"):
-            for table, column in (("crm.customers", "email"), ("shop.orders", "email")):
-                found = raw.execute(
-                    f"select count(*) from {table} where lower({column}) like ?", [f"%{value}%"]
-                ).fetchone()
-                assert found == (0,), (table, value)
-            for table, column in (("crm.customers", "phone"), ("shop.orders", "phone")):
-                found = raw.execute(
-                    f"select count(*) from {table} "
-                    f"where regexp_replace({column}, '[^0-9]', '', 'g') like ?",
-                    [f"%{value}"],
-                ).fetchone()
-                assert found == (0,), (table, value)
+        text_columns = raw.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where data_type = 'VARCHAR' and table_schema not in ('information_schema', 'pg_catalog')"
+        ).fetchall()
+        assert len(text_columns) > 30
+        for schema, table, column in text_columns:
+            values = raw.execute(
+                f'select distinct "{column}" from "{schema}"."{table}" '
+                f"where \"{column}\" like '%@%' or regexp_matches(\"{column}\", '([0-9][^0-9]*){{10}}')"
+            ).fetchall()
+            for (value,) in values:
+                where = (schema, table, column, value)
+                assert normalise_email(value) != email and normalise_phone(value) != phone, where
+                assert email.split("@")[0] not in value.lower(), where
+                assert phone[-10:] not in re.sub(r"[^0-9]", "", value), where
         raw.execute(
             "insert into messaging.message_events by name select * replace ("
             "'planted-message-1' as message_event_id, 'email' as channel, "

@@ -202,34 +202,52 @@
 {%- endset -%}
 {%- set string_columns = run_query(columns_sql).rows if execute else [] -%}
 
-{%- set typed_columns = {'email': [], 'phone': []} -%}
-{%- for node, column, id_type in landing_identifier_columns() if id_type in typed_columns -%}
-    {%- do typed_columns[id_type].append((node, column)) -%}
-{%- endfor %}
-
--- Every e-mail and phone of the landing zone, as the vault gathers them (the sources' meta):
--- columns of one identifier type (identifier_type), recipients typed by their channel
--- (identifier_type_by_channel) and subjects typed by a column of their row
--- (identifier_type_column). Each distinct raw value is normalised once, whichever columns
--- hold it.
+{#-
+    Every e-mail and phone of the landing zone, from the sources' meta, whatever the vault seals
+    (`vault: false` too): a column of one identifier type (identifier_type); a recipient typed
+    by its channel (identifier_type_by_channel) and a subject typed by a column of its row
+    (identifier_type_column), an unknown type counted as both; and each field a JSON column
+    marks direct (json_fields), as both. A value that is neither is refused by both normalisers,
+    so gathering too much costs little and misses nothing. Each distinct raw value is normalised
+    once, whichever columns hold it.
+-#}
+{%- set gathered = {'email': [], 'phone': []} -%}
+{%- for node in landing_sources() -%}
+    {%- set relation = landing_relation(node) -%}
+    {%- for column in landing_columns(node) -%}
+        {%- set meta = column.meta -%}
+        {%- set name = column.name -%}
+        {%- for id_type in gathered -%}
+            {%- if meta.get('identifier_type') == id_type -%}
+                {%- do gathered[id_type].append(
+                    'select cast(' ~ name ~ ' as varchar) as raw_value from ' ~ relation) -%}
+            {%- elif meta.get('identifier_type_by_channel') -%}
+                {%- do gathered[id_type].append(
+                    'select cast(' ~ name ~ ' as varchar) as raw_value from ' ~ relation
+                    ~ ' where coalesce(' ~ recipient_type(meta['identifier_type_by_channel'])
+                    ~ ", '" ~ id_type ~ "') = '" ~ id_type ~ "'") -%}
+            {%- elif meta.get('identifier_type_column') -%}
+                {%- do gathered[id_type].append(
+                    'select cast(' ~ name ~ ' as varchar) as raw_value from ' ~ relation
+                    ~ ' where coalesce(' ~ clean_id_type(meta['identifier_type_column'])
+                    ~ ", '" ~ id_type ~ "') = '" ~ id_type ~ "'") -%}
+            {%- endif -%}
+            {%- for field, pii in (meta.get('json_fields') or {}).items() if pii == 'direct' -%}
+                {%- do gathered[id_type].append(
+                    'select case when ' ~ json_is_valid(name) ~ ' then '
+                    ~ json_extract_text(name, '$.' ~ field) ~ ' end as raw_value from ' ~ relation) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endfor -%}
+{%- endfor -%}
 {%- set distinct_values = {} -%}
-{%- for id_type, columns in typed_columns.items() -%}
+{%- for id_type, branches in gathered.items() -%}
     {%- set union_sql -%}
         select cast(null as varchar) as raw_value
         where false
-        {%- for node, column in columns %}
+        {%- for branch in branches %}
         union
-        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
-        {%- endfor %}
-        {%- for node, column, channel in landing_columns_typed_by('identifier_type_by_channel') %}
-        union
-        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
-        where {{ recipient_type(channel) }} = '{{ id_type }}'
-        {%- endfor %}
-        {%- for node, column, type_column in landing_columns_typed_by('identifier_type_column') %}
-        union
-        select cast({{ column }} as varchar) as raw_value from {{ landing_relation(node) }}
-        where {{ clean_id_type(type_column) }} = '{{ id_type }}'
+        {{ branch }}
         {%- endfor %}
     {%- endset -%}
     {%- do distinct_values.update({id_type: union_sql}) -%}
