@@ -1,21 +1,21 @@
 """The scan for unkeyed hashes sees every model, on a fresh build and on a partial one (decision 61).
 
 In a copy of the project, one new privacy-stage model stores the plain sha256 of every
-customer's normalised e-mail (a dictionary attack reverses it), and two more plain hashes: of
-an e-mail that the landing zone holds only as a message recipient (its column is typed by the
-channel) and of a phone it holds only as a consent subject (typed by a column of the row;
-decision 106: the scan once gathered only the columns of one fixed type, and missed both; the
-fixture checks that neither value is anywhere else in the landing zone). On
-a fresh build (no warehouse, no vault) the scan ``assert_no_unkeyed_hash_of_identifiers`` must
-fail, naming those three columns, and every other node must pass; ``cdp build --select`` of
-that model alone must run the scan too. Without the planted model the same fresh build passes
-it (the session's build, ``built``).
+customer's normalised e-mail (a dictionary attack reverses it), and five more plain hashes, each
+of a value the landing zone holds in one row only, which one branch of the scan's gathering
+alone reads (decision 106; the scan once gathered only the columns of one fixed type, and
+missed all five): a message recipient on the e-mail channel, a consent subject, a subject
+request's subject (vault: false), a rectification's new value (a JSON field) and a recipient
+on a channel the seed does not know. The fixture checks that none of them is anywhere else in
+the landing zone. On a fresh build (no warehouse, no vault) the scan
+``assert_no_unkeyed_hash_of_identifiers`` must fail, naming those six columns, and every other
+node must pass; ``cdp build --select`` of that model alone must run the scan too. Without the
+planted model the same fresh build passes it (the session's build, ``built``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +32,16 @@ from test_new_table import copy_project
 pytestmark = pytest.mark.dbt
 
 PLANTED = "stg_crm__email_hashes"
-#: Only a message recipient, and only a consent subject: no CRM or order row holds either.
+#: Each value is in one landing row only, which only one branch of the scan's gathering reads:
+#: a message recipient on the e-mail channel, a consent subject, the subject of a subject
+#: request (vault: false), a rectification's new value (a JSON field), and a recipient on a
+#: channel the channels seed does not know.
 RECIPIENT_ONLY = "Only.A.Recipient@Example.org"
 SUBJECT_ONLY = "+7 (912) 000-11-22"
+REQUEST_SUBJECT_ONLY = "+7 912 000 33 44"
+RECTIFIED_ONLY = "Only.A.Rectification@Example.org"
+UNKNOWN_CHANNEL_ONLY = "8 912 000 55 66"
+PLANTED_COLUMNS = 6
 PLANTED_MODEL = f"""\
 {{{{ config(materialized='table') }}}}
 -- A leak: plain hashes of normalised e-mails and phones, reversible by dictionary.
@@ -53,35 +60,92 @@ subjects as (
     select sha256(ltrim({{{{ normalise_phone('subject_id') }}}}, '+')) as subject_hash
     from {{{{ source('privacy', 'consent_events') }}}}
     where subject_id = '{SUBJECT_ONLY}'
+),
+requests as (
+    select
+        md5({{{{ normalise_phone('subject_id') }}}}) as request_subject_hash,
+        sha256({{{{ normalise_email("json_extract_string(details, '$.value')") }}}})
+            as rectified_hash
+    from {{{{ source('privacy', 'subject_requests') }}}}
+    where subject_id = '{REQUEST_SUBJECT_ONLY}'
+),
+unknown_channel as (
+    select sha256({{{{ normalise_phone('recipient') }}}}) as unknown_channel_hash
+    from {{{{ source('messaging', 'message_events') }}}}
+    where recipient = '{UNKNOWN_CHANNEL_ONLY}'
 )
-select customers.email_hash, recipients.recipient_hash, subjects.subject_hash
-from customers cross join recipients cross join subjects
+select
+    customers.email_hash,
+    recipients.recipient_hash,
+    subjects.subject_hash,
+    requests.request_subject_hash,
+    requests.rectified_hash,
+    unknown_channel.unknown_channel_hash
+from customers
+cross join recipients
+cross join subjects
+cross join requests
+cross join unknown_channel
 """
 
 
+def _digits(text: str) -> str:
+    """Every decimal digit of ``text``, any script, as ASCII (phonenumbers reads them all)."""
+    return "".join(str(int(ch)) for ch in text if ch.isdecimal())
+
+
+def _texts(value: str) -> list[str]:
+    """``value``, and every string inside it when it is a JSON document."""
+    texts = [value]
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return texts
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return texts
+
+
 def plant_landing_rows(raw_db: Path) -> None:
-    """One message to ``RECIPIENT_ONLY`` and one consent grant by ``SUBJECT_ONLY``, copies of a
-    landed row of the same batch. Neither is anywhere else in the landing zone, normalised or
-    inside other text (a JSON document), so only the scan's recipient branch can find the one
-    and only its subject branch the other."""
-    email, phone = normalise_email(RECIPIENT_ONLY), normalise_phone(SUBJECT_ONLY)
-    assert email is not None and phone is not None
+    """The five values above, each in one new row copied from a landed row of the same batch.
+    None is anywhere else in the landing zone (every text value, and every string inside a
+    JSON document, normalised, or holding the address's mailbox or the number's digits), so
+    only the branch of the scan meant for it can find it."""
+    emails = [e for v in (RECIPIENT_ONLY, RECTIFIED_ONLY) if (e := normalise_email(v))]
+    phones = [
+        p
+        for v in (SUBJECT_ONLY, REQUEST_SUBJECT_ONLY, UNKNOWN_CHANNEL_ONLY)
+        if (p := normalise_phone(v))
+    ]
+    assert len(emails) == 2 and len(phones) == 3
     with duckdb.connect(str(raw_db)) as raw:
         text_columns = raw.execute(
             "select table_schema, table_name, column_name from information_schema.columns "
             "where data_type = 'VARCHAR' and table_schema not in ('information_schema', 'pg_catalog')"
         ).fetchall()
         assert len(text_columns) > 30
+        seen = 0
         for schema, table, column in text_columns:
+            quoted = column.replace('"', '""')
             values = raw.execute(
-                f'select distinct "{column}" from "{schema}"."{table}" '
-                f"where \"{column}\" like '%@%' or regexp_matches(\"{column}\", '([0-9][^0-9]*){{10}}')"
+                f'select distinct "{quoted}" from "{schema}"."{table}" where "{quoted}" is not null'
             ).fetchall()
             for (value,) in values:
-                where = (schema, table, column, value)
-                assert normalise_email(value) != email and normalise_phone(value) != phone, where
-                assert email.split("@")[0] not in value.lower(), where
-                assert phone[-10:] not in re.sub(r"[^0-9]", "", value), where
+                seen += 1
+                for text in _texts(value):
+                    where = (schema, table, column, value)
+                    assert normalise_email(text) not in emails, where
+                    assert normalise_phone(text) not in phones, where
+                    assert not any(e.split("@")[0] in text.lower() for e in emails), where
+                    assert not any(p[-10:] in _digits(text) for p in phones), where
+        assert seen > 10_000
         raw.execute(
             "insert into messaging.message_events by name select * replace ("
             "'planted-message-1' as message_event_id, 'email' as channel, "
@@ -89,10 +153,25 @@ def plant_landing_rows(raw_db: Path) -> None:
             "from messaging.message_events where lower(trim(channel)) = 'email' limit 1"
         )
         raw.execute(
+            "insert into messaging.message_events by name select * replace ("
+            "'planted-message-2' as message_event_id, 'whatsapp' as channel, "
+            f"'{UNKNOWN_CHANNEL_ONLY}' as recipient) "
+            "from messaging.message_events where lower(trim(channel)) = 'sms' limit 1"
+        )
+        raw.execute(
             "insert into privacy.consent_events by name select * replace ("
             "'planted-consent-1' as consent_event_id, 'phone' as subject_id_type, "
             f"'{SUBJECT_ONLY}' as subject_id) "
             "from privacy.consent_events where lower(trim(action)) = 'grant' limit 1"
+        )
+        details = json.dumps({"field": "email", "value": RECTIFIED_ONLY})
+        raw.execute(
+            "insert into privacy.subject_requests by name select * replace ("
+            "'planted-request-1' as request_id, 'phone' as subject_id_type, "
+            f"'{REQUEST_SUBJECT_ONLY}' as subject_id, ? as details) "
+            "from privacy.subject_requests where lower(trim(request_type)) = 'rectification' "
+            "order by received_at desc limit 1",
+            [details],
         )
 
 
@@ -146,16 +225,20 @@ def test_the_fresh_build_passes_the_scan_without_the_planted_model(built: Worksp
 def test_a_planted_unkeyed_hash_fails_the_fresh_build(planted: Planted) -> None:
     assert not planted.success
     target = planted.workspace.root / "target"
-    # The scan ran last and found exactly the planted model's three columns.
-    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 3)]
+    # The scan ran last and found exactly the planted model's six columns.
+    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [
+        ("fail", PLANTED_COLUMNS)
+    ]
     assert other_failures(target) == []
     assert f"{stages.HASH_SCAN}" in planted.output
     with duckdb.connect(str(planted.workspace.warehouse_db), read_only=True) as warehouse:
         hashes = warehouse.execute(
-            f"select count(distinct email_hash), count(distinct recipient_hash), "
-            f"count(distinct subject_hash) from staging.{PLANTED}"
+            "select count(distinct email_hash), count(distinct recipient_hash), "
+            "count(distinct subject_hash), count(distinct request_subject_hash), "
+            "count(distinct rectified_hash), count(distinct unknown_channel_hash) "
+            f"from staging.{PLANTED}"
         ).fetchone()
-    assert hashes is not None and hashes[0] > 100 and hashes[1:] == (1, 1)
+    assert hashes is not None and hashes[0] > 100 and hashes[1:] == (1,) * (PLANTED_COLUMNS - 1)
 
 
 def test_a_partial_build_of_the_planted_model_runs_the_scan(planted: Planted) -> None:
@@ -163,6 +246,8 @@ def test_a_partial_build_of_the_planted_model_runs_the_scan(planted: Planted) ->
     result = ws.dbt("build", "--select", PLANTED, env={"DBT_PROJECT_DIR": str(planted.project)})
     assert not result.success
     target = ws.root / "target"
-    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [("fail", 3)]
+    assert [(r["status"], r["failures"]) for r in scan_results(target)] == [
+        ("fail", PLANTED_COLUMNS)
+    ]
     privacy = json.loads((target / "privacy" / "run_results.json").read_text(encoding="utf-8"))
     assert [r["unique_id"].rsplit(".", 1)[-1] for r in privacy["results"]] == [PLANTED]
