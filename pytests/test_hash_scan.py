@@ -25,7 +25,7 @@ import duckdb
 import pytest
 
 from cdp import stages
-from cdp.normalise import normalise_email, normalise_phone
+from cdp.normalise import _strings_of, normalise_email, normalise_phone
 from conftest import Workspace, copy_workspace
 from test_new_table import copy_project
 
@@ -96,21 +96,10 @@ def _digits(text: str) -> str:
 
 def _texts(value: str) -> list[str]:
     """``value``, and every string inside it when it is a JSON document."""
-    texts = [value]
     try:
-        document = json.loads(value)
+        return [value, *_strings_of(json.loads(value))]
     except ValueError:
-        return texts
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            texts.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return texts
+        return [value]
 
 
 def plant_landing_rows(raw_db: Path) -> None:
